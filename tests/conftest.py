@@ -1,0 +1,39 @@
+"Fixtures: tiny data sets written into pytest's tmp_path; nothing is downloaded."
+import hashlib, os
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+ROOT = Path(__file__).resolve().parents[1]
+CLIPART = ROOT/'data'/'clipart'
+
+
+def save(im: Image.Image, path: Path, **kw) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    im.save(path, **kw)
+    return path
+
+
+def tree_state(folder: Path) -> dict:
+    "Every file under `folder` with its size, modification time and content hash: proof that nothing changed."
+    return {p.relative_to(folder).as_posix(): (p.stat().st_size, p.stat().st_mtime_ns, hashlib.sha1(p.read_bytes()).hexdigest())
+            for p in sorted(folder.rglob('*')) if p.is_file()}
+
+
+def write_competition(root: Path, classes=('a', 'b'), per_class=6, extra_train_rows=(), test_files=('x0.png',)) -> Path:
+    "A competition-layout data set: train/<class>/<class><i>.png, train.csv, test/*.png, test.csv."
+    rows = []
+    for t, c in enumerate(classes):
+        for i in range(per_class):
+            save(Image.new('RGB', (16, 12), (40 * i % 256, 90 * t % 256, 7)), root/'train'/c/f'{c}{i}.png')
+            rows.append(f'{c},train/{c}/{c}{i}.png,{t}')
+    for name in test_files: save(Image.new('RGB', (16, 12), (1, 2, 3)), root/'test'/name)
+    (root/'train.csv').write_text('class_name,image_path,target\n' + '\n'.join(rows + list(extra_train_rows)) + '\n')
+    (root/'test.csv').write_text('image_path\n' + ''.join(f'test/{n}\n' for n in test_files))
+    return root
+
+
+@pytest.fixture
+def competition(tmp_path):
+    return write_competition(tmp_path/'data')

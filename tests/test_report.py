@@ -1,0 +1,63 @@
+"The HTML report mechanism and the EDA notebook, run through papermill on a tiny slice of the embedded data."
+import html, json, re, shutil
+
+import pandas as pd, papermill as pm, pytest
+
+from conftest import CLIPART, ROOT
+from dogcls.report import Report
+
+EVIL = '<img src=x onerror=alert(1)>&"'
+
+
+def test_report_escapes_and_embeds(tmp_path):
+    r = Report(EVIL, EVIL)
+    r.heading(EVIL); r.text(EVIL); r.metrics({EVIL: EVIL}); r.table(pd.DataFrame({EVIL: [EVIL]}), EVIL)
+    page = r.save(tmp_path).read_text()
+    assert EVIL not in page and '<img src=x' not in page and html.escape(EVIL) in page
+
+def test_table_caption_counts_rows_left_out():
+    r = Report('t'); r.table(pd.DataFrame({'x': range(30)}), 'numbers', max_rows=10)
+    assert '(20 more rows not shown)' in r.html()
+
+
+@pytest.fixture
+def tiny_slice(tmp_path):
+    "Three classes of the embedded set, one renamed to a hostile name, plus their test images and one bad file."
+    train, test = pd.read_csv(CLIPART/'train.csv'), pd.read_csv(CLIPART/'test_labels.csv')
+    keep = sorted(train.class_name.unique())[:3]
+    train = train[train.class_name.isin(keep)].copy()
+    evil = 'evil<b>&"class'
+    train.loc[train.class_name == keep[0], 'class_name'] = evil
+    root = tmp_path/'slice'
+    rows = []
+    for r in train.itertuples():
+        dest = root/'train'/r.class_name/r.image_path.split('/')[-1]
+        dest.parent.mkdir(parents=True, exist_ok=True); shutil.copy(CLIPART/r.image_path, dest)
+        rows.append(dict(class_name=r.class_name, image_path=dest.relative_to(root).as_posix(), target=r.target))
+    pd.DataFrame(rows).to_csv(root/'train.csv', index=False)
+    test = test[test.target.isin(train.target)]
+    (root/'test').mkdir()
+    for p in test.image_path: shutil.copy(CLIPART/p, root/p)
+    test[['image_path']].to_csv(root/'test.csv', index=False)
+    test.to_csv(root/'test_labels.csv', index=False)
+    (root/'train'/keep[1]/'broken.png').write_bytes(b'\x89PNG\r\n')
+    with open(root/'train.csv', 'a') as f: f.write(f'{keep[1]},train/{keep[1]}/broken.png,{train[train.class_name == keep[1]].target.iloc[0]}\n')
+    return root, evil
+
+
+def test_eda_notebook_writes_self_contained_report(tmp_path, tiny_slice):
+    root, evil = tiny_slice
+    pm.execute_notebook(str(ROOT/'nbs'/'eda.ipynb'), str(tmp_path/'eda-out.ipynb'), kernel_name='python3',
+                        parameters=dict(data=str(root), run_name='eda-test', reports=str(tmp_path/'reports'), samples=3),
+                        cwd=str(tmp_path), progress_bar=False)
+    out = tmp_path/'reports'/'eda-test'
+    page = (out/'report.html').read_text()
+    images = re.findall(r'<img [^>]*src="([^"]*)"', page)
+    assert len(images) >= 2 + 3 # class counts, sizes, and a sample of 3
+    assert all(src.startswith('data:image/png;base64,') for src in images)
+    assert evil not in page and html.escape(evil) in page
+    assert 'broken.png' in page and 'not an image' in page # the data-quality report lists the bad file
+    metrics = json.loads((out/'metrics.json').read_text())
+    assert metrics['classes'] == 3 and metrics['files skipped'] == 1
+    manifest = pd.read_csv(out/'manifest.csv')
+    assert set(manifest.split) == {'train', 'test'} and 'broken.png' not in ' '.join(manifest.image_path)
