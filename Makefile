@@ -48,3 +48,4 @@ test: check-clean check-export nbtest pytest
 
 bench: install
 	$(BIN)/python bench/loader.py
+	$(BIN)/python bench/dedup.py

@@ -1,9 +1,9 @@
 "The HTML report mechanism and the EDA notebook, run through papermill on a tiny slice of the embedded data."
-import html, json, re, shutil
+import html, json, re
 
 import pandas as pd, papermill as pm, pytest
 
-from conftest import CLIPART, ROOT
+from conftest import CLIPART, ROOT, clipart_slice
 from dogcls.report import Report
 
 EVIL = '<img src=x onerror=alert(1)>&"'
@@ -22,26 +22,13 @@ def test_table_caption_counts_rows_left_out():
 
 @pytest.fixture
 def tiny_slice(tmp_path):
-    "Three classes of the embedded set, one renamed to a hostile name, plus their test images and one bad file."
-    train, test = pd.read_csv(CLIPART/'train.csv'), pd.read_csv(CLIPART/'test_labels.csv')
-    keep = sorted(train.class_name.unique())[:3]
-    train = train[train.class_name.isin(keep)].copy()
+    "Three classes of the embedded set, one renamed to a hostile name, plus one bad file."
     evil = 'evil<b>&"class'
-    train.loc[train.class_name == keep[0], 'class_name'] = evil
-    root = tmp_path/'slice'
-    rows = []
-    for r in train.itertuples():
-        dest = root/'train'/r.class_name/r.image_path.split('/')[-1]
-        dest.parent.mkdir(parents=True, exist_ok=True); shutil.copy(CLIPART/r.image_path, dest)
-        rows.append(dict(class_name=r.class_name, image_path=dest.relative_to(root).as_posix(), target=r.target))
-    pd.DataFrame(rows).to_csv(root/'train.csv', index=False)
-    test = test[test.target.isin(train.target)]
-    (root/'test').mkdir()
-    for p in test.image_path: shutil.copy(CLIPART/p, root/p)
-    test[['image_path']].to_csv(root/'test.csv', index=False)
-    test.to_csv(root/'test_labels.csv', index=False)
-    (root/'train'/keep[1]/'broken.png').write_bytes(b'\x89PNG\r\n')
-    with open(root/'train.csv', 'a') as f: f.write(f'{keep[1]},train/{keep[1]}/broken.png,{train[train.class_name == keep[1]].target.iloc[0]}\n')
+    root = clipart_slice(tmp_path/'slice', 3, evil)
+    train = pd.read_csv(root/'train.csv')
+    other = sorted(set(train.class_name) - {evil})[0]
+    (root/'train'/other/'broken.png').write_bytes(b'\x89PNG\r\n')
+    with open(root/'train.csv', 'a') as f: f.write(f'{other},train/{other}/broken.png,{train[train.class_name == other].target.iloc[0]}\n')
     return root, evil
 
 

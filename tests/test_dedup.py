@@ -1,0 +1,229 @@
+"Near-duplicate detection: agreement with scikit-image, flips, every bad input of the dedup issue, decisions, notebook."
+import html, json, re, shutil, time
+from pathlib import Path
+
+import numpy as np, pandas as pd, papermill as pm, pytest, torch
+from PIL import Image, ImageOps
+from skimage.metrics import structural_similarity
+
+from conftest import CLIPART, ROOT, clipart_slice, save, tree_state
+from dogcls.core import DataError
+from dogcls.data import assign_folds, load_data
+from dogcls.dedup import (FLIPS, DuplicateReviewer, SSIMIndex, apply_decisions, cosine_pairs, find_duplicates,
+                          propose_decisions, save_decisions, thumbnails, to_gray, within_class_ssim)
+
+
+def drawing(seed: int, size=(120, 90)) -> Image.Image:
+    "A random clipart-like drawing: coloured rectangles and lines on white."
+    rng = np.random.default_rng(seed)
+    im = Image.new('RGB', size, 'white')
+    from PIL import ImageDraw
+    d = ImageDraw.Draw(im)
+    for _ in range(6):
+        x0, y0 = rng.integers(0, size[0] - 20), rng.integers(0, size[1] - 20)
+        d.rectangle([x0, y0, x0 + rng.integers(8, 40), y0 + rng.integers(8, 40)], fill=tuple(int(c) for c in rng.integers(0, 200, 3)))
+        d.line([tuple(rng.integers(0, size[0], 2)), tuple(rng.integers(0, size[1], 2))], fill='black', width=3)
+    return im
+
+
+def manifest_of(rows: list[tuple[Path, str]]) -> pd.DataFrame:
+    classes = sorted({c for _, c in rows})
+    return pd.DataFrame(dict(image_path=[p.name for p, _ in rows], class_name=[c for _, c in rows],
+                             target=[classes.index(c) for _, c in rows], split='train', group=[p.name for p, _ in rows],
+                             file=[str(p) for p, _ in rows]))
+
+
+# ---------------------------------------------------------------- SSIM
+@pytest.mark.parametrize('size', [32, 48, 64])
+def test_ssim_agrees_with_skimage(size):
+    manifest, _ = load_data(CLIPART)
+    gray = to_gray(thumbnails(manifest.file[:30], size)[0])
+    gray = np.concatenate([gray, np.random.default_rng(0).random((5, size, size), dtype=np.float32)])
+    index = SSIMIndex(gray)
+    a, b = torch.triu_indices(len(gray), len(gray), 1)
+    ours = index.score(a, b).numpy()
+    ref = np.array([structural_similarity(gray[i], gray[j], gaussian_weights=True, sigma=1.5, use_sample_covariance=False,
+                                          data_range=1.0) for i, j in zip(a.tolist(), b.tolist())])
+    assert np.abs(ours - ref).max() < 1e-3
+    assert np.abs(ours - ref).max() < 1e-5 # in fact float32 matches float64 far closer than required
+
+def test_ssim_data_range_255():
+    x = np.random.default_rng(1).integers(0, 256, (2, 40, 40)).astype(np.float32)
+    ours = SSIMIndex(x, data_range=255).score(torch.tensor([0]), torch.tensor([1])).item()
+    assert abs(ours - structural_similarity(x[0], x[1], gaussian_weights=True, sigma=1.5, use_sample_covariance=False, data_range=255)) < 1e-4
+
+@pytest.mark.parametrize('flip,transpose', [('h', Image.Transpose.FLIP_LEFT_RIGHT), ('v', Image.Transpose.FLIP_TOP_BOTTOM),
+                                            ('hv', Image.Transpose.ROTATE_180)])
+def test_flipped_copies_score_one(tmp_path, flip, transpose):
+    im = drawing(3)
+    rows = [(save(im, tmp_path/'a.png'), 'x'), (save(im.transpose(transpose), tmp_path/'b.png'), 'x'), (save(drawing(4), tmp_path/'c.png'), 'x')]
+    pairs = within_class_ssim(manifest_of(rows), threshold=0.95)
+    assert len(pairs) == 1 and pairs.flip[0] == flip and pairs.score[0] > 0.999
+    assert within_class_ssim(manifest_of(rows), threshold=0.95, flips=('none',)).empty # without flips it is missed
+
+
+# ---------------------------------------------------------------- bad input
+def test_classes_with_one_image(tmp_path):
+    rows = [(save(drawing(i), tmp_path/f'{i}.png'), f'class{i}') for i in range(4)]
+    assert within_class_ssim(manifest_of(rows)).empty
+    pairs, problems = find_duplicates(manifest_of(rows))
+    assert pairs.empty and problems.empty
+    assert propose_decisions(manifest_of(rows), pairs).empty
+
+def test_class_of_identical_images(tmp_path):
+    im = drawing(5)
+    rows = [(save(im, tmp_path/f'{i}.png', compress_level=i % 9), 'same') for i in range(10)]
+    m = manifest_of(rows)
+    pairs = within_class_ssim(m)
+    assert len(pairs) == 45 and (pairs.score > 0.999).all()
+    decisions = propose_decisions(m, find_duplicates(m)[0])
+    assert decisions.cluster.nunique() == 1 and (decisions.action == 'keep').sum() == 1 and (decisions.action == 'drop').sum() == 9
+
+def test_class_of_1000_images_is_timed():
+    rng = np.random.default_rng(2)
+    gray = rng.random((1000, 32, 32), dtype=np.float32)
+    gray[999] = gray[0][:, ::-1] # one mirrored copy
+    m = pd.DataFrame(dict(class_name=['big'] * 1000, file='unused'), index=np.arange(1000))
+    start = time.perf_counter()
+    pairs = within_class_ssim(m, threshold=0.95, gray=gray)
+    seconds = time.perf_counter() - start
+    print(f'\n1000-image class: 499,500 pairs x 4 flips in {seconds:.1f} s')
+    assert pairs[['a', 'b', 'flip']].values.tolist() == [[0, 999, 'h']]
+    assert seconds < 300
+
+def test_mixed_sizes_and_colour_modes_are_matched(tmp_path):
+    im = drawing(6, size=(160, 120))
+    rows = [(save(im, tmp_path/'rgb.png'), 'x'),
+            (save(im.resize((80, 60)).convert('L'), tmp_path/'gray_small.png'), 'x'),
+            (save(im.convert('P', palette=Image.Palette.ADAPTIVE), tmp_path/'palette.gif'), 'x'),
+            (save(im.convert('CMYK'), tmp_path/'cmyk.jpg', quality=95), 'x'),
+            (save(im.resize((320, 240)).convert('RGBA'), tmp_path/'rgba_big.png'), 'x'),
+            (save(drawing(7), tmp_path/'other.png'), 'x')]
+    pairs, problems = find_duplicates(manifest_of(rows), ssim_threshold=0.9)
+    linked = set(pairs.image_path_a) | set(pairs.image_path_b)
+    assert linked == {'rgb.png', 'gray_small.png', 'palette.gif', 'cmyk.jpg', 'rgba_big.png'} and problems.empty
+
+def test_unreadable_files_are_reported_and_left_out(tmp_path):
+    im = drawing(8)
+    rows = [(save(im, tmp_path/'a.png'), 'x'), (save(im, tmp_path/'b.png', compress_level=1), 'x'), (tmp_path/'broken.png', 'x'),
+            (tmp_path/'gone.png', 'y')]
+    (tmp_path/'broken.png').write_bytes(b'\x89PNG\r\n\x1a\n' + b'\0' * 20)
+    pairs, problems = find_duplicates(manifest_of(rows))
+    assert sorted(problems.image_path) == ['broken.png', 'gone.png']
+    assert problems.problem.str.contains('broken.png|gone.png').all()
+    assert set(pairs.image_path_a) | set(pairs.image_path_b) == {'a.png', 'b.png'}
+
+@pytest.mark.parametrize('kwargs,name', [(dict(ssim_threshold=1.2), 'ssim_threshold'), (dict(cosine_threshold=-0.5), 'cosine_threshold'),
+                                         (dict(ssim_threshold=float('nan')), 'ssim_threshold'), (dict(cosine_threshold='high'), 'cosine_threshold')])
+def test_thresholds_outside_0_1(tmp_path, kwargs, name):
+    rows = [(save(drawing(1), tmp_path/'a.png'), 'x')]
+    with pytest.raises(DataError, match=f'{name}=.*between 0 and 1'): find_duplicates(manifest_of(rows), **kwargs)
+
+def test_bad_flips_and_policy(tmp_path):
+    rows = [(save(drawing(1), tmp_path/'a.png'), 'x')]
+    with pytest.raises(DataError, match='flips='): find_duplicates(manifest_of(rows), flips=('h',))
+    with pytest.raises(DataError, match='conflict_policy='): propose_decisions(manifest_of(rows), find_duplicates(manifest_of(rows))[0], 'vote')
+
+
+# ---------------------------------------------------------------- search in bounded memory
+def test_block_search_matches_dense_with_tiny_blocks():
+    x = np.random.default_rng(3).normal(size=(3000, 32)).astype(np.float32)
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    x[2999] = x[5]; x[1234] = x[77]
+    dense = x @ x.T
+    expected = {(i, j) for i, j in zip(*np.nonzero(np.triu(dense, 1) >= 0.7))}
+    blocks = cosine_pairs(x, 0.7, memory_mb=0.05) # ~1 row per block
+    assert set(zip(blocks.a, blocks.b)) == expected and (5, 2999) in expected
+
+def test_flip_views_in_cosine_search():
+    base = np.random.default_rng(4).normal(size=(2, 4, 10)).astype(np.float32)
+    base /= np.linalg.norm(base, axis=-1, keepdims=True)
+    x = np.concatenate([base, base[:1, [1, 0, 3, 2]]]) # image 2 is image 0 mirrored: its views are permuted
+    pairs = cosine_pairs(x, 0.999)
+    assert pairs[['a', 'b', 'view']].values.tolist() == [[0, 2, 1]]
+
+
+# ---------------------------------------------------------------- decisions
+def test_decisions_drive_groups_and_folds_and_never_touch_files(tmp_path):
+    root = clipart_slice(tmp_path/'d', 4, evil=None)
+    train = pd.read_csv(root/'train.csv')
+    a, b = train.class_name.unique()[:2]
+    src = train[train.class_name == a].image_path.iloc[0]
+    shutil.copy(root/src, root/'train'/b/'copied.png')                                        # cross-class copy
+    ImageOps.mirror(Image.open(root/src)).save(root/'train'/a/'mirrored.png')                 # within-class mirror
+    with open(root/'train.csv', 'a') as f:
+        f.write(f'{b},train/{b}/copied.png,{train[train.class_name == b].target.iloc[0]}\n')
+        f.write(f'{a},train/{a}/mirrored.png,{train[train.class_name == a].target.iloc[0]}\n')
+    before = tree_state(root)
+    manifest, _ = load_data(root)
+    pairs, _ = find_duplicates(manifest)
+    for policy, kept_classes in [('drop_all', []), ('keep_all', sorted([a, b])), ('majority', [a])]:
+        decisions = propose_decisions(manifest, pairs, policy)
+        cluster = decisions[decisions.image_path == src].cluster.iloc[0]
+        members = decisions[decisions.cluster == cluster]
+        assert set(members.image_path) == {src, f'train/{b}/copied.png', f'train/{a}/mirrored.png'}
+        assert members.review.all() and sorted(members[members.action == 'keep'].class_name) == kept_classes
+        kept = set(members[members.action == 'keep'].image_path)
+        cleaned = assign_folds(apply_decisions(manifest, decisions), n_folds=3)
+        survivors = cleaned[cleaned.image_path.isin(members.image_path)]
+        assert set(survivors.image_path) == kept and survivors.group.nunique() <= 1 and survivors.fold.nunique() <= 1
+    assert tree_state(root) == before
+
+@pytest.mark.parametrize('edit,message', [
+    (lambda d: d.assign(action=d.action.where(d.index != 0, 'maybe')), "has 'maybe'"),
+    (lambda d: d.drop(columns='action'), 'missing column'),
+    (lambda d: pd.concat([d, d.head(1)]), 'more than one decision'),
+    (lambda d: d.assign(image_path=d.image_path.where(d.index != 0, 'train/nowhere.png')), 'not in the manifest'),
+])
+def test_apply_decisions_refuses_bad_csv(tmp_path, edit, message):
+    manifest, _ = load_data(CLIPART)
+    decisions = propose_decisions(manifest, find_duplicates(manifest)[0])
+    edit(decisions).to_csv(tmp_path/'decisions.csv', index=False)
+    with pytest.raises(DataError, match=message): apply_decisions(manifest, tmp_path/'decisions.csv')
+
+def test_reviewer_records_choices(tmp_path):
+    manifest, _ = load_data(CLIPART)
+    decisions = propose_decisions(manifest, find_duplicates(manifest)[0])
+    path = tmp_path/'decisions.csv'
+    save_decisions(decisions, path)
+    reviewer = DuplicateReviewer(path, manifest, only_review=True)
+    assert all(decisions[decisions.cluster == c].review.any() for c in reviewer.clusters)
+    for toggle in reviewer.toggles: toggle.value = 'keep'
+    reviewer.next(); reviewer.toggles[-1].value = 'keep'
+    reviewer.save()
+    saved = pd.read_csv(path)
+    changed = saved[saved.action != saved.proposed]
+    assert len(changed) >= 1 and (changed.action == 'keep').all()
+    in_force, _ = save_decisions(decisions, path) # a re-run keeps the reviewed file
+    assert (in_force.action != in_force.proposed).sum() == len(changed)
+
+
+# ---------------------------------------------------------------- the notebook
+def test_dedup_notebook_finds_cross_class_copies(tmp_path):
+    evil = 'evil<b>&"class'
+    root = clipart_slice(tmp_path/'d', 3, evil)
+    train = pd.read_csv(root/'train.csv')
+    other = sorted(set(train.class_name) - {evil})[0]
+    src = train[train.class_name == evil].image_path.iloc[0]
+    shutil.copy(root/src, root/'train'/other/'copy_from_evil.png')
+    with open(root/'train.csv', 'a') as f: f.write(f'{other},train/{other}/copy_from_evil.png,{train[train.class_name == other].target.iloc[0]}\n')
+    reports = tmp_path/'reports'
+    params = dict(data=str(root), run_name='dedup-test', reports=str(reports), max_clusters=5)
+    pm.execute_notebook(str(ROOT/'nbs'/'dedup.ipynb'), str(tmp_path/'out.ipynb'), parameters=params, kernel_name='python3', progress_bar=False)
+    out = reports/'dedup-test'
+    page = (out/'report.html').read_text()
+    assert evil not in page and html.escape(evil) in page
+    images = re.findall(r'<img [^>]*src="([^"]*)"', page)
+    assert images and all(s.startswith('data:image/png;base64,') for s in images)
+    decisions = pd.read_csv(out/'decisions.csv')
+    conflict = decisions[decisions.image_path == src]
+    assert len(conflict) == 1 and conflict.review.iloc[0] and conflict.action.iloc[0] == 'drop'
+    cleaned = pd.read_csv(out/'manifest_clean.csv')
+    assert src not in set(cleaned.image_path) and len(cleaned) == len(load_data(root)[0]) - (decisions.action == 'drop').sum()
+    assert json.loads((out/'metrics.json').read_text())['label-conflict clusters'] >= 1
+    # the user's edit survives a re-run, and is applied
+    decisions.loc[decisions.image_path == src, 'action'] = 'keep'
+    decisions.to_csv(out/'decisions.csv', index=False)
+    pm.execute_notebook(str(ROOT/'nbs'/'dedup.ipynb'), str(tmp_path/'out2.ipynb'), parameters=params, kernel_name='python3', progress_bar=False)
+    assert src in set(pd.read_csv(out/'manifest_clean.csv').image_path)
+    assert (out/'decisions-proposed.csv').is_file()
