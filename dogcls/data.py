@@ -12,7 +12,7 @@ import numpy as np, pandas as pd, torch
 import lightning as L
 from PIL import Image, ImageOps, UnidentifiedImageError
 from sklearn.model_selection import StratifiedGroupKFold
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, RandomSampler
 from torchvision import transforms as T
 
 from .core import DataError, default_data_dir, file_sha1, resolve_dir
@@ -402,13 +402,14 @@ class ImageDataModule(L.LightningDataModule):
                  eval_transform=None,         # PIL -> tensor for validation and test (default: same as above)
                  cache:ImageCache|float|None=2048, # an ImageCache to share, a budget in MiB, or None
                  max_side:int|None=None,      # downscale on load (default: 2 x img_size)
-                 num_workers:int=0):          # DataLoader worker processes
+                 num_workers:int=0,           # DataLoader worker processes
+                 samples_per_epoch:int|None=None): # training images drawn (without replacement) per epoch; None: all
         super().__init__()
         self.manifest, self.fold, self.n_folds, self.seed, self.batch_size = manifest, fold, n_folds, seed, batch_size
         default = T.Compose([T.Resize((img_size, img_size)), T.ToTensor()])
         self.train_transform, self.eval_transform = train_transform or default, eval_transform or default
         self.cache = cache if isinstance(cache, ImageCache) or cache is None else ImageCache(cache)
-        self.max_side, self.num_workers = max_side or 2 * img_size, num_workers
+        self.max_side, self.num_workers, self.samples_per_epoch = max_side or 2 * img_size, num_workers, samples_per_epoch
 
     def setup(self, stage:str|None=None):
         m = self.manifest if 'fold' in self.manifest else assign_folds(self.manifest, self.n_folds, self.seed)
@@ -422,9 +423,12 @@ class ImageDataModule(L.LightningDataModule):
 
     def _loader(self, rows, transform, shuffle=False):
         ds = ImageDataset(rows, transform, self.cache, self.max_side)
-        return DataLoader(ds, batch_size=self.batch_size, shuffle=shuffle, num_workers=self.num_workers,
-                          persistent_workers=self.num_workers > 0, drop_last=shuffle and len(ds) > self.batch_size,
-                          generator=torch.Generator().manual_seed(self.seed) if shuffle else None)
+        sampler, n = None, len(ds)
+        if shuffle:
+            n = min(len(ds), self.samples_per_epoch or len(ds))
+            sampler = RandomSampler(ds, num_samples=n, generator=torch.Generator().manual_seed(self.seed))
+        return DataLoader(ds, batch_size=self.batch_size, sampler=sampler, num_workers=self.num_workers,
+                          persistent_workers=self.num_workers > 0, drop_last=shuffle and n > self.batch_size)
 
     def train_dataloader(self): return self._loader(self.train_rows, self.train_transform, shuffle=True)
     def val_dataloader(self): return self._loader(self.val_rows, self.eval_transform)

@@ -14,7 +14,8 @@ from PIL import Image
 from .core import DataError
 
 # %% auto #0
-__all__ = ['png_data_uri', 'figure_png', 'image_png', 'Report', 'plot_class_counts', 'plot_image_sizes']
+__all__ = ['png_data_uri', 'figure_png', 'image_png', 'Report', 'plot_class_counts', 'plot_image_sizes', 'plot_learning_curves',
+           'confusion_order', 'plot_confusion', 'most_confused', 'per_class_accuracy']
 
 # %% ../nbs/07_report.ipynb #d462cdf9
 def png_data_uri(png:bytes)->str:
@@ -153,3 +154,79 @@ def plot_image_sizes(
         ax.set(title=f'Files by {col}', xlabel='images')
     fig.tight_layout()
     return fig
+
+# %% ../nbs/07_report.ipynb #53e09f84
+def plot_learning_curves(
+    history:pd.DataFrame, # fold, epoch, train_loss, val_loss, train_acc, val_acc
+)->matplotlib.figure.Figure:
+    "Loss, accuracy and the train - validation accuracy gap per epoch, one line per fold."
+    fig, axes = plt.subplots(1, 3, figsize=(14, 3.4))
+    colours = plt.cm.tab10.colors
+    for i, (k, h) in enumerate(history.sort_values('epoch').groupby('fold')):
+        c = colours[i % 10]
+        for ax, metric in zip(axes[:2], ('loss', 'acc')):
+            ax.plot(h.epoch, h[f'train_{metric}'], '--o', color=c, alpha=0.7, ms=3)
+            ax.plot(h.epoch, h[f'val_{metric}'], '-o', color=c, label=f'fold {k}', ms=3)
+        axes[2].plot(h.epoch, h.train_acc - h.val_acc, '-o', color=c, ms=3, label=f'fold {k}')
+    axes[0].set(title='Loss (dashed: train, solid: validation)', xlabel='epoch')
+    axes[1].set(title='Accuracy (dashed: train, solid: validation)', xlabel='epoch', ylim=(0, 1))
+    axes[2].set(title='Train - validation accuracy (overfitting)', xlabel='epoch'); axes[2].axhline(0, color='grey', lw=0.8)
+    axes[1].legend(fontsize=7)
+    fig.tight_layout()
+    return fig
+
+def confusion_order(
+    cm:np.ndarray, # (C, C) confusion counts
+)->np.ndarray:     # a permutation of the classes
+    "Class order that puts mutually confused classes next to each other (optimal leaf ordering of average linkage)."
+    from scipy.cluster.hierarchy import leaves_list, linkage
+    from scipy.spatial.distance import squareform
+    if len(cm) < 3: return np.arange(len(cm))
+    rates = cm / np.maximum(cm.sum(1, keepdims=True), 1)
+    similarity = (rates + rates.T) / 2
+    distance = 1 - similarity / max(similarity.max(), 1e-12)
+    np.fill_diagonal(distance, 0)
+    return leaves_list(linkage(squareform(distance, checks=False), 'average', optimal_ordering=True))
+
+def plot_confusion(
+    y_true:np.ndarray, y_pred:np.ndarray, # class indices
+    names:list[str],                      # class names by index
+    title:str='Confusion matrix',
+)->matplotlib.figure.Figure:
+    "Row-normalised confusion matrix, classes ordered so that confused classes sit together."
+    from sklearn.metrics import confusion_matrix
+    cm = confusion_matrix(y_true, y_pred, labels=np.arange(len(names)))
+    order = confusion_order(cm)
+    rates = (cm / np.maximum(cm.sum(1, keepdims=True), 1))[np.ix_(order, order)]
+    side = min(30, max(5, 0.13 * len(names) + 2))
+    fig, ax = plt.subplots(figsize=(side + 1, side))
+    im = ax.imshow(rates, cmap='Blues', vmin=0, vmax=1, interpolation='nearest')
+    labels = [names[i] for i in order]
+    font = max(3, min(9, 600 / max(1, len(names)) / 4))
+    ax.set_xticks(range(len(names)), labels, rotation=90, fontsize=font)
+    ax.set_yticks(range(len(names)), labels, fontsize=font)
+    ax.set(xlabel='predicted', ylabel='true', title=title)
+    fig.colorbar(im, ax=ax, fraction=0.03, label='share of the true class')
+    fig.tight_layout()
+    return fig
+
+def most_confused(
+    y_true:np.ndarray, y_pred:np.ndarray, names:list[str],
+    top:int=20,            # pairs listed
+)->pd.DataFrame:           # true, predicted, count, share of the true class
+    "The most frequent (true, predicted) mistakes."
+    errors = pd.DataFrame(dict(true=y_true, predicted=y_pred))
+    totals = errors.true.value_counts()
+    errors = errors[errors.true != errors.predicted].value_counts().rename('count').reset_index()
+    errors['share of true class'] = errors['count'] / errors.true.map(totals)
+    errors['true'], errors['predicted'] = errors.true.map(lambda i: names[i]), errors.predicted.map(lambda i: names[i])
+    return errors.head(top)
+
+def per_class_accuracy(
+    y_true:np.ndarray, y_pred:np.ndarray, names:list[str],
+)->pd.DataFrame:           # class, images, accuracy: worst classes first
+    "Accuracy of each class."
+    frame = pd.DataFrame(dict(true=y_true, correct=y_true == y_pred))
+    table = frame.groupby('true').correct.agg(['size', 'mean']).rename(columns={'size': 'images', 'mean': 'accuracy'})
+    table.insert(0, 'class', [names[i] for i in table.index])
+    return table.sort_values(['accuracy', 'images']).reset_index(drop=True)

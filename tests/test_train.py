@@ -1,0 +1,138 @@
+"K-fold training: every bad input of the training issue, resume, single folds and merge, determinism, the notebook."
+import html, json, re
+from pathlib import Path
+
+import numpy as np, pandas as pd, papermill as pm, pytest, torch
+from torchvision import transforms as T
+
+import dogcls.train as train_module
+from conftest import CLIPART, ROOT, clipart_slice
+from dogcls.core import DataError
+from dogcls.data import load_data
+from dogcls.train import TrainingError, load_run_model, merge_folds, score_run, train_kfold, write_submission
+
+FAST = dict(arch='convnextv2', size='cpu', img_size=32, epochs=1, batch_size=8, folds=3, limit_batches=2)
+
+
+@pytest.fixture(scope='module')
+def tiny():
+    manifest, _ = load_data(CLIPART)
+    return manifest[manifest.class_name.isin(sorted(manifest.class_name.unique())[:4])].reset_index(drop=True)
+
+
+def test_unknown_arch(tiny, tmp_path):
+    with pytest.raises(DataError, match=r"arch='swim' is neither a dogcls alias \(resnet, resnext, swin"):
+        train_kfold(tiny, tmp_path, **{**FAST, 'arch': 'swim'})
+    assert not (tmp_path/'config.json').exists()
+
+def test_img_size_the_model_cannot_take(tiny, tmp_path):
+    with pytest.raises(DataError, match='cannot take img_size=16'): train_kfold(tiny, tmp_path, **{**FAST, 'img_size': 16})
+
+def test_batch_larger_than_the_data(tiny, tmp_path):
+    with pytest.raises(DataError, match=r'batch_size=500 is larger than the \d+ training images of fold 0'):
+        train_kfold(tiny, tmp_path, **{**FAST, 'batch_size': 500})
+
+@pytest.mark.parametrize('kwargs,message', [(dict(epochs=0), 'epochs=0'), (dict(folds=1), 'folds=1'), (dict(lr=-1.0), 'lr=-1.0'),
+                                            (dict(fold=3), 'fold=3'), (dict(policy='cutout'), "policy 'cutout'")])
+def test_bad_settings(tiny, tmp_path, kwargs, message):
+    with pytest.raises(DataError, match=re.escape(message)): train_kfold(tiny, tmp_path, **{**FAST, **kwargs})
+
+def test_class_missing_from_a_folds_training_part(tiny, tmp_path):
+    rare = tiny.class_name.unique()[0]
+    keep = tiny[(tiny.class_name != rare) | (tiny.split == 'test')]
+    one = tiny[(tiny.class_name == rare) & (tiny.split == 'train')].head(1)
+    manifest = pd.concat([keep, one], ignore_index=True) # the rare class has one training image: 2 of 3 folds never see it
+    lines = []
+    train_kfold(manifest, tmp_path, **FAST, log=lines.append)
+    assert any('1 classes are missing from the training part of some folds' in l for l in lines)
+    run = merge_folds(tmp_path)
+    assert not np.isnan(run['oof_probs']).any() and run['oof_probs'].shape[1] == 4
+
+def test_nan_loss_stops_with_a_clear_message(tiny, tmp_path, monkeypatch):
+    poisoned = lambda config, policy: T.Compose([T.Resize((32, 32)), T.ToTensor(), T.Lambda(lambda x: x * float('nan'))])
+    monkeypatch.setattr(train_module, 'train_transform', poisoned)
+    with pytest.raises(TrainingError, match=r'the training loss became nan at epoch 0, step 0 .*lower lr'):
+        train_kfold(tiny, tmp_path, **FAST)
+    assert not (tmp_path/'fold0'/'done.json').exists()
+
+def test_interrupted_save_never_marks_a_fold_finished(tiny, tmp_path, monkeypatch):
+    real_savez = np.savez
+    def interrupted(path, **arrays):
+        Path(path).write_bytes(b'PK\x03\x04 half written')
+        raise KeyboardInterrupt('power cut while saving predictions')
+    monkeypatch.setattr(train_module.np, 'savez', interrupted)
+    with pytest.raises(KeyboardInterrupt): train_kfold(tiny, tmp_path, **{**FAST, 'fold': 0})
+    assert not (tmp_path/'fold0'/'done.json').exists() and not (tmp_path/'fold0'/'predictions.npz').exists()
+    with pytest.raises(DataError, match=r'fold\(s\) \[0, 1, 2\] are not finished'): merge_folds(tmp_path)
+    monkeypatch.setattr(train_module.np, 'savez', real_savez)
+    lines = []
+    assert train_kfold(tiny, tmp_path, **{**FAST, 'fold': 0}, log=lines.append) == [0]
+    assert any('resuming from' in l for l in lines) and (tmp_path/'fold0'/'done.json').is_file()
+
+def test_unreadable_last_checkpoint_restarts_the_fold(tiny, tmp_path):
+    (tmp_path/'fold0').mkdir(parents=True)
+    train_kfold(tiny, tmp_path, **{**FAST, 'fold': 1}) # writes config and split
+    (tmp_path/'fold0'/'last.ckpt').write_bytes(b'not a checkpoint')
+    lines = []
+    train_kfold(tiny, tmp_path, **{**FAST, 'fold': 0}, log=lines.append)
+    assert any('is unreadable' in l and 'starting the fold again' in l for l in lines)
+    assert (tmp_path/'fold0'/'done.json').is_file()
+
+def test_separate_fold_jobs_then_merge_and_resume(tiny, tmp_path):
+    for k in range(3): assert train_kfold(tiny, tmp_path, **{**FAST, 'fold': k}) == [k]
+    assert train_kfold(tiny, tmp_path, **FAST) == [] # all finished: nothing retrained
+    run = merge_folds(tmp_path)
+    assert run['folds_done'] == [0, 1, 2] and not np.isnan(run['oof_probs']).any()
+    assert (tmp_path/'oof_probs.npz').is_file() and np.load(tmp_path/'test_probs.npz')['per_fold'].shape[0] == 3
+    with pytest.raises(DataError, match='epochs: 1 then, 3 now'): train_kfold(tiny, tmp_path, **{**FAST, 'epochs': 3})
+    with pytest.raises(DataError, match='different split'): train_kfold(tiny.iloc[5:], tmp_path, **FAST)
+
+def test_deterministic_on_cpu(tiny, tmp_path):
+    for name in ('a', 'b'): train_kfold(tiny, tmp_path/name, **{**FAST, 'fold': 0, 'policy': 'randaugment+hflip'})
+    a, b = (np.load(tmp_path/n/'fold0'/'predictions.npz') for n in 'ab')
+    assert np.array_equal(a['val_probs'], b['val_probs']) and np.array_equal(a['test_probs'], b['test_probs'])
+
+def test_scores_submission_and_reloading(tiny, tmp_path):
+    train_kfold(tiny, tmp_path, **FAST)
+    run = merge_folds(tmp_path)
+    labels = pd.read_csv(CLIPART/'test_labels.csv').set_index('image_path').target
+    scores = score_run(run, labels)
+    assert len(scores['per_fold']) == 3 and 0 <= scores['overall']['test_accuracy'] <= 1
+    assert scores['overall']['val_test_gap'] == pytest.approx(scores['overall']['oof_accuracy'] - scores['overall']['test_accuracy'])
+    test_csv = tmp_path/'test.csv'
+    pd.DataFrame(dict(image_path=list(run['test_image_path']) + ['test/unreadable.png'])).to_csv(test_csv, index=False)
+    summary = write_submission(run, test_csv, tmp_path/'submission.csv')
+    submission = pd.read_csv(tmp_path/'submission.csv')
+    assert summary == dict(rows=len(run['test_image_path']) + 1, filled_with_most_frequent_class=1)
+    assert list(submission.columns) == ['image_path', 'target'] and submission.target.between(0, 3).all()
+    model = load_run_model(tmp_path, fold=0)
+    from dogcls.data import ImageDataModule
+    from dogcls.models import eval_transform
+    dm = ImageDataModule(pd.read_csv(tmp_path/'folds.csv'), fold=0, eval_transform=eval_transform(model), batch_size=8, max_side=64)
+    dm.setup()
+    probs = train_module.predict_probs(model, dm.val_dataloader())
+    assert np.allclose(probs, np.load(tmp_path/'fold0'/'predictions.npz')['val_probs'], atol=1e-5)
+
+def test_train_notebook_writes_the_report(tmp_path):
+    evil = 'evil<b>&"class'
+    root = clipart_slice(tmp_path/'d', 4, evil)
+    reports = tmp_path/'reports'
+    pm.execute_notebook(str(ROOT/'nbs'/'train.ipynb'), str(tmp_path/'out.ipynb'), kernel_name='python3', progress_bar=False,
+                        parameters=dict(data=str(root), reports=str(reports), arch='convnextv2', size='cpu', img_size=32, epochs=2,
+                                        folds=3, batch_size=8, limit_batches=2, gallery=4))
+    out = reports/'convnextv2'
+    page = (out/'report.html').read_text()
+    assert evil not in page and html.escape(evil) in page
+    for section in ('Learning curves and overfitting', 'Leakage', 'Confusion matrix (out-of-fold)', 'Per-class accuracy',
+                    'Highest-loss training images', 'Scores per fold'):
+        assert section in page
+    images = re.findall(r'<img [^>]*src="([^"]*)"', page)
+    assert len(images) >= 2 + 4 and all(s.startswith('data:image/png;base64,') for s in images)
+    metrics = json.loads((out/'metrics.json').read_text())
+    assert metrics['kind'] == 'train' and metrics['folds_done'] == [0, 1, 2] and 0 <= metrics['test_accuracy'] <= 1
+    submission, test = pd.read_csv(out/'submission.csv'), pd.read_csv(root/'test.csv')
+    assert submission.image_path.tolist() == test.image_path.tolist()
+    assert (out/'oof_probs.npz').is_file() and (out/'test_probs.npz').is_file()
+    outputs = [o for c in json.loads((tmp_path/'out.ipynb').read_text())['cells'] for o in c.get('outputs', []) if o.get('name') == 'stdout']
+    log = ''.join(''.join(o['text']) for o in outputs)
+    assert log.count('epoch 2/2') == 3 and 'GPU available' not in log # one line per epoch, no banners
