@@ -6,11 +6,15 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 PIP := $(BIN)/pip install --disable-pip-version-check -c constraints.txt
-DEMO_RUN := eda-clipart
+PM := $(BIN)/papermill --no-progress-bar --cwd nbs
+DEMO_ARCHS := efficientnet_lite0 resnet convnextv2
+SUDO := $(shell [ "$$(id -u)" -eq 0 ] || echo sudo)
 export PYTHONDONTWRITEBYTECODE := 1
 export MPLBACKEND := Agg
 
-.PHONY: install demo test check-clean check-export nbtest pytest bench
+.PHONY: install demo demo-quick pipeline browser test check-clean check-export nbtest pytest bench
+comma := ,
+space := $(empty) $(empty)
 
 $(STAMP): setup.py settings.ini constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -21,11 +25,33 @@ $(STAMP): setup.py settings.ini constraints.txt
 
 install: $(STAMP)
 
+# the full default pipeline on the embedded data set: EDA, dedup, three architectures, ensemble, index
 demo: install
-	mkdir -p reports/$(DEMO_RUN)
-	$(BIN)/papermill nbs/eda.ipynb reports/$(DEMO_RUN)/eda.ipynb -p run_name $(DEMO_RUN) --cwd nbs --no-progress-bar
-	@test -f reports/$(DEMO_RUN)/report.html
-	@echo "Report written: $(CURDIR)/reports/$(DEMO_RUN)/report.html"
+	$(MAKE) --no-print-directory pipeline SUFFIX= TRAIN_ARGS=
+
+# the same pipeline in a few minutes: 3 folds, 1 epoch, 3 batches per epoch (numbers are smoke-test numbers)
+demo-quick: install
+	$(MAKE) --no-print-directory pipeline SUFFIX=-quick TRAIN_ARGS="-p folds 3 -p epochs 1 -p limit_batches 3"
+
+pipeline:
+	mkdir -p reports/eda-clipart$(SUFFIX) reports/dedup-clipart$(SUFFIX) reports/ensemble$(SUFFIX)
+	$(PM) nbs/eda.ipynb reports/eda-clipart$(SUFFIX)/eda.ipynb -p run_name eda-clipart$(SUFFIX)
+	$(PM) nbs/dedup.ipynb reports/dedup-clipart$(SUFFIX)/dedup.ipynb -p run_name dedup-clipart$(SUFFIX)
+	for arch in $(DEMO_ARCHS); do \
+	  mkdir -p reports/demo-$$arch$(SUFFIX) && \
+	  $(PM) nbs/train.ipynb reports/demo-$$arch$(SUFFIX)/train.ipynb -p arch $$arch -p run_name demo-$$arch$(SUFFIX) \
+	    -p dedup_decisions reports/dedup-clipart$(SUFFIX)/decisions.csv $(TRAIN_ARGS) || exit 1; \
+	done
+	$(PM) nbs/ensemble.ipynb reports/ensemble$(SUFFIX)/ensemble.ipynb -p run_name ensemble$(SUFFIX) \
+	  -p runs '[$(subst $(space),$(comma),$(foreach a,$(DEMO_ARCHS),"demo-$(a)$(SUFFIX)"))]'
+	@test -f reports/ensemble$(SUFFIX)/report.html
+	@echo "Report written: $(CURDIR)/reports/ensemble$(SUFFIX)/report.html"
+	@echo "All runs: $(CURDIR)/reports/index.html"
+
+# headless Chromium for the browser test (Debian packages)
+browser:
+	@command -v chromium >/dev/null && command -v chromedriver >/dev/null || \
+	  { $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq chromium chromium-driver; }
 
 # notebooks are committed clean (nbdev_clean changes nothing)
 check-clean: install
@@ -41,11 +67,13 @@ check-export: install
 nbtest: install
 	$(BIN)/nbdev_test --timing
 
-pytest: install
-	$(BIN)/pytest -q tests
+pytest: install browser
+	DOGCLS_REQUIRE_BROWSER=1 $(BIN)/pytest -q tests
 
 test: check-clean check-export nbtest pytest
 
 bench: install
 	$(BIN)/python bench/loader.py
 	$(BIN)/python bench/dedup.py
+	$(BIN)/python bench/augment.py
+	$(BIN)/python bench/train_loop.py

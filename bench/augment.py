@@ -3,7 +3,7 @@
 
     .venv/bin/python bench/augment.py [--repeats 3]
 """
-import argparse, os, shutil, statistics, tempfile, time
+import argparse, os, statistics, tempfile, time
 from pathlib import Path
 
 from dogcls.augment import write_offline

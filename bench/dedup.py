@@ -13,7 +13,7 @@
 
     .venv/bin/python bench/dedup.py [--sources 350] [--skip_skimage] [--skip_search]
 """
-import argparse, io, itertools, os, resource, shutil, statistics, subprocess, sys, tempfile, time
+import argparse, itertools, shutil, statistics, subprocess, sys, tempfile, time
 from pathlib import Path
 
 import numpy as np, pandas as pd, torch

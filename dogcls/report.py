@@ -4,18 +4,16 @@
 
 # %% ../nbs/07_report.ipynb #0eae3331
 from __future__ import annotations
-import base64, datetime, html, io
+import base64, datetime, html, io, json, os
 from pathlib import Path
 
 import matplotlib, numpy as np, pandas as pd
 import matplotlib.pyplot as plt
 from PIL import Image
 
-from .core import DataError
-
 # %% auto #0
 __all__ = ['png_data_uri', 'figure_png', 'image_png', 'Report', 'plot_class_counts', 'plot_image_sizes', 'plot_learning_curves',
-           'confusion_order', 'plot_confusion', 'most_confused', 'per_class_accuracy']
+           'confusion_order', 'plot_confusion', 'most_confused', 'per_class_accuracy', 'update_index', 'finish_run']
 
 # %% ../nbs/07_report.ipynb #d462cdf9
 def png_data_uri(png:bytes)->str:
@@ -230,3 +228,77 @@ def per_class_accuracy(
     table = frame.groupby('true').correct.agg(['size', 'mean']).rename(columns={'size': 'images', 'mean': 'accuracy'})
     table.insert(0, 'class', [names[i] for i in table.index])
     return table.sort_values(['accuracy', 'images']).reset_index(drop=True)
+
+# %% ../nbs/07_report.ipynb #cf868097
+_KEY_PARAMS = ('size', 'img_size', 'epochs', 'folds', 'batch_size', 'lr', 'policy', 'pretrained')
+
+def _index_row(folder:Path, m:dict)->dict:
+    config = m.get('config') or {}
+    params = ', '.join(f'{k}={config[k]}' for k in _KEY_PARAMS if config.get(k) not in (None, ''))
+    if m.get('kind') == 'ensemble': params = 'runs: ' + ', '.join(m.get('runs', []))
+    oof, test = m.get('oof_accuracy'), m.get('test_accuracy')
+    return {'run': folder.name, 'kind': m.get('kind', ''), 'arch': m.get('arch', '') or m.get('best', ''), 'parameters': params,
+            'out-of-fold accuracy': oof, 'test accuracy': test, 'gap': None if oof is None or test is None else oof - test,
+            'seconds': m.get('seconds'), 'date': m.get('date', ''),
+            'report': f'{folder.name}/report.html' if (folder/'report.html').is_file() else ''}
+
+_SORT_JS = """
+document.querySelectorAll('th').forEach((th, col) => th.addEventListener('click', () => {
+  const body = th.closest('table').querySelector('tbody');
+  const rows = Array.from(body.rows);
+  const asc = th.dataset.order !== 'asc';
+  th.closest('tr').querySelectorAll('th').forEach(h => delete h.dataset.order);
+  th.dataset.order = asc ? 'asc' : 'desc';
+  const key = r => { const t = (r.cells[col].dataset.sort ?? r.cells[col].textContent).trim();
+    if (t === '') return null; const n = Number(t); return isNaN(n) ? t : n; };
+  rows.sort((a, b) => { const x = key(a), y = key(b);
+    if (x === null || y === null) return (x === null) - (y === null); // empty cells last, both ways
+    const c = (typeof x === 'number' && typeof y === 'number') ? x - y : String(x).localeCompare(String(y));
+    return asc ? c : -c; });
+  rows.forEach(r => body.appendChild(r));
+}));
+"""
+
+def update_index(
+    reports:str|Path, # the reports folder
+)->Path:              # reports/index.html
+    "Rebuild reports/index.html from every run's metrics.json."
+    reports = Path(reports)
+    rows = []
+    for path in sorted(reports.glob('*/metrics.json')):
+        try: rows.append(_index_row(path.parent, json.loads(path.read_text())))
+        except (json.JSONDecodeError, OSError) as e: rows.append({'run': path.parent.name, 'kind': f'unreadable metrics.json ({e})'})
+    columns = ['run', 'kind', 'arch', 'parameters', 'out-of-fold accuracy', 'test accuracy', 'gap', 'seconds', 'date']
+    cells = []
+    for r in rows:
+        tds = []
+        for c in columns:
+            v = r.get(c)
+            text = '' if v is None else f'{v:.4f}' if isinstance(v, float) and c != 'seconds' else f'{v:.0f}' if isinstance(v, float) else str(v)
+            if c == 'run' and r.get('report'):
+                tds.append(f'<td data-sort="{html.escape(str(v))}"><a href="{html.escape(r["report"], quote=True)}">{html.escape(text)}</a></td>')
+            else: tds.append(f'<td>{html.escape(text)}</td>')
+        cells.append('<tr>' + ''.join(tds) + '</tr>')
+    table = ('<table><thead><tr>' + ''.join(f'<th title="click to sort">{html.escape(c)}</th>' for c in columns) +
+             '</tr></thead><tbody>' + '\n'.join(cells) + '</tbody></table>')
+    page = ('<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>dogcls runs</title>'
+            f'<style>{_CSS} th{{cursor:pointer}} th[data-order=asc]::after{{content:" ▲"}} th[data-order=desc]::after{{content:" ▼"}}</style>'
+            f'</head><body><h1>dogcls runs</h1><p class="subtitle">{len(rows)} runs in {html.escape(str(reports))} · '
+            f'updated {datetime.datetime.now():%Y-%m-%d %H:%M} · click a column to sort</p>{table}<script>{_SORT_JS}</script></body></html>\n')
+    out = reports/'index.html'
+    tmp = out.with_name('index.html.tmp'); tmp.write_text(page, encoding='utf-8'); os.replace(tmp, out)
+    return out
+
+def finish_run(
+    report:Report,   # the run's report
+    out_dir:str|Path, # the run folder (reports/<run_name>)
+    metrics:dict,    # written to metrics.json (kind, run_name, scores, seconds, date, ...)
+)->Path:             # the report's path
+    "Write metrics.json, save the report, rebuild the reports index, and say where the report is."
+    from dogcls.core import write_json
+    out_dir = Path(out_dir)
+    write_json(metrics, out_dir/'metrics.json')
+    path = report.save(out_dir)
+    update_index(out_dir.parent)
+    print(f'Report written: {path}')
+    return path

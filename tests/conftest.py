@@ -1,5 +1,5 @@
 "Fixtures: tiny data sets written into pytest's tmp_path; nothing is downloaded."
-import hashlib, os
+import hashlib
 from pathlib import Path
 
 import pytest

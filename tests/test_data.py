@@ -1,6 +1,5 @@
 "The data layer on every kind of bad input the foundation issue lists, and on good input of every image mode."
-import os, re
-from pathlib import Path
+import re
 
 import numpy as np, pandas as pd, pytest, torch
 from PIL import Image

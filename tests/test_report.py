@@ -3,7 +3,7 @@ import html, json, re
 
 import pandas as pd, papermill as pm, pytest
 
-from conftest import CLIPART, ROOT, clipart_slice
+from conftest import ROOT, clipart_slice
 from dogcls.report import Report
 
 EVIL = '<img src=x onerror=alert(1)>&"'

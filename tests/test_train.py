@@ -2,7 +2,7 @@
 import html, json, re
 from pathlib import Path
 
-import numpy as np, pandas as pd, papermill as pm, pytest, torch
+import numpy as np, pandas as pd, papermill as pm, pytest
 from torchvision import transforms as T
 
 import dogcls.train as train_module
