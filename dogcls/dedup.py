@@ -298,6 +298,10 @@ def find_duplicates(
     return pairs[PAIR_COLUMNS].sort_values('score', ascending=False, ignore_index=True), problems
 
 # %% ../nbs/02_dedup.ipynb #9dbabc54
+def _components(n:int, a:np.ndarray, b:np.ndarray)->np.ndarray:
+    "Connected-component label of each of n nodes linked by edges (a[k], b[k]): union-find, via scipy."
+    return connected_components(coo_matrix((np.ones(len(a)), (a, b)), shape=(n, n)), directed=False)[1]
+
 CONFLICT_POLICIES = ('drop_all', 'keep_all', 'majority')
 DECISION_COLUMNS = ['cluster', 'image_path', 'class_name', 'action', 'proposed', 'review', 'reason', 'score', 'method', 'flip']
 
@@ -337,9 +341,7 @@ def propose_decisions(
         raise DataError(f'conflict_policy={conflict_policy!r}: choose one of {", ".join(CONFLICT_POLICIES)}')
     train_pairs = pairs[(pairs.split_a == 'train') & (pairs.split_b == 'train')]
     position = pd.Series(np.arange(len(manifest)), index=manifest.index)
-    a, b = position[train_pairs.a].to_numpy(), position[train_pairs.b].to_numpy()
-    graph = coo_matrix((np.ones(len(a)), (a, b)), shape=(len(manifest), len(manifest)))
-    _, label = connected_components(graph, directed=False)
+    label = _components(len(manifest), position[train_pairs.a].to_numpy(), position[train_pairs.b].to_numpy())
     sizes = np.bincount(label)
     linked = manifest.assign(_cluster=label)[sizes[label] > 1]
     best_link = pd.concat([train_pairs[['a', 'score', 'method', 'flip']],
@@ -368,8 +370,7 @@ def _merge_groups(manifest:pd.DataFrame, extra:pd.Series)->pd.Series:
         order = np.argsort(c, kind='stable'); c_sorted = c[order]
         same = (c_sorted[1:] == c_sorted[:-1]) & (c_sorted[1:] >= 0)
         edges_a.append(order[1:][same]); edges_b.append(order[:-1][same])
-    a, b = np.concatenate(edges_a), np.concatenate(edges_b)
-    _, label = connected_components(coo_matrix((np.ones(len(a)), (a, b)), shape=(n, n)), directed=False)
+    label = _components(n, np.concatenate(edges_a), np.concatenate(edges_b))
     first = pd.Series(manifest.group.astype(str).to_numpy()).groupby(label).transform('first')
     return pd.Series(first.to_numpy(), index=manifest.index)
 

@@ -215,23 +215,25 @@ def train_kfold(
     log=print,                   # where the per-epoch lines go
 )->list[int]:                    # the folds trained now
     "Train (or resume) a K-fold run in `out`, one fresh model per fold."
-    out = Path(out); out.mkdir(parents=True, exist_ok=True)
-    settings = dict(arch=arch, size=size, img_size=img_size, pretrained=pretrained if isinstance(pretrained, (bool, str)) else str(pretrained), epochs=epochs, samples_per_epoch=samples_per_epoch,
+    out = Path(out)
+    settings = dict(arch=arch, size=size, img_size=img_size, epochs=epochs, samples_per_epoch=samples_per_epoch,
+                    pretrained=pretrained if isinstance(pretrained, (bool, str)) else str(pretrained),
                     batch_size=batch_size, lr=lr, weight_decay=weight_decay, warmup_epochs=warmup_epochs, label_smoothing=label_smoothing,
                     mixup=mixup, cutmix=cutmix, policy=policy, folds=folds, seed=seed, tta=tta, limit_batches=limit_batches)
     _check_settings(settings, manifest)
     train_transform(dict(input_size=(3, 8, 8), mean=(0.5,) * 3, std=(0.5,) * 3), policy) # refuse a bad policy before any work
-    m = _prepare_split(manifest, out, folds, seed)
-    names = class_names(m[m.split == 'train'])
+    names = class_names(manifest[manifest.split == 'train'])
+    probe = create_model(arch, len(names), size, img_size, pretrained=False) # a bad arch or img_size fails before anything is written
+    settings['img_size'] = probe.dogcls_img_size
     to_run = list(range(folds)) if fold is None else [fold]
     if any(not isinstance(k, (int, np.integer)) or not 0 <= k < folds for k in to_run):
         raise DataError(f'fold={fold!r}: use a fold number from 0 to {folds - 1}, or None for all')
+    out.mkdir(parents=True, exist_ok=True)
+    m = _prepare_split(manifest, out, folds, seed)
     for k in to_run:
         n_train = ((m.split == 'train') & (m.fold != k)).sum()
         if batch_size > n_train:
             raise DataError(f'batch_size={batch_size} is larger than the {n_train} training images of fold {k}; use batch_size <= {n_train}')
-    model_probe = create_model(arch, len(names), size, img_size, pretrained) # fails fast on a bad arch or img_size
-    settings['img_size'] = model_probe.dogcls_img_size
     _check_config(out, settings)
     missing = classes_missing_from_training(m)
     if len(missing): log(f'note: {missing.class_name.nunique()} classes are missing from the training part of some folds '
@@ -264,7 +266,8 @@ def _train_fold(m, out, k, names, s, cache, accelerator, devices, strategy, num_
     folder = out/f'fold{k}'; folder.mkdir(exist_ok=True)
     started = time.time()
     L.seed_everything(s['seed'] + k, workers=True, verbose=False)
-    module = Classifier(s['arch'], len(names), s['size'], s['img_size'], s['pretrained'], s['lr'], s['weight_decay'], s['warmup_epochs'], s['label_smoothing'], s['mixup'], s['cutmix'])
+    module = Classifier(s['arch'], len(names), s['size'], s['img_size'], s['pretrained'], s['lr'], s['weight_decay'],
+                        s['warmup_epochs'], s['label_smoothing'], s['mixup'], s['cutmix'])
     config = data_config(module.model)
     dm = ImageDataModule(m, fold=k, seed=s['seed'], batch_size=s['batch_size'], train_transform=train_transform(config, s['policy']),
                          eval_transform=eval_transform(module.model), cache=cache, max_side=2 * config['input_size'][-1],
