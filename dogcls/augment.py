@@ -4,13 +4,14 @@
 
 # %% ../nbs/03_augment.ipynb #3db9e816
 from __future__ import annotations
-import ast, hashlib, json, os, re
+import ast, hashlib, inspect, json, os, re
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import cv2, numpy as np, pandas as pd
 import matplotlib.pyplot as plt
 from PIL import Image
+from skimage import feature
 from sklearn.model_selection import StratifiedKFold
 from timm.data.auto_augment import augment_and_mix_transform, auto_augment_transform, rand_augment_transform
 from torchvision import transforms as T
@@ -19,20 +20,24 @@ from .core import DataError, write_json
 from .data import assign_folds, open_image
 
 # %% auto #0
-__all__ = ['OFFLINE', 'POLICIES', 'LEAKAGE_ARMS', 'canny_edges', 'morphology', 'gaussian_noise', 'gaussian_blur', 'motion_blur',
-           'parse_spec', 'apply_spec', 'spec_slug', 'write_offline', 'attach_copies', 'policy_transforms',
-           'train_transform', 'augmentation_gallery', 'row_folds', 'leakage_arms', 'leak_audit']
+__all__ = ['OFFLINE', 'OFFLINE_VERSION', 'POLICIES', 'LEAKAGE_ARMS', 'canny_edges', 'morphology', 'gaussian_noise',
+           'gaussian_blur', 'motion_blur', 'parse_spec', 'apply_spec', 'spec_slug', 'write_offline', 'attach_copies',
+           'policy_transforms', 'train_transform', 'augmentation_gallery', 'row_folds', 'leakage_arms', 'leak_audit']
 
 # %% ../nbs/03_augment.ipynb #407e4766
 def canny_edges(
     image:np.ndarray,   # H x W x 3 uint8 RGB
-    low:int=50,         # lower hysteresis threshold
-    high:int=150,       # upper hysteresis threshold
+    sigma:float=1.0,    # Gaussian smoothing before the gradient, in pixels
+    low:float=25,       # lower hysteresis threshold on the gradient magnitude (grey levels)
+    high:float=50,      # upper hysteresis threshold
     thickness:int=1,    # line width in pixels
     seed:int=0,         # unused (deterministic)
 )->np.ndarray:          # the edges as a dark-on-white drawing
     "Canny edges drawn dark on white, like a sketch of the image."
-    edges = cv2.Canny(cv2.cvtColor(image, cv2.COLOR_RGB2GRAY), low, high)
+    # scikit-image, not cv2.Canny: OpenCV's single-threaded Canny (cv2.setNumThreads(0 or 1), a 1-core machine, a
+    # nested call) overruns its heap on dense edge maps such as the clipart card backs (4.13 and 5.0 both abort).
+    gray = cv2.cvtColor(image, cv2.COLOR_RGB2GRAY)
+    edges = feature.canny(gray, sigma=sigma, low_threshold=low, high_threshold=high, mode='nearest').astype(np.uint8) * 255
     if thickness > 1: edges = cv2.dilate(edges, np.ones((thickness, thickness), np.uint8))
     return np.repeat((255 - edges)[..., None], 3, axis=2)
 
@@ -80,6 +85,7 @@ def motion_blur(
 
 OFFLINE = {'canny': canny_edges, 'morphology': morphology, 'noise': gaussian_noise, 'blur': gaussian_blur,
            'motion_blur': motion_blur}
+OFFLINE_VERSION = 2 # bump when a transform's output changes, so that copies made by older code are not reused
 
 # %% ../nbs/03_augment.ipynb #4581ea5e
 _STEP = re.compile(r'^\s*([a-z_]+)\s*(?:\((.*)\))?\s*$')
@@ -104,12 +110,13 @@ def parse_spec(
     return steps
 
 def apply_spec(
-    image:np.ndarray, # H x W x 3 uint8 RGB
-    spec:str,         # see `parse_spec`
-    seed:int=0,       # seed of the random steps (each step gets its own)
+    image:np.ndarray,  # H x W x 3 uint8 RGB
+    spec:str|list,     # see `parse_spec` (or its result)
+    seed:int=0,        # seed of the random steps (each step gets its own)
 )->np.ndarray:
     "Apply a (composed) offline transform."
-    for k, (name, kwargs) in enumerate(parse_spec(spec)): image = OFFLINE[name](image, seed=seed + 7919 * k, **kwargs)
+    for k, (name, kwargs) in enumerate(parse_spec(spec) if isinstance(spec, str) else spec):
+        image = OFFLINE[name](image, seed=seed + 7919 * k, **kwargs)
     return image
 
 def spec_slug(spec:str)->str:
@@ -123,23 +130,46 @@ def _common_root(files)->Path:
 def _copy_seed(seed:int, image_path:str, spec:str)->int:
     return int.from_bytes(hashlib.sha1(f'{seed}|{image_path}|{spec}'.encode()).digest()[:4], 'little')
 
+def _defaults(f)->dict:
+    "A transform's keyword defaults (all but the image and the seed)."
+    return {k: p.default for k, p in inspect.signature(f).parameters.items() if k not in ('image', 'seed')}
+
+def _copies_of(job)->list[dict]:
+    "Write the copies of one source image (decoded once, one copy per spec); return their manifest rows."
+    r, steps, out_dir, seed = job
+    image, rows = None, []
+    for spec, parsed in steps.items():
+        rel = Path(spec_slug(spec))/r['class_name']/(Path(r['image_path']).stem + '.png')
+        dest = out_dir/rel
+        if not dest.is_file():
+            if image is None: image = np.asarray(open_image(r['file']))
+            copy = apply_spec(image, parsed, _copy_seed(seed, r['image_path'], spec))
+            ok, png = cv2.imencode('.png', cv2.cvtColor(copy, cv2.COLOR_RGB2BGR))
+            if not ok: raise DataError(f'{r["file"]}: OpenCV could not encode the {spec!r} copy as PNG')
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            tmp = dest.with_name(dest.name + '.tmp'); tmp.write_bytes(png.tobytes()); os.replace(tmp, dest)
+        rows.append(dict(image_path=rel.as_posix(), class_name=r['class_name'], target=r['target'], group=r['group'], split='train',
+                         file=str(dest), source=r['image_path'], transform=spec, sha1=hashlib.sha1(dest.read_bytes()).hexdigest()))
+    return rows
+
 def write_offline(
     manifest:pd.DataFrame,   # from `load_data`; only training rows are copied
     out_dir:str|Path,        # a new folder (or one made by an earlier call with the same settings)
     specs=('canny', 'morphology', 'noise', 'blur', 'motion_blur'), # one copy per image and spec
     seed:int=0,              # seed of the random transforms
-    n_threads:int|None=None, # worker threads (default: one per core)
+    n_threads:int|None=None, # worker threads (default: one per core; OpenCV, PNG coding and hashing release the GIL)
 )->pd.DataFrame:             # manifest of the copies, with group, source and transform columns
     "Write augmented copies of the training images into `out_dir`, each in its source's group."
     out_dir = Path(out_dir).resolve()
     specs = list(specs)
-    for s in specs: parse_spec(s)
     train = manifest[manifest.split == 'train']
     data_root = _common_root(train.file)
     if out_dir == data_root or data_root in out_dir.parents or out_dir in data_root.parents:
         raise DataError(f'out_dir={str(out_dir)!r} overlaps the data folder {str(data_root)!r}; augmented copies go to a '
                         'separate folder, never into or over the source data')
-    settings = dict(specs=specs, seed=seed, format='png')
+    steps = {spec: parse_spec(spec) for spec in specs} # parsed once, not per copy
+    resolved = {spec: [[name, {**_defaults(OFFLINE[name]), **kwargs}] for name, kwargs in parsed] for spec, parsed in steps.items()}
+    settings = dict(specs=specs, seed=seed, format='png', transforms_version=OFFLINE_VERSION, parameters=resolved)
     record = out_dir/'augment.json'
     if record.is_file():
         previous = json.loads(record.read_text())
@@ -150,21 +180,8 @@ def write_offline(
         raise DataError(f'{out_dir} is not empty and was not made by write_offline; choose a new folder')
     out_dir.mkdir(parents=True, exist_ok=True)
     if not record.is_file(): write_json(settings, record)
-    def one(r): # one source image: decoded once, one copy per spec
-        image, rows = None, []
-        for spec in specs:
-            rel = Path(spec_slug(spec))/r.class_name/(Path(r.image_path).stem + '.png')
-            dest = out_dir/rel
-            if not dest.is_file():
-                if image is None: image = np.asarray(open_image(r.file))
-                copy = apply_spec(image, spec, _copy_seed(seed, r.image_path, spec))
-                ok, png = cv2.imencode('.png', cv2.cvtColor(copy, cv2.COLOR_RGB2BGR))
-                dest.parent.mkdir(parents=True, exist_ok=True)
-                tmp = dest.with_name(dest.name + '.tmp'); tmp.write_bytes(png.tobytes()); os.replace(tmp, dest)
-            rows.append(dict(image_path=rel.as_posix(), class_name=r.class_name, target=r.target, group=r.group, split='train',
-                             file=str(dest), source=r.image_path, transform=spec, sha1=hashlib.sha1(dest.read_bytes()).hexdigest()))
-        return rows
-    with ThreadPoolExecutor(n_threads or os.cpu_count() or 1) as pool: rows = [row for rows in pool.map(one, train.itertuples()) for row in rows]
+    jobs = [(r, steps, out_dir, seed) for r in train[['image_path', 'class_name', 'target', 'group', 'file']].to_dict('records')]
+    with ThreadPoolExecutor(n_threads or os.cpu_count() or 1) as pool: rows = [row for rows in pool.map(_copies_of, jobs) for row in rows]
     copies = pd.DataFrame(rows)
     table = copies.to_csv(index=False)
     listed = out_dir/'manifest.csv'

@@ -160,10 +160,16 @@ def _prepare_split(manifest:pd.DataFrame, out:Path, folds:int, seed:int)->pd.Dat
     m = manifest if 'fold' in manifest else assign_folds(manifest, folds, seed)
     m = m.reset_index(drop=True)
     saved = out/'folds.csv'
-    columns = ['image_path', 'class_name', 'target', 'group', 'split', 'fold', 'file']
+    columns = ['image_path', 'class_name', 'target', 'group', 'split', 'fold', 'file'] + (['sha1'] if 'sha1' in m else [])
     if saved.is_file():
-        before = pd.read_csv(saved, keep_default_na=False, dtype={'image_path': str, 'group': str})
+        before = pd.read_csv(saved, keep_default_na=False, dtype={'image_path': str, 'group': str, 'sha1': str})
         same = len(before) == len(m) and (before.image_path.values == m.image_path.values).all() and (before.fold.values == m.fold.values).all()
+        if same and 'sha1' in before and 'sha1' in m: # same names, same contents (e.g. offline copies remade by other code)
+            old, new = before.sha1.values, m.sha1.fillna('').astype(str).values
+            changed = (old != new) & (old != '') & (new != '')
+            if changed.any():
+                raise DataError(f'{out} was trained on other contents of {changed.sum()} images with the same names (e.g. '
+                                f'{m.image_path[changed].iloc[0]}); use a new run_name, or delete that folder to start over')
         if not same:
             raise DataError(f'{out} holds a run over a different split or data set ({saved}); use a new run_name, or delete that folder')
     else:

@@ -1,5 +1,5 @@
 "Offline transforms, the writer, online policies, the leak audit and the leakage notebook."
-import json, re
+import json, re, subprocess, sys
 
 import numpy as np, pandas as pd, papermill as pm, pytest
 from PIL import Image
@@ -40,6 +40,18 @@ def test_transforms_do_what_they_say(images):
     assert OFFLINE['blur'](img, sigma=3).astype(float).std() < img.astype(float).std()
     assert np.array_equal(OFFLINE['blur'](images['white']), images['white'])
     assert abs(OFFLINE['noise'](np.full((64, 64, 3), 128, np.uint8), sigma=10).astype(float).std() - 10) < 1
+
+def test_transforms_survive_single_threaded_opencv():
+    "cv2.Canny overruns its heap when OpenCV runs serially (card backs of the clipart set); ours must not abort."
+    script = ("import cv2, numpy as np; cv2.setNumThreads(1)\n"
+              "from dogcls.augment import OFFLINE; from dogcls.data import load_data, open_image\n"
+              "m = load_data(%r)[0]\n"
+              "for f in m.file[m.split == 'train']:\n"
+              "    img = np.asarray(open_image(f))\n"
+              "    for name, t in OFFLINE.items(): assert t(img, seed=1).shape == img.shape, (f, name)\n"
+              "print('checked', (m.split == 'train').sum())" % str(CLIPART))
+    done = subprocess.run([sys.executable, '-c', script], capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0 and 'checked' in done.stdout, done.stderr[-2000:]
 
 def test_specs_compose_and_refuse_mistakes(images):
     composed = apply_spec(images['drawing'], 'blur(sigma=2)+canny', seed=1)

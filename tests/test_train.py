@@ -86,6 +86,8 @@ def test_separate_fold_jobs_then_merge_and_resume(tiny, tmp_path):
     assert (tmp_path/'oof_probs.npz').is_file() and np.load(tmp_path/'test_probs.npz')['per_fold'].shape[0] == 3
     with pytest.raises(DataError, match='epochs: 1 then, 3 now'): train_kfold(tiny, tmp_path, **{**FAST, 'epochs': 3})
     with pytest.raises(DataError, match='different split'): train_kfold(tiny.iloc[5:], tmp_path, **FAST)
+    edited = tiny.assign(sha1=np.where(tiny.index == tiny.index[3], '0' * 40, tiny.sha1)) # same names, one image's content changed
+    with pytest.raises(DataError, match='other contents of 1 images'): train_kfold(edited, tmp_path, **FAST)
 
 def test_deterministic_on_cpu(tiny, tmp_path):
     for name in ('a', 'b'): train_kfold(tiny, tmp_path/name, **{**FAST, 'fold': 0, 'policy': 'randaugment+hflip'})
