@@ -34,8 +34,8 @@ def canny_edges(
     seed:int=0,         # unused (deterministic)
 )->np.ndarray:          # the edges as a dark-on-white drawing
     "Canny edges drawn dark on white, like a sketch of the image."
-    # scikit-image, not cv2.Canny: OpenCV's single-threaded Canny (cv2.setNumThreads(0 or 1), a 1-core machine, a
-    # nested call) overruns its heap on dense edge maps such as the clipart card backs (4.13 and 5.0 both abort).
+    # scikit-image, not cv2.Canny: OpenCV's single-threaded Canny (after cv2.setNumThreads(0 or 1)) overruns its heap
+    # on dense edge maps such as the clipart card backs (opencv-python-headless 4.13 and 5.0 both abort).
     gray = cv2.cvtColor(image, cv2.COLOR_RGB2GRAY)
     edges = feature.canny(gray, sigma=sigma, low_threshold=low, high_threshold=high, mode='nearest').astype(np.uint8) * 255
     if thickness > 1: edges = cv2.dilate(edges, np.ones((thickness, thickness), np.uint8))
