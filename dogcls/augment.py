@@ -4,7 +4,7 @@
 
 # %% ../nbs/03_augment.ipynb #3db9e816
 from __future__ import annotations
-import ast, hashlib, inspect, json, os, re
+import ast, functools, hashlib, inspect, json, os, re
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -16,7 +16,7 @@ from sklearn.model_selection import StratifiedKFold
 from timm.data.auto_augment import augment_and_mix_transform, auto_augment_transform, rand_augment_transform
 from torchvision import transforms as T
 
-from .core import DataError, write_json
+from .core import DataError, atomic_write, write_json
 from .data import assign_folds, open_image
 
 # %% auto #0
@@ -90,6 +90,10 @@ OFFLINE_VERSION = 2 # bump when a transform's output changes, so that copies mad
 # %% ../nbs/03_augment.ipynb #4581ea5e
 _STEP = re.compile(r'^\s*([a-z_]+)\s*(?:\((.*)\))?\s*$')
 
+def _defaults(f)->dict:
+    "A transform's keyword defaults (all but the image and the seed)."
+    return {k: p.default for k, p in inspect.signature(f).parameters.items() if k not in ('image', 'seed')}
+
 def parse_spec(
     spec:str, # e.g. 'canny', 'blur(sigma=2)', 'motion_blur(length=11)+noise(sigma=6)'
 )->list[tuple[str, dict]]: # the steps: (transform name, keyword arguments)
@@ -102,7 +106,7 @@ def parse_spec(
                             'optionally with keyword arguments, e.g. "blur(sigma=2)"; join steps with "+"')
         try: kwargs = {k.arg: ast.literal_eval(k.value) for k in ast.parse(f'f({m.group(2) or ""})', mode='eval').body.keywords}
         except (SyntaxError, ValueError) as e: raise DataError(f'offline transform {part.strip()!r}: arguments must be name=value literals ({e})') from None
-        allowed = set(OFFLINE[m.group(1)].__code__.co_varnames[1:OFFLINE[m.group(1)].__code__.co_argcount]) - {'seed'}
+        allowed = set(_defaults(OFFLINE[m.group(1)]))
         if set(kwargs) - allowed:
             raise DataError(f'offline transform {m.group(1)!r} has no argument {", ".join(sorted(set(kwargs) - allowed))}; '
                             f'its arguments are {", ".join(sorted(allowed))}')
@@ -130,13 +134,8 @@ def _common_root(files)->Path:
 def _copy_seed(seed:int, image_path:str, spec:str)->int:
     return int.from_bytes(hashlib.sha1(f'{seed}|{image_path}|{spec}'.encode()).digest()[:4], 'little')
 
-def _defaults(f)->dict:
-    "A transform's keyword defaults (all but the image and the seed)."
-    return {k: p.default for k, p in inspect.signature(f).parameters.items() if k not in ('image', 'seed')}
-
-def _copies_of(job)->list[dict]:
+def _copies_of(r:dict, steps:dict, out_dir:Path, seed:int)->list[dict]:
     "Write the copies of one source image (decoded once, one copy per spec); return their manifest rows."
-    r, steps, out_dir, seed = job
     image, rows = None, []
     for spec, parsed in steps.items():
         rel = Path(spec_slug(spec))/r['class_name']/(Path(r['image_path']).stem + '.png')
@@ -147,7 +146,7 @@ def _copies_of(job)->list[dict]:
             ok, png = cv2.imencode('.png', cv2.cvtColor(copy, cv2.COLOR_RGB2BGR))
             if not ok: raise DataError(f'{r["file"]}: OpenCV could not encode the {spec!r} copy as PNG')
             dest.parent.mkdir(parents=True, exist_ok=True)
-            tmp = dest.with_name(dest.name + '.tmp'); tmp.write_bytes(png.tobytes()); os.replace(tmp, dest)
+            with atomic_write(dest) as tmp: tmp.write_bytes(png.tobytes())
         rows.append(dict(image_path=rel.as_posix(), class_name=r['class_name'], target=r['target'], group=r['group'], split='train',
                          file=str(dest), source=r['image_path'], transform=spec, sha1=hashlib.sha1(dest.read_bytes()).hexdigest()))
     return rows
@@ -180,13 +179,14 @@ def write_offline(
         raise DataError(f'{out_dir} is not empty and was not made by write_offline; choose a new folder')
     out_dir.mkdir(parents=True, exist_ok=True)
     if not record.is_file(): write_json(settings, record)
-    jobs = [(r, steps, out_dir, seed) for r in train[['image_path', 'class_name', 'target', 'group', 'file']].to_dict('records')]
-    with ThreadPoolExecutor(n_threads or os.cpu_count() or 1) as pool: rows = [row for rows in pool.map(_copies_of, jobs) for row in rows]
+    one = functools.partial(_copies_of, steps=steps, out_dir=out_dir, seed=seed)
+    sources = train[['image_path', 'class_name', 'target', 'group', 'file']].to_dict('records')
+    with ThreadPoolExecutor(n_threads or os.cpu_count() or 1) as pool: rows = [row for rows in pool.map(one, sources) for row in rows]
     copies = pd.DataFrame(rows)
     table = copies.to_csv(index=False)
     listed = out_dir/'manifest.csv'
     if not listed.is_file() or listed.read_text() != table: # a re-run with nothing new rewrites nothing
-        tmp = listed.with_name('manifest.csv.tmp'); tmp.write_text(table); os.replace(tmp, listed)
+        with atomic_write(listed) as tmp: tmp.write_text(table)
     return copies
 
 # %% ../nbs/03_augment.ipynb #74e48a46

@@ -4,11 +4,12 @@
 
 # %% ../nbs/00_core.ipynb #ea191e5a
 from __future__ import annotations
-import hashlib, json, os, platform, re
+import contextlib, hashlib, json, os, platform, re
 from pathlib import Path
 
 # %% auto #0
-__all__ = ['DataError', 'project_root', 'default_data_dir', 'resolve_dir', 'run_dir', 'file_sha1', 'hardware_info', 'write_json']
+__all__ = ['DataError', 'project_root', 'default_data_dir', 'resolve_dir', 'run_dir', 'file_sha1', 'hardware_info',
+           'atomic_write', 'write_json']
 
 # %% ../nbs/00_core.ipynb #4f2d1e0c
 class DataError(ValueError):
@@ -77,6 +78,19 @@ def hardware_info()->dict:
     return info
 
 # %% ../nbs/00_core.ipynb #c5fdcc45
+@contextlib.contextmanager
+def atomic_write(
+    path:str|Path, # the file to (re)place
+):
+    "Yield a temporary path beside `path` to write; rename it into place if the block succeeds, remove it if not."
+    path = Path(path)
+    tmp = path.with_name(f'{path.stem}.tmp{path.suffix}') # same suffix: np.savez and friends keep the name as given
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    finally: tmp.unlink(missing_ok=True)
+
+# %% ../nbs/00_core.ipynb #941f1318
 def write_json(
     obj, # JSON-serialisable data (numpy scalars and paths are converted)
     path:str|Path, # file to write
@@ -88,7 +102,5 @@ def write_json(
         if isinstance(o, Path): return str(o)
         raise TypeError(f'cannot write {type(o).__name__} to JSON')
     path = Path(path)
-    tmp = path.with_name(path.name + '.tmp')
-    tmp.write_text(json.dumps(obj, indent=2, default=default))
-    os.replace(tmp, path)
+    with atomic_write(path) as tmp: tmp.write_text(json.dumps(obj, indent=2, default=default))
     return path

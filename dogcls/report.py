@@ -4,12 +4,14 @@
 
 # %% ../nbs/07_report.ipynb #0eae3331
 from __future__ import annotations
-import base64, datetime, html, io, json, os
+import base64, datetime, html, io, json
 from pathlib import Path
 
 import matplotlib, numpy as np, pandas as pd
 import matplotlib.pyplot as plt
 from PIL import Image
+
+from .core import atomic_write, write_json
 
 # %% auto #0
 __all__ = ['png_data_uri', 'figure_png', 'image_png', 'Report', 'plot_class_counts', 'plot_image_sizes', 'plot_learning_curves',
@@ -286,7 +288,7 @@ def update_index(
             f'</head><body><h1>dogcls runs</h1><p class="subtitle">{len(rows)} runs in {html.escape(str(reports))} · '
             f'updated {datetime.datetime.now():%Y-%m-%d %H:%M} · click a column to sort</p>{table}<script>{_SORT_JS}</script></body></html>\n')
     out = reports/'index.html'
-    tmp = out.with_name('index.html.tmp'); tmp.write_text(page, encoding='utf-8'); os.replace(tmp, out)
+    with atomic_write(out) as tmp: tmp.write_text(page, encoding='utf-8')
     return out
 
 def finish_run(
@@ -295,7 +297,6 @@ def finish_run(
     metrics:dict,    # written to metrics.json (kind, run_name, scores, seconds, date, ...)
 )->Path:             # the report's path
     "Write metrics.json, save the report, rebuild the reports index, and say where the report is."
-    from dogcls.core import write_json
     out_dir = Path(out_dir)
     write_json(metrics, out_dir/'metrics.json')
     path = report.save(out_dir)

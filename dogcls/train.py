@@ -15,7 +15,7 @@ from timm.optim import create_optimizer_v2
 from torchmetrics.classification import MulticlassAccuracy
 
 from .augment import train_transform
-from .core import DataError, run_dir as make_run_dir, write_json
+from .core import DataError, atomic_write, run_dir as make_run_dir, write_json
 from .data import ImageCache, ImageDataModule, assign_folds, class_names, classes_missing_from_training
 from .models import create_model, data_config, eval_transform
 
@@ -123,7 +123,7 @@ class EpochLog(L.Callback):
                    val_loss=m.get('val_loss'), val_acc=m.get('val_acc'), lr=trainer.optimizers[0].param_groups[0]['lr'],
                    seconds=round(time.time() - self.started, 2))
         self.rows = [r for r in self.rows if r['epoch'] < row['epoch']] + [row]
-        tmp = self.path.with_name(self.path.name + '.tmp'); pd.DataFrame(self.rows).to_csv(tmp, index=False); os.replace(tmp, self.path)
+        with atomic_write(self.path) as tmp: pd.DataFrame(self.rows).to_csv(tmp, index=False)
         fmt = lambda v: 'n/a' if v is None else f'{v:.3f}'
         self.emit(f'fold {self.fold + 1}/{self.n_folds} epoch {row["epoch"]}/{trainer.max_epochs}: train loss {fmt(row["train_loss"])} '
                  f'acc {fmt(row["train_acc"])} | val loss {fmt(row["val_loss"])} acc {fmt(row["val_acc"])} | {row["seconds"]:.1f} s')
@@ -164,16 +164,16 @@ def _prepare_split(manifest:pd.DataFrame, out:Path, folds:int, seed:int)->pd.Dat
     if saved.is_file():
         before = pd.read_csv(saved, keep_default_na=False, dtype={'image_path': str, 'group': str, 'sha1': str})
         same = len(before) == len(m) and (before.image_path.values == m.image_path.values).all() and (before.fold.values == m.fold.values).all()
-        if same and 'sha1' in before and 'sha1' in m: # same names, same contents (e.g. offline copies remade by other code)
+        if not same:
+            raise DataError(f'{out} holds a run over a different split or data set ({saved}); use a new run_name, or delete that folder')
+        if 'sha1' in before and 'sha1' in m: # same names, same contents (e.g. offline copies remade by other code)
             old, new = before.sha1.values, m.sha1.fillna('').astype(str).values
             changed = (old != new) & (old != '') & (new != '')
             if changed.any():
                 raise DataError(f'{out} was trained on other contents of {changed.sum()} images with the same names (e.g. '
                                 f'{m.image_path[changed].iloc[0]}); use a new run_name, or delete that folder to start over')
-        if not same:
-            raise DataError(f'{out} holds a run over a different split or data set ({saved}); use a new run_name, or delete that folder')
     else:
-        tmp = saved.with_name('folds.csv.tmp'); m[columns].to_csv(tmp, index=False); os.replace(tmp, saved)
+        with atomic_write(saved) as tmp: m[columns].to_csv(tmp, index=False)
     n_folds = int(m.loc[m.split == 'train', 'fold'].max()) + 1
     if n_folds != folds: raise DataError(f'the manifest has {n_folds} folds in its fold column but folds={folds}')
     return m
@@ -306,10 +306,9 @@ def _train_fold(m, out, k, names, s, cache, accelerator, devices, strategy, num_
     dm.setup()
     val_probs = predict_probs(module, dm.val_dataloader(), s['tta'])
     test_probs = predict_probs(module, dm.test_dataloader(), s['tta']) if len(dm.test_rows) else np.zeros((0, len(names)), np.float32)
-    tmp = folder/'predictions.tmp.npz'
-    np.savez(tmp, val_image_path=dm.val_rows.image_path.to_numpy(str), val_probs=val_probs,
-             test_image_path=dm.test_rows.image_path.to_numpy(str), test_probs=test_probs)
-    os.replace(tmp, folder/'predictions.npz')
+    with atomic_write(folder/'predictions.npz') as tmp:
+        np.savez(tmp, val_image_path=dm.val_rows.image_path.to_numpy(str), val_probs=val_probs,
+                 test_image_path=dm.test_rows.image_path.to_numpy(str), test_probs=test_probs)
     scores = {k2: (float(v) if v is not None else None) for k2, v in (('best_val_loss', best.best_model_score),)}
     write_json(dict(fold=k, seconds=round(time.time() - started, 1), epochs_trained=trainer.current_epoch,
                     best_checkpoint=Path(best.best_model_path).name, weights=module.model.dogcls_weights, **scores),
@@ -398,7 +397,7 @@ def write_submission(
     target = rows.image_path.str.strip().map(predicted)
     filled = int(target.isna().sum())
     out = pd.DataFrame(dict(image_path=rows.image_path, target=target.fillna(fallback).astype(int)))
-    tmp = Path(str(path) + '.tmp'); out.to_csv(tmp, index=False); os.replace(tmp, path)
+    with atomic_write(path) as tmp: out.to_csv(tmp, index=False)
     return dict(rows=len(out), filled_with_most_frequent_class=filled)
 
 # %% ../nbs/05_train.ipynb #6c79a458
