@@ -218,6 +218,7 @@ def train_kfold(
     precision:str|None=None,     # default: bf16/16 mixed on GPU, 32 on CPU
     num_workers:int=0,           # DataLoader workers
     cache:ImageCache|float=2048, # decoded-image cache shared by the folds (or its budget in MiB)
+    keep_checkpoints:bool=False, # keep Lightning's best.ckpt and last.ckpt (with optimizer state) of finished folds
     log=print,                   # where the per-epoch lines go
 )->list[int]:                    # the folds trained now
     "Train (or resume) a K-fold run in `out`, one fresh model per fold."
@@ -249,7 +250,8 @@ def train_kfold(
     for k in to_run:
         if (out/f'fold{k}'/'done.json').is_file():
             log(f'fold {k + 1}/{folds}: already finished, skipped'); continue
-        _train_fold(m, out, k, names, settings, cache, accelerator, devices, strategy, num_nodes, precision, num_workers, log)
+        _train_fold(m, out, k, names, settings, cache, accelerator, devices, strategy, num_nodes, precision, num_workers, log,
+                    keep_checkpoints)
         trained.append(k)
     return trained
 
@@ -268,7 +270,7 @@ def _quiet_lightning():
         finally:
             for l, level in zip(loggers, levels): l.setLevel(level)
 
-def _train_fold(m, out, k, names, s, cache, accelerator, devices, strategy, num_nodes, precision, num_workers, log):
+def _train_fold(m, out, k, names, s, cache, accelerator, devices, strategy, num_nodes, precision, num_workers, log, keep_checkpoints=False):
     folder = out/f'fold{k}'; folder.mkdir(exist_ok=True)
     started = time.time()
     L.seed_everything(s['seed'] + k, workers=True, verbose=False)
@@ -309,10 +311,13 @@ def _train_fold(m, out, k, names, s, cache, accelerator, devices, strategy, num_
     with atomic_write(folder/'predictions.npz') as tmp:
         np.savez(tmp, val_image_path=dm.val_rows.image_path.to_numpy(str), val_probs=val_probs,
                  test_image_path=dm.test_rows.image_path.to_numpy(str), test_probs=test_probs)
+    with atomic_write(folder/'weights.pt') as tmp: torch.save({'state_dict': state['state_dict']}, tmp)
     scores = {k2: (float(v) if v is not None else None) for k2, v in (('best_val_loss', best.best_model_score),)}
     write_json(dict(fold=k, seconds=round(time.time() - started, 1), epochs_trained=trainer.current_epoch,
-                    best_checkpoint=Path(best.best_model_path).name, weights=module.model.dogcls_weights, **scores),
+                    best_checkpoint='weights.pt', weights=module.model.dogcls_weights, **scores),
                folder/'done.json')
+    if not keep_checkpoints: # the fold is finished: resuming no longer needs them
+        for name in ('best.ckpt', 'last.ckpt', 'last.ckpt.unreadable'): (folder/name).unlink(missing_ok=True)
 
 # %% ../nbs/05_train.ipynb #1a15d521
 def merge_folds(
@@ -343,9 +348,10 @@ def merge_folds(
     result = dict(split=train, oof_probs=oof, test_image_path=test_paths if test_paths is not None else np.array([], str),
                   test_probs=test_probs, test_mean=test_probs.mean(0) if len(test_probs) else np.zeros((0, n_classes)),
                   history=pd.concat(histories, ignore_index=True) if histories else pd.DataFrame(), folds_done=done, config=config)
-    np.savez(out/'oof_probs.npz', image_path=train.image_path.to_numpy(str), fold=train.fold.to_numpy(), target=train.target.to_numpy(),
-             probs=oof)
-    np.savez(out/'test_probs.npz', image_path=result['test_image_path'], per_fold=test_probs, mean=result['test_mean'])
+    with atomic_write(out/'oof_probs.npz') as tmp:
+        np.savez(tmp, image_path=train.image_path.to_numpy(str), fold=train.fold.to_numpy(), target=train.target.to_numpy(), probs=oof)
+    with atomic_write(out/'test_probs.npz') as tmp:
+        np.savez(tmp, image_path=result['test_image_path'], per_fold=test_probs, mean=result['test_mean'])
     return result
 
 # %% ../nbs/05_train.ipynb #76505bb0

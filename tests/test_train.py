@@ -2,7 +2,7 @@
 import html, json, re
 from pathlib import Path
 
-import numpy as np, pandas as pd, papermill as pm, pytest
+import numpy as np, pandas as pd, papermill as pm, pytest, torch
 from torchvision import transforms as T
 
 import dogcls.train as train_module
@@ -114,6 +114,21 @@ def test_scores_submission_and_reloading(tiny, tmp_path):
     dm.setup()
     probs = train_module.predict_probs(model, dm.val_dataloader())
     assert np.allclose(probs, np.load(tmp_path/'fold0'/'predictions.npz')['val_probs'], atol=1e-5)
+
+def test_finished_folds_keep_weights_only_unless_asked(tiny, tmp_path):
+    train_kfold(tiny, tmp_path/'lean', **{**FAST, 'fold': 0})
+    train_kfold(tiny, tmp_path/'full', **{**FAST, 'fold': 0, 'keep_checkpoints': True})
+    lean, full = tmp_path/'lean'/'fold0', tmp_path/'full'/'fold0'
+    assert not (lean/'best.ckpt').exists() and not (lean/'last.ckpt').exists()
+    assert (full/'best.ckpt').is_file() and (full/'last.ckpt').is_file()
+    assert (lean/'weights.pt').stat().st_size < (full/'best.ckpt').stat().st_size / 2 # no optimizer state
+    weights = torch.load(full/'weights.pt', weights_only=True)['state_dict']
+    assert all(torch.equal(v, torch.load(full/'best.ckpt', weights_only=True)['state_dict'][k]) for k, v in weights.items())
+    done = json.loads((full/'done.json').read_text()) # a run written before weights.pt existed names best.ckpt
+    (full/'done.json').write_text(json.dumps({**done, 'best_checkpoint': 'best.ckpt'}))
+    (full/'weights.pt').unlink()
+    model = load_run_model(tmp_path/'full', fold=0)
+    assert all(torch.equal(v, model.state_dict()[k.removeprefix('model.')]) for k, v in weights.items())
 
 def test_train_notebook_writes_the_report(tmp_path):
     evil = 'evil<b>&"class'
