@@ -4,7 +4,7 @@
 
 # %% ../nbs/06_ensemble.ipynb #54c7f5cb
 from __future__ import annotations
-import warnings
+import json, warnings
 from pathlib import Path
 
 import numpy as np, pandas as pd, torch
@@ -138,17 +138,27 @@ def cross_fit(
     return out, apply(model, test), model
 
 # %% ../nbs/06_ensemble.ipynb #66f8ba4e
+def _models_fingerprint(folder:Path, folds:list[int])->str:
+    "What identifies the fold models of a run: their done.json and the size and modification time of their weights."
+    parts = []
+    for k in folds:
+        done = folder/f'fold{k}'/'done.json'
+        weights = done.parent/json.loads(done.read_text())['best_checkpoint']
+        parts.append(f'{k}:{done.read_text()}:{weights.stat().st_size}:{weights.stat().st_mtime_ns}')
+    return '\n'.join(parts)
+
 def tta_predictions(
-    run:str|Path,    # a finished training run
+    run:str|Path|dict, # a finished training run (name or folder), or its load_runs entry
     batch_size:int=64,
 )->dict:             # the run's merge_folds result with flip-TTA oof_probs, test_probs and test_mean
     "Out-of-fold and test probabilities of a run re-predicted with flip test-time augmentation (cached)."
-    folder = _folder(run)
-    result = {**merge_folds(folder), 'folder': folder}
-    cache = folder/'tta_probs.npz'
+    result = run if isinstance(run, dict) else {**merge_folds(_folder(run)), 'folder': _folder(run)}
+    folder = Path(result['folder'])
+    cache, fingerprint = folder/'tta_probs.npz', _models_fingerprint(folder, result['folds_done'])
     if cache.is_file():
         saved = np.load(cache)
-        return {**result, 'oof_probs': saved['oof_probs'], 'test_probs': saved['test_probs'], 'test_mean': saved['test_probs'].mean(0)}
+        if 'fingerprint' in saved and str(saved['fingerprint']) == fingerprint:
+            return {**result, 'oof_probs': saved['oof_probs'], 'test_probs': saved['test_probs'], 'test_mean': saved['test_probs'].mean(0)}
     split = pd.read_csv(folder/'folds.csv', keep_default_na=False, dtype={'image_path': str, 'group': str, 'class_name': str})
     oof, tests = np.full_like(result['oof_probs'], np.nan), []
     position = pd.Series(np.arange(len(result['split'])), index=result['split'].image_path)
@@ -161,7 +171,7 @@ def tta_predictions(
         oof[position[dm.val_rows.image_path].to_numpy()] = predict_probs(model, dm.val_dataloader(), tta=True)
         tests.append(predict_probs(model, dm.test_dataloader(), tta=True) if len(dm.test_rows) else np.zeros((0, oof.shape[1]), np.float32))
     tests = np.stack(tests)
-    with atomic_write(cache) as tmp: np.savez(tmp, oof_probs=oof, test_probs=tests)
+    with atomic_write(cache) as tmp: np.savez(tmp, oof_probs=oof, test_probs=tests, fingerprint=np.array(fingerprint))
     return {**result, 'oof_probs': oof, 'test_probs': tests, 'test_mean': tests.mean(0)}
 
 # %% ../nbs/06_ensemble.ipynb #1dc9f666
