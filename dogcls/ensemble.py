@@ -139,12 +139,12 @@ def cross_fit(
 
 # %% ../nbs/06_ensemble.ipynb #66f8ba4e
 def _models_fingerprint(folder:Path, folds:list[int])->str:
-    "What identifies the fold models of a run: their done.json and the size and modification time of their weights."
+    "What identifies the fold models of a run: their done.json and the size of their weights file."
     parts = []
     for k in folds:
         done = folder/f'fold{k}'/'done.json'
         weights = done.parent/json.loads(done.read_text())['best_checkpoint']
-        parts.append(f'{k}:{done.read_text()}:{weights.stat().st_size}:{weights.stat().st_mtime_ns}')
+        parts.append(f'{k}:{done.read_text()}:{weights.stat().st_size}')
     return '\n'.join(parts)
 
 def tta_predictions(
