@@ -310,6 +310,9 @@ def leak_audit(
     pairs:pd.DataFrame|None=None,   # near-duplicate pairs (image_path_a, image_path_b), optional
 )->pd.DataFrame:                    # one row per leaking validation image: fold, image_path, reason, partner
     "Validation images whose group, exact duplicate or near-duplicate is in the training part of their fold."
+    if 'sha1' not in manifest and {'sha1_x', 'sha1_y'} <= set(manifest.columns):
+        raise DataError('the manifest has sha1_x and sha1_y but no sha1 column (a merge with a frame that already had sha1); '
+                        'exact duplicates would go uncounted: keep one sha1 column')
     train = manifest[(manifest.split == 'train') & (manifest.fold >= 0)]
     links = []
     if pairs is not None and len(pairs):

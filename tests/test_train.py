@@ -133,6 +133,13 @@ def test_finished_folds_keep_weights_only_unless_asked(tiny, tmp_path):
 def test_train_notebook_writes_the_report(tmp_path):
     evil = 'evil<b>&"class'
     root = clipart_slice(tmp_path/'d', 4, evil)
+    rows = pd.read_csv(root/'train.csv')
+    last = rows.class_name.unique()[-1]
+    copied = rows[rows.class_name == rows.class_name.unique()[-2]].head(6) # the same files filed again under another class
+    extra = copied.assign(class_name=last, target=rows[rows.class_name == last].target.iloc[0],
+                          image_path=[f'train/{last}/again_{Path(p).name}' for p in copied.image_path])
+    for src, dst in zip(copied.image_path, extra.image_path): (root/dst).write_bytes((root/src).read_bytes())
+    pd.concat([rows, extra]).to_csv(root/'train.csv', index=False)
     reports = tmp_path/'reports'
     pm.execute_notebook(str(ROOT/'nbs'/'train.ipynb'), str(tmp_path/'out.ipynb'), kernel_name='python3', progress_bar=False,
                         parameters=dict(data=str(root), reports=str(reports), arch='convnextv2', size='cpu', img_size=32, epochs=2,
@@ -147,6 +154,9 @@ def test_train_notebook_writes_the_report(tmp_path):
     assert len(images) >= 2 + 4 and all(s.startswith('data:image/png;base64,') for s in images)
     metrics = json.loads((out/'metrics.json').read_text())
     assert metrics['kind'] == 'train' and metrics['folds_done'] == [0, 1, 2] and 0 <= metrics['test_accuracy'] <= 1
+    split = pd.read_csv(out/'folds.csv').query('split == "train"') # validation images with an identical file in their fold's training part
+    leaks = sum(split[split.fold == k].sha1.isin(split[split.fold != k].sha1).sum() for k in range(3))
+    assert leaks > 0 and metrics['leak_audit'] == leaks
     submission, test = pd.read_csv(out/'submission.csv'), pd.read_csv(root/'test.csv')
     assert submission.image_path.tolist() == test.image_path.tolist()
     assert (out/'oof_probs.npz').is_file() and (out/'test_probs.npz').is_file()
