@@ -142,9 +142,9 @@ def _models_fingerprint(folder:Path, folds:list[int])->str:
     "What identifies the fold models of a run: their done.json and the size of their weights file."
     parts = []
     for k in folds:
-        done = folder/f'fold{k}'/'done.json'
-        weights = done.parent/json.loads(done.read_text())['best_checkpoint']
-        parts.append(f'{k}:{done.read_text()}:{weights.stat().st_size}')
+        done = (folder/f'fold{k}'/'done.json').read_text()
+        weights = folder/f'fold{k}'/json.loads(done)['best_checkpoint']
+        parts.append(f'{k}:{done}:{weights.stat().st_size}')
     return '\n'.join(parts)
 
 def tta_predictions(
