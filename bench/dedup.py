@@ -169,6 +169,24 @@ def ssim_speed(repeats: int = 3):
     print(f'largest |score difference|, best over flips: {diff:.2e}; unflipped (500 pairs): {unflipped:.2e}')
 
 
+def big_class_speed(repeats: int = 3):
+    "within_class_ssim on one 1,000-image class (499,500 pairs x 4 flips): block against block, against every pair gathered."
+    rng = np.random.default_rng(2)
+    gray = rng.random((1000, 32, 32), dtype=np.float32)
+    gray[999] = gray[0][:, ::-1]
+    m = pd.DataFrame(dict(class_name=['big'] * 1000, file='unused'), index=np.arange(1000))
+    times = {}
+    for name, block in (('block against block (default)', 32), ('every pair gathered, in batches', 10_000)):
+        runs = []
+        for _ in range(repeats):
+            start = time.perf_counter(); pairs = within_class_ssim(m, 0.95, gray=gray, block=block); runs.append(time.perf_counter() - start)
+            assert pairs[['a', 'b', 'flip']].values.tolist() == [[0, 999, 'h']]
+        times[name] = statistics.median(runs)
+    print(f'\nWithin-class SSIM, one class of 1,000 images (499,500 pairs x 4 flips), median of {repeats}:')
+    for name, seconds in times.items(): print(f'{name:<34} {seconds:6.2f} s')
+    print(f'ratio: {times["every pair gathered, in batches"] / times["block against block (default)"]:.2f}x')
+
+
 SEARCH_CHILD = '''
 import resource, sys, time, numpy as np
 from dogcls.dedup import cosine_pairs
@@ -211,6 +229,7 @@ def main():
             start = time.perf_counter(); predicted = phash_pairs(flat, distance); seconds = time.perf_counter() - start
             print_table(f'imagededup PHash, Hamming distance <= {distance} ({seconds:.1f} s)', evaluate(predicted, truth, bench))
     if not args.skip_skimage: ssim_speed()
+    big_class_speed()
     if not args.skip_search: search_memory()
 
 

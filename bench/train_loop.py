@@ -9,9 +9,9 @@ import argparse, statistics, time
 import lightning as L, torch
 
 from dogcls.augment import train_transform
-from dogcls.data import ImageCache, ImageDataModule, load_data
+from dogcls.data import ImageCache, load_data
 from dogcls.models import create_model, data_config, eval_transform
-from dogcls.train import Classifier, _quiet_lightning
+from dogcls.train import Classifier, ImageDataModule, _quiet_lightning
 
 
 def bare(arch, num_classes, img_size, batch_size, warmup, steps) -> float:

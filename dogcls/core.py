@@ -8,7 +8,7 @@ import contextlib, hashlib, json, os, platform, re
 from pathlib import Path
 
 # %% auto #0
-__all__ = ['DataError', 'project_root', 'default_data_dir', 'resolve_dir', 'run_dir', 'file_sha1', 'hardware_info',
+__all__ = ['DataError', 'project_root', 'default_data_dir', 'resolve_dir', 'cache_dir', 'run_dir', 'file_sha1', 'hardware_info',
            'atomic_write', 'write_json']
 
 # %% ../nbs/00_core.ipynb #4f2d1e0c
@@ -40,6 +40,13 @@ def resolve_dir(
     if path is None or str(path).strip() == '': return default
     path = Path(path).expanduser()
     return path if path.is_absolute() else project_root()/path
+
+# %% ../nbs/00_core.ipynb #fd7a5aa3
+def cache_dir()->Path:
+    "dogcls's cache folder (`$XDG_CACHE_HOME/dogcls`, default `~/.cache/dogcls`): converted weights, scans of data sets."
+    folder = Path(os.environ.get('XDG_CACHE_HOME', Path.home()/'.cache'))/'dogcls'
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
 
 # %% ../nbs/00_core.ipynb #70d91bc5
 _RUN_NAME = re.compile(r'^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$')

@@ -4,23 +4,22 @@
 
 # %% ../nbs/01_data.ipynb #5050f011
 from __future__ import annotations
-import os, warnings
+import hashlib, os, stat, warnings
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np, pandas as pd, torch
-import lightning as L
 from PIL import Image, ImageOps, UnidentifiedImageError
 from sklearn.model_selection import StratifiedGroupKFold
-from torch.utils.data import DataLoader, Dataset, RandomSampler
-from torchvision import transforms as T
+from torch.utils.data import Dataset
 
-from .core import DataError, default_data_dir, file_sha1, resolve_dir
+from .core import DataError, atomic_write, cache_dir, default_data_dir, file_sha1, resolve_dir
 
 # %% auto #0
-__all__ = ['MAX_PIXELS', 'IMAGE_EXTENSIONS', 'PROBLEM_COLUMNS', 'FIXES', 'MANIFEST_COLUMNS', 'to_rgb', 'open_image', 'scan_image',
-           'scan_images', 'read_competition', 'read_image_folder', 'load_data', 'class_names', 'exact_duplicates',
-           'assign_folds', 'classes_missing_from_training', 'ImageCache', 'ImageDataset', 'ImageDataModule']
+__all__ = ['MAX_PIXELS', 'IMAGE_EXTENSIONS', 'SCAN_COLUMNS', 'PROBLEM_COLUMNS', 'FIXES', 'MANIFEST_COLUMNS', 'to_rgb',
+           'open_image', 'scan_image', 'scan_images', 'resolve_paths', 'read_competition', 'read_image_folder',
+           'load_data', 'class_names', 'test_labels', 'exact_duplicates', 'assign_folds',
+           'classes_missing_from_training', 'ImageCache', 'to_tensor', 'ImageDataset']
 
 # %% ../nbs/01_data.ipynb #cd132858
 MAX_PIXELS = 89_478_485 # Pillow's default `Image.MAX_IMAGE_PIXELS`; larger images are treated as decompression bombs
@@ -54,6 +53,7 @@ def open_image(
     path:str|Path,             # an image file
     max_side:int|None=None,    # downscale so the longer side is at most this (JPEGs decode at reduced size)
     max_pixels:int=MAX_PIXELS, # refuse images whose header declares more pixels than this
+    draft:int|None=None,       # a JPEG decodes at the smallest 1/2, 1/4 or 1/8 scale whose longer side is at least this (default: max_side)
 )->Image.Image:                # 8-bit RGB, upright, transparency on white
     "Open any image file as RGB, refusing decompression bombs and unreadable files with a `DataError`."
     path = Path(path)
@@ -63,7 +63,7 @@ def open_image(
                 raise DataError(f'{path}: {im.width}x{im.height} = {im.width*im.height:,} pixels is over the '
                                 f'{max_pixels:,}-pixel limit (a possible decompression bomb); downscale the file, '
                                 'or pass a larger max_pixels if you trust it')
-            if max_side and im.format == 'JPEG': im.draft('RGB', (max_side, max_side))
+            if (draft or max_side) and im.format == 'JPEG': im.draft('RGB', (draft or max_side,) * 2)
             im.load()
             rgb = to_rgb(im)
     except DataError: raise
@@ -91,23 +91,59 @@ def scan_image(
         with Image.open(path) as im:
             info.update(width=im.width, height=im.height, mode=im.mode, format=im.format)
             if im.width * im.height > max_pixels: return {**info, 'problem': 'decompression bomb'}
-            if decode: im.load()
+            if decode: # a JPEG decodes at 1/8 scale: every byte is still read and checked, at half the cost
+                if im.format == 'JPEG': im.draft(im.mode, (max(1, im.width // 8), max(1, im.height // 8)))
+                im.load()
     except UnidentifiedImageError: info['problem'] = 'not an image'
     except Image.DecompressionBombError: info['problem'] = 'decompression bomb'
     except (OSError, SyntaxError, ValueError, EOFError) as e: info['problem'] = f'unreadable: {e}'
     return info
+
+SCAN_COLUMNS = ['width', 'height', 'mode', 'format', 'n_bytes', 'sha1', 'problem']
+
+def _file_key(path:str)->tuple|None:
+    "(size, modification time in ns) of a regular file, or None."
+    try: st = os.stat(path)
+    except OSError: return None
+    return (st.st_size, st.st_mtime_ns) if stat.S_ISREG(st.st_mode) else None
+
+def _earlier_scans(cache:Path, decode:bool, max_pixels:int)->dict:
+    "file -> row of an earlier scan that can stand for a new one (as thorough, same pixel limit); {} if none."
+    try: old = pd.read_csv(cache, dtype=str, keep_default_na=False)
+    except (OSError, ValueError): return {}
+    if not {'file', 'size', 'mtime_ns', 'decoded', 'max_pixels', *SCAN_COLUMNS} <= set(old.columns): return {}
+    old = old[(old.max_pixels == str(max_pixels)) & ((old.decoded == 'True') | (not decode))]
+    return {r['file']: r for r in old.to_dict('records')}
 
 def scan_images(
     paths,                     # image files
     decode:bool=True,          # decode every file fully
     max_pixels:int=MAX_PIXELS, # bomb limit
     n_threads:int|None=None,   # threads (default: one per core; Pillow decodes without holding the GIL)
+    cache:str|Path|None=None,  # a CSV kept between calls: files whose size and modification time are unchanged are not read again
 )->pd.DataFrame:               # one row per path, in order, with the columns of `scan_image`
-    "`scan_image` over many files, in parallel threads."
-    paths = list(paths)
+    "`scan_image` over many files, in parallel threads, reusing earlier results of unchanged files."
+    paths = [str(p) for p in paths]
+    keys = [_file_key(p) for p in paths]
+    earlier = _earlier_scans(Path(cache), decode, max_pixels) if cache is not None else {}
+    rows, todo = [None] * len(paths), []
+    for i, (p, key) in enumerate(zip(paths, keys)):
+        r = earlier.get(p)
+        if key is not None and r is not None and (r['size'], r['mtime_ns']) == tuple(map(str, key)):
+            rows[i] = {c: (None if r[c] == '' else int(float(r[c])) if c in ('width', 'height', 'n_bytes') else r[c]) for c in SCAN_COLUMNS}
+        else: todo.append(i)
     with ThreadPoolExecutor(n_threads or os.cpu_count() or 1) as pool:
-        rows = list(pool.map(lambda p: scan_image(p, decode, max_pixels), paths))
-    return pd.DataFrame(rows, columns=['width', 'height', 'mode', 'format', 'n_bytes', 'sha1', 'problem'])
+        for i, row in zip(todo, pool.map(lambda i: scan_image(paths[i], decode, max_pixels), todo)): rows[i] = row
+    scan = pd.DataFrame(rows, columns=SCAN_COLUMNS)
+    if cache is not None and todo:
+        known = np.array([k is not None for k in keys], bool)
+        was = {p: r['decoded'] == 'True' for p, r in earlier.items()}
+        record = scan[known].assign(file=np.array(paths)[known], size=[k[0] for k in keys if k], mtime_ns=[k[1] for k in keys if k],
+                                    decoded=[decode or was.get(p, False) for p, k in zip(paths, keys) if k], max_pixels=max_pixels)
+        Path(cache).parent.mkdir(parents=True, exist_ok=True)
+        with atomic_write(cache) as tmp: record.to_csv(tmp, index=False)
+    elif cache is not None and Path(cache).is_file(): os.utime(cache) # used: kept by the least-recently-used clean-up
+    return scan
 
 # %% ../nbs/01_data.ipynb #14dbfc5a
 PROBLEM_COLUMNS = ['image_path', 'class_name', 'split', 'problem', 'action', 'fix']
@@ -127,6 +163,7 @@ FIXES = {
                                         'of some folds; use fewer folds or add images if that matters',
     'listed in both train.csv and test.csv': 'remove the image from one of the two CSVs: it leaks test labels',
     'test label for an image not in test.csv': 'remove the row from test_labels.csv, or add the image to test.csv',
+    'image paths': 'nothing to fix: detected from the first rows of the CSV that resolve to files',
 }
 
 def _problem(image_path='', class_name='', split='', problem='', action='skipped')->dict:
@@ -134,14 +171,16 @@ def _problem(image_path='', class_name='', split='', problem='', action='skipped
                 fix=FIXES[problem.split(':')[0]])
 
 # %% ../nbs/01_data.ipynb #3cf799f3
-def _read_csv(path:Path, required:list[str])->pd.DataFrame:
+def _read_csv(path:Path, required:list[str], issues:list[str])->pd.DataFrame|None:
+    "The CSV as strings, rows numbered as a spreadsheet shows them; a missing column is added to `issues`."
     try: table = pd.read_csv(path, dtype=str, keep_default_na=False)
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as e:
-        raise DataError(f'{path}: not a readable CSV ({e}); expected a header row with {",".join(required)}') from None
+        issues.append(f'{path.name}: not a readable CSV ({e}); expected a header row with {",".join(required)}')
+        return None
     missing = [c for c in required if c not in table.columns]
     if missing:
-        raise DataError(f'{path}: missing column(s) {", ".join(missing)}; the header must include '
-                        f'{",".join(required)} (found {",".join(table.columns)})')
+        issues.append(f'{path.name}: missing column(s) {", ".join(missing)}; the header must include '
+                      f'{",".join(required)} (found {",".join(table.columns)})')
     table = table.apply(lambda col: col.str.strip())
     table.index = table.index + 2 # row numbers as a spreadsheet shows them (header is row 1)
     return table
@@ -151,68 +190,128 @@ def _rows(table:pd.DataFrame, mask, n:int=5)->str:
     shown = '; '.join(f'row {i}: ' + ', '.join(f'{k}={v!r}' for k, v in r.items()) for i, r in bad.head(n).iterrows())
     return shown + (f' (and {len(bad)-n} more)' if len(bad) > n else '')
 
-def _targets(table:pd.DataFrame, path:Path)->pd.Series:
+def _targets(table:pd.DataFrame, path:Path, issues:list[str])->pd.Series:
+    "Targets as integers; bad ones are listed in `issues` and become -1."
     target = pd.to_numeric(table['target'], errors='coerce')
     bad = target.isna() | (target < 0) | (target % 1 != 0)
-    if bad.any(): raise DataError(f'{path}: target must be a whole number >= 0; {_rows(table, bad)}')
-    return target.astype(int)
+    if bad.any(): issues.append(f'{path.name}: target must be a whole number >= 0; {_rows(table, bad)}')
+    return target.where(~bad, -1).astype(int)
 
-def _check_paths(table:pd.DataFrame, path:Path):
+def _escaping(table:pd.DataFrame, path:Path, issues:list[str])->pd.Series:
+    "Rows whose image_path is empty or leaves the data root (listed in `issues`)."
     def escapes(p:str)->bool:
         norm = os.path.normpath(p.replace('\\', '/'))
         return p == '' or os.path.isabs(p) or norm == '..' or norm.startswith('../') or p.startswith('/')
-    bad = table['image_path'].map(escapes)
+    bad = table['image_path'].map(escapes).astype(bool)
     if bad.any():
-        raise DataError(f'{path}: image_path must be a non-empty path relative to the data root that stays inside '
-                        f'it (no leading "/", no "../"); {_rows(table, bad)}')
+        issues.append(f'{path.name}: image_path must be a non-empty relative path that stays inside the data folder '
+                      f'(no leading "/", no "../"); {_rows(table, bad)}')
+    return bad
+
+# %% ../nbs/01_data.ipynb #7716f042
+def resolve_paths(
+    root:Path,            # the data root
+    table:pd.DataFrame,   # a CSV's rows with image_path (index: the CSV's row numbers)
+    csv:Path,             # the CSV, for messages
+    folder:str,           # the competition's folder for this CSV: 'train' or 'test'
+    issues:list[str],     # structural problems found are appended here
+    usable=None,          # boolean mask of rows to consider (default: all); others are left as written
+    sample:int=100,       # the first this many resolving rows decide the convention
+    min_share:float=0.1,  # refuse the CSV when fewer of its rows resolve
+)->tuple[pd.Series, str]: # (image paths relative to the root, the prefix added: '' or f'{folder}/')
+    "Decide whether a CSV's paths are relative to the data root or to `folder`, and make them relative to the root."
+    paths = table.image_path
+    usable = np.ones(len(paths), bool) if usable is None else np.asarray(usable, bool)
+    sub = root/folder
+    exists = lambda base: np.array([u and os.path.isfile(os.path.join(base, p)) for p, u in zip(paths, usable)], bool)
+    at_root = exists(root)
+    in_folder = exists(sub) if sub.is_dir() else np.zeros(len(paths), bool)
+    resolving = at_root | in_folder
+    if usable.sum() and resolving.sum() < min_share * usable.sum():
+        example = paths[usable].iloc[0]
+        hint = (f'there is no {sub} folder: unpack the images so that {root} holds {csv.name}, train/ and test/' if not sub.is_dir()
+                else f'pass as data the folder the CSV was shipped in, with the images unpacked under it')
+        issues.append(f'{csv.name}: only {resolving.sum()} of the {usable.sum()} image paths checked resolve to files '
+                      f'(looked under {root} and under {sub}; e.g. {example!r} is neither {root/example} nor {sub/example}); {hint}')
+        return paths, ''
+    first = np.flatnonzero(resolving)[:sample]
+    prefix = f'{folder}/' if in_folder[first].sum() > at_root[first].sum() else ''
+    chosen, other = (in_folder, at_root) if prefix else (at_root, in_folder)
+    mixed = ~chosen & other
+    if mixed.any():
+        where = lambda p: f'{folder}/' if p else 'the data root'
+        issues.append(f'{csv.name} mixes two path conventions: {chosen.sum()} rows are relative to {where(prefix)} (e.g. '
+                      f'{_rows(table[["image_path"]], chosen & ~other, 2)}) and {mixed.sum()} relative to '
+                      f'{where("" if prefix else folder)} (e.g. {_rows(table[["image_path"]], mixed, 2)}); write every path '
+                      f'relative to {root} or every path relative to {sub}')
+    return paths.where(~usable, prefix + paths), prefix
 
 # %% ../nbs/01_data.ipynb #063f1f1e
+def _check_labels(train:pd.DataFrame, path:Path, issues:list[str]):
+    "One target per class name, one class name per target, one label per image (rows with a valid target)."
+    valid = train[train.target >= 0]
+    for a, b in (('class_name', 'target'), ('target', 'class_name')):
+        n = valid.groupby(a)[b].nunique()
+        if (n > 1).any():
+            issues.append(f'{path.name}: each {a} must have one {b}, but {", ".join(map(repr, n[n > 1].index[:5]))} '
+                          f'have several; {_rows(valid, valid[a].isin(n[n > 1].index))}; fix the labels in the CSV')
+    conflict = valid.groupby('image_path')['target'].nunique()
+    if (conflict > 1).any():
+        issues.append(f'{path.name}: the same image is listed with different labels; '
+                      f'{_rows(valid, valid.image_path.isin(conflict[conflict > 1].index))}; keep one row per image')
+
+def _paths_problem(csv:Path, split:str, prefix:str)->dict:
+    return _problem(csv.name, '', split, f'image paths: relative to {prefix or "the data root"}', 'detected')
+
 def read_competition(
     root:Path, # folder with train.csv and optionally test.csv, test_labels.csv
 )->tuple[pd.DataFrame, list[dict]]: # manifest rows (files not yet checked) and row-level problems
-    "Read the competition layout's CSVs into manifest rows, raising `DataError` on structural problems."
-    train_csv = root/'train.csv'
-    train = _read_csv(train_csv, ['class_name', 'image_path', 'target'])
-    train['target'] = _targets(train, train_csv)
-    _check_paths(train, train_csv)
-    for a, b in (('class_name', 'target'), ('target', 'class_name')):
-        n = train.groupby(a)[b].nunique()
-        if (n > 1).any():
-            raise DataError(f'{train_csv}: each {a} must have one {b}, but {", ".join(map(repr, n[n > 1].index[:5]))} '
-                            f'have several; {_rows(train, train[a].isin(n[n > 1].index))}; fix the labels in the CSV')
-    problems = []
-    conflict = train.groupby('image_path')['target'].nunique()
-    if (conflict > 1).any():
-        raise DataError(f'{train_csv}: the same image is listed with different labels; '
-                        f'{_rows(train, train.image_path.isin(conflict[conflict > 1].index))}; keep one row per image')
-    dup = train.duplicated('image_path')
-    problems += [_problem(r.image_path, r.class_name, 'train', 'duplicate row') for r in train[dup].itertuples()]
-    train = train[~dup].assign(split='train')
-    parts = [train]
-    if (root/'test.csv').is_file():
-        test = _read_csv(root/'test.csv', ['image_path'])[['image_path']]
-        _check_paths(test, root/'test.csv')
+    "Read the competition layout's CSVs into manifest rows; every structural problem of every CSV in one `DataError`."
+    issues, problems, parts = [], [], []
+    train_csv, test_csv, labels_csv = root/'train.csv', root/'test.csv', root/'test_labels.csv'
+    train = _read_csv(train_csv, ['class_name', 'image_path', 'target'], issues)
+    if train is not None and {'class_name', 'image_path', 'target'} <= set(train.columns):
+        train['target'] = _targets(train, train_csv, issues)
+        escaping = _escaping(train, train_csv, issues)
+        train['image_path'], prefix = resolve_paths(root, train, train_csv, 'train', issues, ~escaping)
+        _check_labels(train[~escaping], train_csv, issues)
+        problems.append(_paths_problem(train_csv, 'train', prefix))
+        dup = train.duplicated('image_path')
+        problems += [_problem(r.image_path, r.class_name, 'train', 'duplicate row') for r in train[dup].itertuples()]
+        parts.append(train[~dup].assign(split='train'))
+    test = _read_csv(test_csv, ['image_path'], issues) if test_csv.is_file() else None
+    if test is not None and 'image_path' in test:
+        escaping = _escaping(test, test_csv, issues)
+        test['image_path'], prefix = resolve_paths(root, test[['image_path']], test_csv, 'test', issues, ~escaping)
+        problems.append(_paths_problem(test_csv, 'test', prefix))
         dup = test.duplicated('image_path')
         problems += [_problem(p, '', 'test', 'duplicate row') for p in test.image_path[dup]]
-        test = test[~dup].assign(split='test', target=-1, class_name='')
-        if (root/'test_labels.csv').is_file():
-            labels = _read_csv(root/'test_labels.csv', ['image_path', 'target'])
-            labels['target'] = _targets(labels, root/'test_labels.csv')
+        test = test[~dup][['image_path']].assign(split='test', target=-1, class_name='')
+        labels = _read_csv(labels_csv, ['image_path', 'target'], issues) if labels_csv.is_file() else None
+        if labels is not None and {'image_path', 'target'} <= set(labels.columns):
+            labels['target'] = _targets(labels, labels_csv, issues)
+            escaping = _escaping(labels, labels_csv, issues)
+            labels['image_path'], prefix = resolve_paths(root, labels, labels_csv, 'test', issues, ~escaping)
+            problems.append(_paths_problem(labels_csv, 'test', prefix))
+            known = set(parts[0].target) if parts else set()
+            unknown = (labels.target >= 0) & ~labels.target.isin(known)
+            if parts and unknown.any():
+                issues.append(f'{labels_csv.name}: targets {sorted(set(labels.target[unknown]))[:5]} do not occur in train.csv; '
+                              f'test labels must use the training classes; {_rows(labels, unknown)}')
             labels = labels.drop_duplicates('image_path').set_index('image_path')['target']
-            unknown = ~labels.isin(train.target)
-            if unknown.any():
-                raise DataError(f'{root/"test_labels.csv"}: targets {sorted(set(labels[unknown]))[:5]} do not occur in '
-                                'train.csv; test labels must use the training classes')
             problems += [_problem(p, '', 'test', 'test label for an image not in test.csv', 'ignored')
                          for p in labels.index.difference(test.image_path)]
-            names = train.drop_duplicates('target').set_index('target')['class_name']
-            test['target'] = test.image_path.map(labels).fillna(-1).astype(int)
-            test['class_name'] = test.target.map(names).fillna('')
-        both = test.image_path.isin(train.image_path)
-        problems += [_problem(p, '', 'test', 'listed in both train.csv and test.csv', 'kept') for p in test.image_path[both]]
+            if parts:
+                names = parts[0].drop_duplicates('target').set_index('target')['class_name']
+                test['target'] = test.image_path.map(labels).fillna(-1).astype(int)
+                test['class_name'] = test.target.map(names).fillna('')
+        if parts:
+            both = test.image_path.isin(parts[0].image_path)
+            problems += [_problem(p, '', 'test', 'listed in both train.csv and test.csv', 'kept') for p in test.image_path[both]]
         parts.append(test)
-    rows = pd.concat(parts, ignore_index=True)
-    return rows, problems
+    if issues:
+        raise DataError(f'{root}: {len(issues)} problem(s) in the CSVs; fix them all, then run again:\n- ' + '\n- '.join(issues))
+    return pd.concat(parts, ignore_index=True), problems
 
 # %% ../nbs/01_data.ipynb #ef6f255b
 def read_image_folder(
@@ -250,6 +349,7 @@ def load_data(
     decode:bool=True,          # fully decode every image while checking (finds truncated files)
     n_folds:int=5,             # classes with fewer training images than this are reported
     max_pixels:int=MAX_PIXELS, # decompression-bomb limit
+    scan_cache:bool=True,      # take the facts of unchanged files from this folder's last scan (kept in `cache_dir()`)
 )->tuple[pd.DataFrame, pd.DataFrame]: # (manifest, problems)
     "Read, check and describe a data set: the manifest of usable images and the table of problems found."
     root = resolve_dir(root, default_data_dir())
@@ -260,18 +360,35 @@ def load_data(
     rows, problems = (read_competition if layout == 'competition' else read_image_folder)(root)
     rows['file'] = [str(root/p) for p in rows.image_path]
     rows['group'] = rows.image_path
-    scan = scan_images(rows.file, decode=decode, max_pixels=max_pixels)
+    scan = scan_images(rows.file, decode=decode, max_pixels=max_pixels, cache=_scan_cache(root) if scan_cache else None)
     manifest = pd.concat([rows[MANIFEST_COLUMNS].reset_index(drop=True), scan], axis=1)
     bad = manifest.problem.notna()
     problems += [_problem(r.image_path, r.class_name, r.split, r.problem) for r in manifest[bad].itertuples()]
     manifest = manifest[~bad].drop(columns='problem').reset_index(drop=True)
     problems += _class_problems(rows, manifest, n_folds)
     problems = pd.DataFrame(problems, columns=PROBLEM_COLUMNS)
+    if not (manifest.split == 'train').any(): raise _no_training_images(root, problems)
     if errors == 'raise' and (problems.action == 'skipped').any():
         skipped = problems[problems.action == 'skipped']
         raise DataError(f'{root}: {len(skipped)} unusable file(s): ' + '; '.join(
             f'{r.image_path}: {r.problem} ({r.fix})' for r in skipped.head(5).itertuples()) + " (errors='skip' lists and skips them)")
     return manifest, problems
+
+def _scan_cache(root:Path, keep:int=64)->Path:
+    "This data folder's scan CSV in the cache (the least recently used beyond `keep` folders are removed)."
+    folder = cache_dir()/'scans'
+    folder.mkdir(exist_ok=True)
+    for old in sorted(folder.glob('*.csv'), key=lambda p: p.stat().st_mtime)[:-keep]: old.unlink(missing_ok=True)
+    return folder/f'{hashlib.sha1(str(root.resolve()).encode()).hexdigest()[:16]}.csv'
+
+def _no_training_images(root:Path, problems:pd.DataFrame)->DataError:
+    "The error for a data set none of whose training images can be used, summarising why."
+    skipped = problems[(problems.action == 'skipped') & (problems.split == 'train')]
+    counts = skipped.problem.str.split(':').str[0].value_counts()
+    why = ', '.join(f'{n} {kind}' for kind, n in counts.items()) or 'no training rows'
+    example = f'; e.g. {skipped.image_path.iloc[0]}: {skipped.problem.iloc[0]} ({skipped.fix.iloc[0]})' if len(skipped) else ''
+    return DataError(f'{root}: no usable training image ({why}){example}. Nothing can be analysed or trained '
+                     'until the training images load: check that this is the data folder and that its images are unpacked')
 
 def _class_problems(rows:pd.DataFrame, manifest:pd.DataFrame, n_folds:int)->list[dict]:
     listed = rows[rows.split == 'train'].drop_duplicates('target').set_index('target').class_name
@@ -291,13 +408,22 @@ def class_names(
     labeled = manifest[manifest.target >= 0].drop_duplicates('target').set_index('target').class_name
     return [labeled.get(t, f'<target {t}>') for t in range(int(labeled.index.max()) + 1)]
 
+# %% ../nbs/01_data.ipynb #99779bb2
+def test_labels(
+    manifest:pd.DataFrame, # from `load_data`
+)->pd.Series|None:         # target per test image_path; None unless every test image has a label
+    "The labels of the test images, for scoring only."
+    test = manifest[manifest.split == 'test']
+    if len(test) == 0 or (test.target < 0).any(): return None
+    return test.set_index('image_path').target
+
 # %% ../nbs/01_data.ipynb #884e0dc6
 def exact_duplicates(
     manifest:pd.DataFrame, # with a sha1 column (as `load_data` returns)
 )->pd.DataFrame:           # one row per set of identical files
     "Sets of byte-identical files: how many, in which classes and splits, and whether they cross classes."
     labeled = manifest.assign(class_name=manifest.class_name.where(manifest.class_name != '', '(unlabeled)'))
-    sets = labeled.groupby('sha1').filter(lambda g: len(g) > 1).groupby('sha1')
+    sets = labeled[labeled.sha1.duplicated(keep=False)].groupby('sha1') # only hashes seen twice: no per-group call
     out = sets.agg(n=('image_path', 'size'), classes=('class_name', lambda s: sorted(set(s))),
                    splits=('split', lambda s: sorted(set(s))), image_paths=('image_path', list)).reset_index()
     out['across_classes'] = out.classes.map(len) > 1
@@ -368,6 +494,12 @@ class ImageCache:
     def __repr__(self): return f'ImageCache({len(self.images)} images, {self.nbytes/2**20:.1f} of {self.budget/2**20:.0f} MiB, {self.hits} hits, {self.misses} misses)'
 
 # %% ../nbs/01_data.ipynb #d5df4bf2
+def to_tensor(
+    im:Image.Image, # an RGB image
+)->torch.Tensor:   # (3, H, W) float32 in [0, 1], as torchvision's ToTensor
+    "An RGB image as a float tensor (torchvision's `ToTensor` without importing torchvision, which costs seconds)."
+    return torch.from_numpy(np.array(im, np.uint8)).permute(2, 0, 1).float().div_(255)
+
 class ImageDataset(Dataset):
     "Images and targets of manifest rows, through an optional transform and cache."
     def __init__(self,
@@ -377,7 +509,7 @@ class ImageDataset(Dataset):
                  max_side:int|None=None,       # downscale on load so the longer side is at most this
                  max_pixels:int=MAX_PIXELS):   # decompression-bomb limit
         self.files, self.targets = manifest.file.astype(str).tolist(), manifest.target.to_numpy(dtype=np.int64)
-        self.transform, self.cache, self.max_side, self.max_pixels = transform or T.ToTensor(), cache, max_side, max_pixels
+        self.transform, self.cache, self.max_side, self.max_pixels = transform or to_tensor, cache, max_side, max_pixels
 
     def __len__(self): return len(self.files)
 
@@ -387,49 +519,3 @@ class ImageDataset(Dataset):
         return open_image(self.files[i], self.max_side, self.max_pixels)
 
     def __getitem__(self, i:int): return self.transform(self.image(i)), int(self.targets[i])
-
-# %% ../nbs/01_data.ipynb #75faa90b
-class ImageDataModule(L.LightningDataModule):
-    "Training, validation (one fold) and test loaders over a manifest, with a shared image cache."
-    def __init__(self,
-                 manifest:pd.DataFrame,       # from `load_data` (a fold column is added in setup if missing)
-                 fold:int=0,                  # the fold held out for validation
-                 n_folds:int=5,               # folds, when they are assigned here
-                 seed:int=42,                 # seed of fold assignment and shuffling
-                 batch_size:int=32,           # images per batch
-                 img_size:int=128,            # side of the default transforms' square output
-                 train_transform=None,        # PIL -> tensor for training (default: resize and to tensor)
-                 eval_transform=None,         # PIL -> tensor for validation and test (default: same as above)
-                 cache:ImageCache|float|None=2048, # an ImageCache to share, a budget in MiB, or None
-                 max_side:int|None=None,      # downscale on load (default: 2 x img_size)
-                 num_workers:int=0,           # DataLoader worker processes
-                 samples_per_epoch:int|None=None): # training images drawn (without replacement) per epoch; None: all
-        super().__init__()
-        self.manifest, self.fold, self.n_folds, self.seed, self.batch_size = manifest, fold, n_folds, seed, batch_size
-        default = T.Compose([T.Resize((img_size, img_size)), T.ToTensor()])
-        self.train_transform, self.eval_transform = train_transform or default, eval_transform or default
-        self.cache = cache if isinstance(cache, ImageCache) or cache is None else ImageCache(cache)
-        self.max_side, self.num_workers, self.samples_per_epoch = max_side or 2 * img_size, num_workers, samples_per_epoch
-
-    def setup(self, stage:str|None=None):
-        m = self.manifest if 'fold' in self.manifest else assign_folds(self.manifest, self.n_folds, self.seed)
-        folds = sorted(m.loc[m.split == 'train', 'fold'].unique())
-        if self.fold not in folds: raise DataError(f'fold={self.fold!r} does not exist; the folds are {folds}')
-        self.train_rows = m[(m.split == 'train') & (m.fold != self.fold)].reset_index(drop=True)
-        self.val_rows = m[(m.split == 'train') & (m.fold == self.fold)].reset_index(drop=True)
-        self.test_rows = m[m.split == 'test'].reset_index(drop=True)
-        if self.cache is not None and self.num_workers > 0: # workers fork after this and share the decoded images
-            self.cache.preload(m.file, self.max_side)
-
-    def _loader(self, rows, transform, shuffle=False):
-        ds = ImageDataset(rows, transform, self.cache, self.max_side)
-        sampler, n = None, len(ds)
-        if shuffle:
-            n = min(len(ds), self.samples_per_epoch or len(ds))
-            sampler = RandomSampler(ds, num_samples=n, generator=torch.Generator().manual_seed(self.seed))
-        return DataLoader(ds, batch_size=self.batch_size, sampler=sampler, num_workers=self.num_workers,
-                          persistent_workers=self.num_workers > 0, drop_last=shuffle and n > self.batch_size)
-
-    def train_dataloader(self): return self._loader(self.train_rows, self.train_transform, shuffle=True)
-    def val_dataloader(self): return self._loader(self.val_rows, self.eval_transform)
-    def test_dataloader(self): return self._loader(self.test_rows, self.eval_transform)

@@ -51,13 +51,14 @@ def thumbnails(
 )->tuple[np.ndarray, list[str|None]]: # (len(files), size, size, 3) float32 in [0, 1], and per file the problem or None
     "RGB thumbnails of `files`, with a problem message in place of each unreadable one (its thumbnail is zero)."
     files = [str(f) for f in files]
-    def one(f):
-        try:
-            im = open_image(f, max_side=4 * size, max_pixels=max_pixels)
-            return np.asarray(im.resize((size, size), Image.Resampling.BILINEAR, reducing_gap=2.0), np.float32) / 255, None
-        except DataError as e: return np.zeros((size, size, 3), np.float32), str(e)
-    with ThreadPoolExecutor(n_threads or os.cpu_count() or 1) as pool: results = list(pool.map(one, files))
-    return np.stack([r[0] for r in results]) if results else np.zeros((0, size, size, 3), np.float32), [r[1] for r in results]
+    out, problems = np.zeros((len(files), size, size, 3), np.float32), [None] * len(files) # filled in place: no copies
+    def one(k):
+        try: # a JPEG decodes at the smallest DCT scale of at least 2 x size: the thumbnail needs no more
+            im = open_image(files[k], max_side=4 * size, max_pixels=max_pixels, draft=2 * size)
+            out[k] = np.asarray(im.resize((size, size), Image.Resampling.BILINEAR, reducing_gap=2.0), np.float32) / 255
+        except DataError as e: problems[k] = str(e)
+    with ThreadPoolExecutor(n_threads or os.cpu_count() or 1) as pool: list(pool.map(one, range(len(files))))
+    return out, problems
 
 def to_gray(
     thumbs:np.ndarray, # (..., 3) RGB in [0, 1]
@@ -81,28 +82,50 @@ def gaussian_bands(
     return torch.from_numpy(cols.T.copy()), torch.from_numpy(cols)
 
 class SSIMIndex:
-    "Per-image SSIM statistics of a stack of grayscale images (and of their flips), for scoring many pairs quickly."
+    "Per-image SSIM statistics of a stack of grayscale images, for scoring many pairs (and their flips) quickly."
     def __init__(self,
                  images:np.ndarray|torch.Tensor, # (n, size, size) grayscale in [0, data_range]
                  sigma:float=1.5,                # Gaussian window sigma
                  data_range:float=1.0,           # dynamic range of the pixel values
-                 flips=FLIPS):                   # flips tried for every pair (the best counts)
+                 flips=FLIPS,                    # flips tried for every pair (the best counts)
+                 keep_flips:bool=False):         # also keep every flip's maps (memory x flips; no copy per pair)
         x = torch.as_tensor(np.asarray(images), dtype=torch.float32)
         self.flips, self.c1, self.c2 = _check_flips(flips), (0.01 * data_range)**2, (0.03 * data_range)**2
         self.rows, self.cols = gaussian_bands(x.shape[-1], sigma)
-        self.half = data_range / 2
-        centred = x - self.half
-        mean = self._filter(centred)
-        var = self._filter(centred * centred) - mean * mean
-        # per flip: the flipped images and their maps (a flip of an image flips its filtered maps)
-        self.views = {f: (_flip(centred, f).contiguous(), _flip(mean, f).contiguous(), _flip(var, f).contiguous())
-                      for f in self.flips}
+        half = data_range / 2
+        self.centred = x - half # centring keeps float32 variances exact
+        mean = self._filter(self.centred)
+        var = self._filter(self.centred * self.centred) - mean * mean
+        # every term of the SSIM map that involves one image only, once per image, so that for a pair (a, b), with
+        # t = mean_a * mean_b: luminance numerator = 2t + L_a + L_b, structure numerator = 2 G(a b) - 2t + c2 and
+        # denominator = (P_a + P_b)(Q_a + Q_b). A flip of an image flips its maps.
+        self.maps = torch.stack([mean, 2 * half * mean + half * half + self.c1 / 2, (mean + half)**2 + self.c1 / 2,
+                                 var + self.c2 / 2], 1) # (n, 4, valid, valid): mean, L, P, Q
+        self.flipped = {f: (_flip(self.centred, f).contiguous(), _flip(self.maps, f).contiguous()) for f in self.flips} if keep_flips else None
 
-    def _filter(self, x:torch.Tensor)->torch.Tensor:
-        "Valid Gaussian filter of a (B, H, W) batch as two large matrix products."
+    def _filter(self, x:torch.Tensor, scale:float=1.0)->torch.Tensor:
+        "Valid Gaussian filter of a (B, H, W) batch (times `scale`) as two large matrix products."
         (b, h, w), hv, wv = x.shape, self.rows.shape[0], self.cols.shape[1]
-        y = (x.reshape(b * h, w) @ self.cols).reshape(b, h, wv).transpose(1, 2).reshape(b * wv, h) @ self.rows.T
-        return y.reshape(b, wv, hv).transpose(1, 2)
+        y = (x.reshape(b * h, w) @ (self.cols if scale == 1 else self.cols * scale)).reshape(b, h, wv)
+        return (y.transpose(1, 2).reshape(b * wv, h) @ self.rows.T).reshape(b, wv, hv).transpose(1, 2)
+
+    def _pairs(self, a:tuple, b:tuple)->torch.Tensor:
+        "Mean SSIM of pairs: a and b are (centred images (..., H, W), maps (..., 4, h, w)) whose leading dims broadcast."
+        (ca, ma), (cb, mb) = a, b
+        product = ca * cb
+        lead = product.shape[:-2]
+        structure = self._filter(product.reshape(-1, *product.shape[-2:]), 2.0) # 2 G(a b): the only filtering per pair
+        structure = structure.reshape(*lead, *structure.shape[-2:])
+        t = ma[..., 0, :, :] * mb[..., 0, :, :]
+        luminance = torch.add(ma[..., 1, :, :], mb[..., 1, :, :]).add_(t, alpha=2)
+        luminance.mul_(structure.sub_(t, alpha=2).add_(self.c2))
+        denominator = torch.add(ma[..., 2, :, :], mb[..., 2, :, :]).mul_(torch.add(ma[..., 3, :, :], mb[..., 3, :, :]))
+        return luminance.div_(denominator).mean((-2, -1))
+
+    def _views(self, index, flip:str)->tuple:
+        "(centred, maps) of images `index` under `flip`."
+        if self.flipped is not None: return tuple(v[index] for v in self.flipped[flip])
+        return _flip(self.centred[index], flip), _flip(self.maps[index], flip)
 
     def score(self,
               a:torch.Tensor,  # indices of the first images
@@ -110,54 +133,79 @@ class SSIMIndex:
               flip:str='none', # which flip of the second images
              )->torch.Tensor:  # mean SSIM of each pair
         "SSIM of pairs (a[k], flip(b[k])), exactly as skimage's structural_similarity with gaussian_weights=True."
-        return self._score([v[a] for v in self.views['none']], b, flip)
-
-    def _score(self, first:list, b:torch.Tensor, flip:str)->torch.Tensor:
-        centred_a, mean_a, var_a = first
-        centred_b, mean_b, var_b = (v[b] for v in self.views[flip])
-        covariance = self._filter(centred_a * centred_b) - mean_a * mean_b
-        mean_a, mean_b = mean_a + self.half, mean_b + self.half
-        numerator = (2 * mean_a * mean_b + self.c1) * (2 * covariance + self.c2)
-        denominator = (mean_a * mean_a + mean_b * mean_b + self.c1) * (var_a + var_b + self.c2)
-        return (numerator / denominator).mean((-2, -1))
+        return self._pairs((self.centred[a], self.maps[a]), self._views(b, flip))
 
     def best(self, a:torch.Tensor, b:torch.Tensor)->tuple[torch.Tensor, torch.Tensor]:
-        "Best SSIM over the flips for each pair, and the index (into `flips`) of the flip that gave it."
-        first = [v[a] for v in self.views['none']] # gathered once for all flips
-        best, which = self._score(first, b, self.flips[0]), torch.zeros(len(a), dtype=torch.long)
+        "Best SSIM over the flips for each pair (a[k], b[k]), and the index (into `flips`) of the flip that gave it."
+        first = (self.centred[a], self.maps[a]) # gathered once for all flips
+        second = None if self.flipped is not None else (self.centred[b], self.maps[b])
+        return self._best(lambda flip: self._pairs(first, self._views(b, flip) if second is None else
+                                                         (_flip(second[0], flip), _flip(second[1], flip))))
+
+    def best_block(self,
+                   rows:slice, # a range of images
+                   cols:slice, # another range (pairs are every row with every column)
+                  )->tuple[torch.Tensor, torch.Tensor]: # (rows, cols) best SSIM and flip index
+        "Best SSIM over the flips of every (row, column) pair, by broadcasting: nothing is gathered or copied per pair."
+        first = (self.centred[rows, None], self.maps[rows, None])
+        views = lambda flip: self.flipped[flip] if self.flipped is not None else (_flip(self.centred, flip), _flip(self.maps, flip))
+        return self._best(lambda flip: self._pairs(first, tuple(v[None, cols] for v in views(flip))))
+
+    def _best(self, score_of)->tuple[torch.Tensor, torch.Tensor]:
+        best = score_of(self.flips[0])
+        which = torch.zeros(best.shape, dtype=torch.long)
         for k, flip in enumerate(self.flips[1:], 1):
-            score = self._score(first, b, flip)
+            score = score_of(flip)
             better = score > best
             best, which = torch.where(better, score, best), torch.where(better, k, which)
         return best, which
 
 # %% ../nbs/02_dedup.ipynb #3e787408
+def _triangles(groups:list[np.ndarray], block:int)->tuple[np.ndarray, np.ndarray]:
+    "Every pair inside each run of `block` consecutive members of each group (all pairs of a group up to that size)."
+    firsts, seconds = [np.zeros(0, int)], [np.zeros(0, int)]
+    for members in groups:
+        for s in range(0, len(members), block):
+            chunk = members[s:s + block]
+            i, j = np.triu_indices(len(chunk), 1)
+            firsts.append(chunk[i]); seconds.append(chunk[j])
+    return np.concatenate(firsts), np.concatenate(seconds)
+
 def within_class_ssim(
     manifest:pd.DataFrame,    # rows to compare (class_name, file); usually the training split
     threshold:float=0.95,     # keep pairs with SSIM at or above this
     size:int=32,              # thumbnail side
     flips=FLIPS,              # flips tried; a pair's score is the best
     sigma:float=1.5,          # Gaussian window sigma
-    batch_size:int=1024,      # pairs scored at once
+    batch_size:int=256,       # pairs scored at once
     gray:np.ndarray|None=None, # precomputed grayscale thumbnails of the rows (optional)
+    block:int=32,             # classes larger than this are scored block against block
 )->pd.DataFrame:              # pairs a, b (manifest index labels), score, flip, method
     "All within-class pairs whose flip-invariant SSIM is at least `threshold`."
     threshold, flips = _check_threshold('ssim_threshold', threshold), _check_flips(flips)
     if gray is None: gray = to_gray(thumbnails(manifest.file, size)[0])
-    index, labels = SSIMIndex(gray, sigma, flips=flips), manifest.index.to_numpy()
-    firsts, seconds = [], []
-    for members in pd.Series(np.arange(len(manifest))).groupby(manifest.class_name.to_numpy()).indices.values():
-        i, j = np.triu_indices(len(members), 1)
-        firsts.append(members[i]); seconds.append(members[j])
-    firsts = torch.from_numpy(np.concatenate(firsts or [np.zeros(0, int)]))
-    seconds = torch.from_numpy(np.concatenate(seconds or [np.zeros(0, int)]))
-    found = []
-    for start in range(0, len(firsts), batch_size): # all classes' pairs in one stream of batches
+    labels = manifest.index.to_numpy()
+    groups = list(pd.Series(np.arange(len(manifest))).groupby(manifest.class_name.to_numpy()).indices.values())
+    found = [np.zeros((0, 4))]
+    def keep(a, b, score, flip):
+        kept = (score >= threshold).numpy()
+        found.append(np.stack([a[kept], b[kept], score.numpy()[kept], flip.numpy()[kept]], 1))
+    # pairs inside blocks (every pair of a small class), all classes in one stream of gathered batches
+    index = SSIMIndex(gray, sigma, flips=flips)
+    firsts, seconds = _triangles(groups, block)
+    for start in range(0, len(firsts), batch_size):
         a, b = firsts[start:start + batch_size], seconds[start:start + batch_size]
-        score, flip = index.best(a, b)
-        keep = score >= threshold
-        found.append(np.stack([a[keep].numpy(), b[keep].numpy(), score[keep].numpy(), flip[keep].numpy()], 1))
-    found = np.concatenate(found) if found else np.zeros((0, 4))
+        keep(a, b, *index.best(torch.from_numpy(a), torch.from_numpy(b)))
+    # a large class: each block of members against every later member, as dense rectangles of pairs
+    step = max(1, batch_size // block)
+    for members in (m for m in groups if len(m) > block):
+        big = SSIMIndex(gray[members], sigma, flips=flips, keep_flips=True)
+        for s in range(0, len(members) - block, block):
+            for p in range(s + block, len(members), step):
+                score, flip = big.best_block(slice(s, s + block), slice(p, p + step))
+                r, c = np.meshgrid(members[s:s + block], members[p:p + step], indexing='ij')
+                keep(r.ravel(), c.ravel(), score.ravel(), flip.ravel())
+    found = np.concatenate(found)
     return pd.DataFrame(dict(a=labels[found[:, 0].astype(int)], b=labels[found[:, 1].astype(int)], score=found[:, 2],
                              flip=[flips[int(k)] for k in found[:, 3]], method='ssim'))
 
@@ -170,14 +218,18 @@ def pixel_embeddings(
     thumbs:np.ndarray, # (n, s, s, 3) RGB thumbnails
     flips=FLIPS,       # views per image
     side:int=16,       # thumbnails are average-pooled to side x side first
+    chunk:int=2048,    # images processed at once (bounds the temporary memory)
 )->np.ndarray:         # (n, len(flips), side*side*3 + 1) unit vectors
     "Mean-centred, normalised colour pixels of each image and of its flipped views; blank images share one extra axis."
-    x = torch.from_numpy(thumbs).permute(0, 3, 1, 2)
-    x = torch.nn.functional.adaptive_avg_pool2d(x, side)
-    flat = torch.stack([_flip(x, f) for f in _check_flips(flips)], 1).flatten(2).numpy()
-    centred = flat - flat.mean(-1, keepdims=True)
-    blank = (np.abs(centred).max(-1, keepdims=True) < 1e-3).astype(np.float32) # no structure: only matches other blanks
-    return _l2(np.concatenate([centred * (1 - blank), blank], -1))
+    flips = _check_flips(flips)
+    out = np.empty((len(thumbs), len(flips), side * side * 3 + 1), np.float32)
+    for s in range(0, len(thumbs), chunk):
+        x = torch.nn.functional.adaptive_avg_pool2d(torch.from_numpy(thumbs[s:s + chunk]).permute(0, 3, 1, 2), side)
+        flat = torch.stack([_flip(x, f) for f in flips], 1).flatten(2).numpy()
+        centred = flat - flat.mean(-1, keepdims=True)
+        blank = (np.abs(centred).max(-1, keepdims=True) < 1e-3).astype(np.float32) # no structure: only matches other blanks
+        out[s:s + chunk] = _l2(np.concatenate([centred * (1 - blank), blank], -1))
+    return out
 
 # %% ../nbs/02_dedup.ipynb #f031b57d
 def model_embeddings(
@@ -223,28 +275,30 @@ def cosine_pairs(
     embeddings:np.ndarray,   # (n, views, d) or (n, d) unit vectors; view 0 is the image itself
     threshold:float=0.99,    # keep pairs with cosine at or above this
     top_k:int|None=None,     # also keep at most this many partners per image (the most similar)
-    memory_mb:float=256,     # size of one block's similarity matrix
+    memory_mb:float=256,     # memory of one block's two similarity matrices
 )->pd.DataFrame:             # pairs a < b (row positions), score, view (index of the best view of b)
     "All pairs whose best cosine over b's views is at least `threshold`, searched block by block."
     threshold = _check_threshold('cosine_threshold', threshold)
     emb = torch.as_tensor(embeddings if embeddings.ndim == 3 else embeddings[:, None], dtype=torch.float32)
     n, views, _ = emb.shape
-    queries, keys = emb[:, 0], emb.reshape(n * views, -1)
-    block = max(1, min(n, int(memory_mb * 2**20 / 4 / max(1, n * views))))
-    found = []
+    block = max(1, min(n, int(memory_mb * 2**20 / 4 / max(1, 2 * n))))
+    space = torch.empty(2, block * n) # two reused similarity buffers: no allocation per block
+    found = [np.zeros((0, 4))]
     for start in range(0, n, block):
         stop = min(n, start + block)
-        sim = (queries[start:stop] @ keys[start * views:].T).view(stop - start, n - start, views)
-        best = sim.amax(-1) if views > 1 else sim[..., 0]
+        shape, queries = (stop - start, n - start), emb[start:stop, 0]
+        best, other = space[0, :shape[0] * shape[1]].view(shape), space[1, :shape[0] * shape[1]].view(shape)
+        torch.matmul(queries, emb[start:, 0].T, out=best)
+        for v in range(1, views): # the best over b's views, one view at a time
+            torch.maximum(best, torch.matmul(queries, emb[start:, v].T, out=other), out=best)
         best.triu_(1) # keep b > a only (the block's own diagonal and below are cleared)
         if top_k is not None:
             cut = best.topk(min(top_k, best.shape[1]), dim=1).values[:, -1:]
             best.masked_fill_(best < cut, 0)
         rows, cols = torch.nonzero(best >= threshold, as_tuple=True)
-        view = sim[rows, cols].argmax(-1) # only for the pairs kept
+        view = torch.einsum('kd,kvd->kv', queries[rows], emb[cols + start]).argmax(-1) # only for the pairs kept
         found.append(np.stack([(rows + start).numpy(), (cols + start).numpy(), best[rows, cols].numpy(), view.numpy()], 1))
-        del sim, best
-    found = np.concatenate(found) if found else np.zeros((0, 4))
+    found = np.concatenate(found)
     return pd.DataFrame(dict(a=found[:, 0].astype(int), b=found[:, 1].astype(int), score=found[:, 2],
                              view=found[:, 3].astype(int)))
 
@@ -284,10 +338,13 @@ def find_duplicates(
     problems = pd.DataFrame([dict(image_path=p, problem=e, action='left out of duplicate search')
                              for p, e in zip(manifest.image_path, errors) if e is not None],
                             columns=['image_path', 'problem', 'action'])
-    m, thumbs = manifest[readable], thumbs[readable]
+    m = manifest[readable]
+    if not readable.all(): thumbs = thumbs[readable] # a copy only when files were left out
     train = (m.split == 'train').to_numpy()
-    ssim = within_class_ssim(m[train], ssim_threshold, size, flips, gray=to_gray(thumbs[train]))
-    cosine = cosine_pairs(embed(m, backend, flips, size, thumbs=thumbs), cosine_threshold, top_k, memory_mb)
+    gray, embeddings = to_gray(thumbs)[train], embed(m, backend, flips, size, thumbs=thumbs)
+    del thumbs # the largest array, freed before the searches
+    ssim = within_class_ssim(m[train], ssim_threshold, size, flips, gray=gray)
+    cosine = cosine_pairs(embeddings, cosine_threshold, top_k, memory_mb)
     cosine = pd.DataFrame(dict(a=m.index[cosine.a], b=m.index[cosine.b], score=cosine.score,
                                flip=[flips[v] for v in cosine.view], method='cosine'))
     pairs = pd.concat([exact_pairs(manifest), ssim, cosine], ignore_index=True)

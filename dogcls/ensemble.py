@@ -9,17 +9,14 @@ from pathlib import Path
 
 import numpy as np, pandas as pd, torch
 from scipy.optimize import minimize
-from sklearn.exceptions import ConvergenceWarning
-from sklearn.linear_model import LogisticRegression, LogisticRegressionCV
-from sklearn.model_selection import StratifiedKFold
 
 from .core import DataError, atomic_write, run_dir
-from .data import ImageDataModule, class_names
+from .data import class_names
 from .models import eval_transform
-from .train import _scores, load_run_model, merge_folds, predict_probs
+from .train import ImageDataModule, _scores, cache_side, load_run_model, merge_folds, predict_probs
 
 # %% auto #0
-__all__ = ['STACKING_CS', 'load_runs', 'soft_vote', 'hard_vote', 'fit_weights', 'weighted_vote', 'cross_fit', 'tta_predictions',
+__all__ = ['load_runs', 'soft_vote', 'hard_vote', 'fit_weights', 'weighted_vote', 'LogLinearPool', 'cross_fit', 'tta_predictions',
            'ensemble', 'diversity']
 
 # %% ../nbs/06_ensemble.ipynb #e762b68c
@@ -89,53 +86,59 @@ def weighted_vote(probs:list[np.ndarray], weights:np.ndarray)->np.ndarray:
     return np.tensordot(weights, np.stack(probs), axes=1)
 
 # %% ../nbs/06_ensemble.ipynb #2c641f94
-def _features(probs:list[np.ndarray], kind:str)->np.ndarray:
-    if kind not in ('logits', 'probs'): raise DataError(f"stacking features={kind!r}: use 'logits' or 'probs'")
-    x = np.concatenate(probs, axis=1)
-    return np.log(np.clip(x, 1e-7, 1)) if kind == 'logits' else x
+class LogLinearPool:
+    "Stacking that stays small at hundreds of classes: softmax(sum_m w_m log p_m + b), one weight per model, one bias per class."
+    def __init__(self, bias_l2:float=1e-2): # L2 penalty on the class biases (they only correct class priors)
+        self.bias_l2 = bias_l2
 
-STACKING_CS = (0.003, 0.01, 0.03, 0.1) # strong regularisation: a few dozen rows per class against models x classes features
+    @staticmethod
+    def _logs(probs:list[np.ndarray])->np.ndarray: return np.log(np.clip(np.stack(probs), 1e-7, 1)).astype(np.float32)
 
-def _stacker(x, y, seed)->LogisticRegression:
-    "Multinomial logistic regression, C chosen by an inner stratified CV (plain fit when a class is too rare for it)."
-    with warnings.catch_warnings():
-        warnings.simplefilter('ignore', ConvergenceWarning); warnings.filterwarnings('ignore', message='.*least populated class.*')
-        folds = min(3, int(np.bincount(y).max()))
-        if folds >= 2 and len(np.unique(y)) > 1:
-            try: return LogisticRegressionCV(Cs=STACKING_CS, l1_ratios=(0.0,), cv=StratifiedKFold(folds, shuffle=True, random_state=seed),
-                                             scoring='neg_log_loss', use_legacy_attributes=False, max_iter=200, tol=1e-3).fit(x, y)
-            except ValueError: pass
-        return LogisticRegression(C=STACKING_CS[1], max_iter=200, tol=1e-3).fit(x, y)
+    def fit(self, probs:list[np.ndarray], y:np.ndarray)->'LogLinearPool':
+        "Minimise the log-loss over (N, C) probabilities of each model (non-negative weights, L-BFGS)."
+        logs, y = self._logs(probs), np.asarray(y)
+        m, n, c = logs.shape
+        def loss(theta):
+            z = np.tensordot(theta[:m].astype(np.float32), logs, 1) + theta[m:].astype(np.float32)
+            z -= z.max(1, keepdims=True)
+            p = np.exp(z); total = p.sum(1, keepdims=True); p /= total
+            nll = np.log(total[:, 0]).mean() - z[np.arange(n), y].mean() + self.bias_l2 / 2 * theta[m:] @ theta[m:]
+            p[np.arange(n), y] -= 1; p /= n # the gradient of the log-loss by z
+            return nll, np.concatenate([np.einsum('knc,nc->k', logs, p), p.sum(0) + self.bias_l2 * theta[m:]]).astype(np.float64)
+        start = np.concatenate([np.full(m, 1 / m), np.zeros(c)])
+        theta = minimize(loss, start, jac=True, method='L-BFGS-B', bounds=[(0, None)] * m + [(None, None)] * c).x
+        self.weights_, self.bias_ = theta[:m], theta[m:]
+        return self
 
-def _full_probs(model, x, n_classes)->np.ndarray:
-    "Probabilities over all classes, zero for classes the model never saw."
-    out = np.zeros((len(x), n_classes))
-    out[:, model.classes_] = model.predict_proba(x)
-    return out
+    def predict_proba(self, probs:list[np.ndarray])->np.ndarray:
+        "(N, C) combined probabilities."
+        z = np.tensordot(self.weights_, self._logs(probs), 1) + self.bias_
+        z = np.exp(z - z.max(1, keepdims=True))
+        return z / z.sum(1, keepdims=True)
 
 def cross_fit(
     oof:list[np.ndarray],    # each model's (N, C) out-of-fold probabilities
-    test:list[np.ndarray],   # each model's (T, C) fold-averaged test probabilities
+    test:list[np.ndarray],   # each model's test probabilities: (T, C), or (folds, T, C) from each fold model
     y:np.ndarray,            # (N,) training targets
     folds:np.ndarray,        # (N,) fold of each training row (the runs' shared split)
     method:str,              # 'weighted' or 'stacking'
-    features:str='logits',   # stacking input: 'logits' (log-probabilities) or 'probs'
-    seed:int=0,
 )->tuple[np.ndarray, np.ndarray, object]: # (cross-fitted out-of-fold probs, test probs, the model fitted on all rows)
     "A learning combiner, scored by cross-fitting over the runs' folds and then fitted on every out-of-fold row."
-    n_classes, out = oof[0].shape[1], np.zeros_like(oof[0], dtype=float)
+    if method not in ('weighted', 'stacking'): raise DataError(f"method={method!r}: use 'weighted' or 'stacking'")
+    out = np.zeros_like(oof[0], dtype=float)
     def fit(rows):
         if method == 'weighted': return fit_weights([p[rows] for p in oof], y[rows])
-        return _stacker(_features([p[rows] for p in oof], features), y[rows], seed)
+        return LogLinearPool().fit([p[rows] for p in oof], y[rows])
     def apply(model, probs):
-        if method == 'weighted': return weighted_vote(probs, model)
-        return _full_probs(model, _features(probs, features), n_classes)
-    if method not in ('weighted', 'stacking'): raise DataError(f"method={method!r}: use 'weighted' or 'stacking'")
+        return weighted_vote(probs, model) if method == 'weighted' else model.predict_proba(probs)
     for k in np.unique(folds):
         held = folds == k
         out[held] = apply(fit(~held), [p[held] for p in oof])
     model = fit(np.ones(len(y), bool))
-    return out, apply(model, test), model
+    # each fold model's test probabilities go through the combiner on their own, as its out-of-fold inputs did, then are averaged
+    per_fold = test[0].ndim == 3
+    tested = np.mean([apply(model, [t[k] for t in test]) for k in range(len(test[0]))], 0) if per_fold else apply(model, test)
+    return out, tested, model
 
 # %% ../nbs/06_ensemble.ipynb #66f8ba4e
 def _models_fingerprint(folder:Path, folds:list[int])->str:
@@ -166,7 +169,7 @@ def tta_predictions(
     for k in result['folds_done']:
         model = load_run_model(folder, k).to(device)
         size = model.dogcls_img_size
-        dm = ImageDataModule(split, fold=k, batch_size=batch_size, eval_transform=eval_transform(model), max_side=2 * size, cache=None)
+        dm = ImageDataModule(split, fold=k, batch_size=batch_size, eval_transform=eval_transform(model), max_side=cache_side(size), cache=None)
         dm.setup()
         oof[position[dm.val_rows.image_path].to_numpy()] = predict_probs(model, dm.val_dataloader(), tta=True)
         tests.append(predict_probs(model, dm.test_dataloader(), tta=True) if len(dm.test_rows) else np.zeros((0, oof.shape[1]), np.float32))
@@ -178,8 +181,6 @@ def tta_predictions(
 def ensemble(
     runs:dict[str, dict],         # from load_runs (or tta_predictions results)
     test_labels:pd.Series|None=None, # target per test image_path, for scoring only
-    features:str='logits',        # stacking input
-    seed:int=0,
 )->tuple[pd.DataFrame, dict]:     # (scores table, name -> (oof probs, test probs))
     "Score every single model and every combiner of a set of runs sharing one split."
     names = list(runs)
@@ -189,9 +190,9 @@ def ensemble(
     predictions = {n: (o, t) for n, o, t in zip(names, oof, test)}
     predictions['soft voting'] = (soft_vote(oof), soft_vote(test))
     predictions['hard voting'] = (hard_vote(oof), hard_vote(test))
-    crossed, tested, weights = cross_fit(oof, test, y, folds, 'weighted', seed=seed)
+    crossed, tested, weights = cross_fit(oof, test, y, folds, 'weighted')
     predictions['weighted soft voting'] = (crossed, tested)
-    crossed, tested, _ = cross_fit(oof, test, y, folds, 'stacking', features, seed)
+    crossed, tested, _ = cross_fit(oof, [runs[n]['test_probs'] for n in names], y, folds, 'stacking')
     predictions['stacking'] = (crossed, tested)
     test_y = None
     if test_labels is not None:

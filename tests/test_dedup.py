@@ -1,5 +1,5 @@
 "Near-duplicate detection: agreement with scikit-image, flips, every bad input of the dedup issue, decisions, notebook."
-import html, json, re, shutil, time
+import html, json, re, shutil
 from pathlib import Path
 
 import numpy as np, pandas as pd, papermill as pm, pytest, torch
@@ -79,17 +79,14 @@ def test_class_of_identical_images(tmp_path):
     decisions = propose_decisions(m, find_duplicates(m)[0])
     assert decisions.cluster.nunique() == 1 and (decisions.action == 'keep').sum() == 1 and (decisions.action == 'drop').sum() == 9
 
-def test_class_of_1000_images_is_timed():
+def test_class_of_1000_images_block_against_block():
+    "A large class is scored block against block; its one mirrored copy is found, with the flip. (Its speed: bench/dedup.py.)"
     rng = np.random.default_rng(2)
     gray = rng.random((1000, 32, 32), dtype=np.float32)
     gray[999] = gray[0][:, ::-1] # one mirrored copy
     m = pd.DataFrame(dict(class_name=['big'] * 1000, file='unused'), index=np.arange(1000))
-    start = time.perf_counter()
     pairs = within_class_ssim(m, threshold=0.95, gray=gray)
-    seconds = time.perf_counter() - start
-    print(f'\n1000-image class: 499,500 pairs x 4 flips in {seconds:.1f} s')
     assert pairs[['a', 'b', 'flip']].values.tolist() == [[0, 999, 'h']]
-    assert seconds < 300
 
 def test_mixed_sizes_and_colour_modes_are_matched(tmp_path):
     im = drawing(6, size=(160, 120))

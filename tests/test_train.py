@@ -104,13 +104,23 @@ def test_scores_submission_and_reloading(tiny, tmp_path):
     test_csv = tmp_path/'test.csv'
     pd.DataFrame(dict(image_path=list(run['test_image_path']) + ['test/unreadable.png'])).to_csv(test_csv, index=False)
     summary = write_submission(run, test_csv, tmp_path/'submission.csv')
-    submission = pd.read_csv(tmp_path/'submission.csv')
-    assert summary == dict(rows=len(run['test_image_path']) + 1, filled_with_most_frequent_class=1)
-    assert list(submission.columns) == ['image_path', 'target'] and submission.target.between(0, 3).all()
+    submission, rows = pd.read_csv(tmp_path/'submission.csv', dtype={'image_path': str}), pd.read_csv(test_csv, dtype=str)
+    assert summary['rows'] == len(rows) and summary['filled_with_most_frequent_class'] == 1
+    assert summary['filled_rows'] == [dict(ID=len(rows) - 1, image_path='test/unreadable.png', target=summary['fallback_class'],
+                                           reason=summary['filled_rows'][0]['reason'])]
+    assert list(submission.columns) == ['ID', 'image_path', 'target']
+    predicted = dict(zip(run['test_image_path'], run['test_mean'].argmax(1)))
+    for i, (row, written) in enumerate(zip(submission.itertuples(), rows.image_path)): # row by row against test.csv
+        assert (row.ID, row.image_path) == (i, written)
+        assert row.target == predicted.get(written, summary['fallback_class'])
+    write_submission(run, test_csv, tmp_path/'plain.csv', columns='image_path,target')
+    assert list(pd.read_csv(tmp_path/'plain.csv').columns) == ['image_path', 'target']
+    with pytest.raises(DataError, match='target always'): write_submission(run, test_csv, tmp_path/'x.csv', columns=['ID'])
     model = load_run_model(tmp_path, fold=0)
-    from dogcls.data import ImageDataModule
+    from dogcls.train import ImageDataModule, cache_side
     from dogcls.models import eval_transform
-    dm = ImageDataModule(pd.read_csv(tmp_path/'folds.csv'), fold=0, eval_transform=eval_transform(model), batch_size=8, max_side=64)
+    dm = ImageDataModule(pd.read_csv(tmp_path/'folds.csv'), fold=0, eval_transform=eval_transform(model), batch_size=8,
+                         max_side=cache_side(model.dogcls_img_size))
     dm.setup()
     probs = train_module.predict_probs(model, dm.val_dataloader())
     assert np.allclose(probs, np.load(tmp_path/'fold0'/'predictions.npz')['val_probs'], atol=1e-5)

@@ -1,0 +1,51 @@
+"The reference competition's own layout, as downloaded, through every experiment notebook with no edit to its CSVs."
+import json, shutil
+
+import numpy as np, pandas as pd, papermill as pm, pytest
+
+from conftest import ROOT, as_shipped, clipart_slice, tree_state
+from dogcls.core import DataError
+from dogcls.data import load_data
+
+
+def run(notebook, out, **parameters):
+    pm.execute_notebook(str(ROOT/'nbs'/notebook), str(out), kernel_name='python3', progress_bar=False, parameters=parameters)
+
+
+def test_the_competition_layout_goes_through_eda_dedup_train_and_ensemble(tmp_path):
+    root = as_shipped(clipart_slice(tmp_path/'data', 4))
+    assert not pd.read_csv(root/'train.csv').image_path.str.startswith('train/').any()
+    before = tree_state(root)
+    reports = tmp_path/'reports'
+    common = dict(data=str(root), reports=str(reports))
+    run('eda.ipynb', tmp_path/'eda.ipynb', **common, run_name='eda', n_folds=3)
+    eda = json.loads((reports/'eda'/'metrics.json').read_text())
+    assert eda['files skipped'] == 0 and 'train.csv relative to train/' in eda['image paths']
+    run('dedup.ipynb', tmp_path/'dedup.ipynb', **common, run_name='dedup')
+    decisions = reports/'dedup'/'decisions.csv'
+    smoke = dict(size='cpu', img_size=32, epochs=1, folds=2, batch_size=8, limit_batches=2, gallery=2, dedup_decisions=str(decisions))
+    for arch in ('convnextv2', 'resnet'): run('train.ipynb', tmp_path/f'{arch}.ipynb', **common, **smoke, arch=arch, run_name=arch)
+    run('ensemble.ipynb', tmp_path/'ensemble.ipynb', **common, runs='["convnextv2", "resnet"]', run_name='ensemble')
+    assert tree_state(root) == before # nothing in the data folder was changed or added
+    test = pd.read_csv(root/'test.csv', dtype=str)
+    for name in ('convnextv2', 'ensemble'):
+        submission = pd.read_csv(reports/name/'submission.csv', dtype={'image_path': str})
+        assert list(submission.columns) == ['ID', 'image_path', 'target']
+        assert submission.ID.tolist() == list(range(len(test))) and submission.image_path.tolist() == test.image_path.tolist()
+        metrics = json.loads((reports/name/'metrics.json').read_text())
+        assert metrics['submission']['filled_with_most_frequent_class'] == 0 and metrics['test_accuracy'] is not None
+    probs = np.load(reports/'convnextv2'/'test_probs.npz')
+    predicted = dict(zip(probs['image_path'], probs['mean'].argmax(1)))
+    submission = pd.read_csv(reports/'convnextv2'/'submission.csv', dtype={'image_path': str})
+    assert all(t == predicted['test/' + p] for p, t in zip(submission.image_path, submission.target)) # row by row
+    assert (reports/'convnextv2'/'confusion_oof.csv').is_file() and (reports/'ensemble'/'confusion.csv').is_file()
+
+
+def test_a_wrong_root_stops_every_notebook_early_with_one_clear_error(tmp_path):
+    root = as_shipped(clipart_slice(tmp_path/'data', 3))
+    shutil.rmtree(root/'train') # the CSVs are there, the images are not unpacked
+    for notebook in ('eda.ipynb', 'dedup.ipynb', 'train.ipynb'):
+        with pytest.raises(pm.PapermillExecutionError) as e:
+            run(notebook, tmp_path/notebook, data=str(root), reports=str(tmp_path/'reports'), run_name='x')
+        assert 'DataError' in str(e.value) and 'image paths checked resolve' in str(e.value), notebook
+    assert not list((tmp_path/'reports').glob('*/report.html'))
