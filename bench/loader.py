@@ -9,7 +9,8 @@ import torch
 from torch.utils.data import DataLoader
 from torchvision import transforms as T
 
-from dogcls.data import ImageCache, ImageDataset, load_data
+from dogcls.data import load_data
+from dogcls.loader import ImageCache, ImageDataset, cache_side
 
 
 def epoch(loader) -> float:
@@ -32,10 +33,10 @@ def main():
     first, later, uncached = [], [], []
     for _ in range(args.repeats):
         cache = ImageCache(budget_mb=1024)
-        loader = DataLoader(ImageDataset(manifest, transform, cache, max_side=2 * args.img_size), batch_size=args.batch_size)
+        loader = DataLoader(ImageDataset(manifest, transform, cache, max_side=cache_side(args.img_size)), batch_size=args.batch_size)
         first.append(n / epoch(loader))
         later.append(statistics.median(n / epoch(loader) for _ in range(3)))
-        plain = DataLoader(ImageDataset(manifest, transform, None, max_side=2 * args.img_size), batch_size=args.batch_size)
+        plain = DataLoader(ImageDataset(manifest, transform, None, max_side=cache_side(args.img_size)), batch_size=args.batch_size)
         uncached.append(n / epoch(plain))
     print(f'images: {n}, image size {args.img_size}, batch {args.batch_size}, main process, {args.repeats} repeats (medians)')
     print(f'first epoch (decode + fill cache): {statistics.median(first):8.0f} images/s')

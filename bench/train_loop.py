@@ -9,9 +9,10 @@ import argparse, statistics, time
 import lightning as L, torch
 
 from dogcls.augment import train_transform
-from dogcls.data import ImageCache, load_data
+from dogcls.data import load_data
+from dogcls.loader import ImageCache, ImageDataModule, cache_side
 from dogcls.models import create_model, data_config, eval_transform
-from dogcls.train import Classifier, ImageDataModule, _quiet_lightning
+from dogcls.train import Classifier, _quiet_lightning
 
 
 def bare(arch, num_classes, img_size, batch_size, warmup, steps) -> float:
@@ -36,7 +37,7 @@ def dogcls_loop(arch, manifest, img_size, batch_size, warmup, steps, cache) -> f
     module = Classifier(arch, int(manifest.target.max()) + 1, 'cpu', img_size, pretrained=False)
     config = data_config(module.model)
     dm = ImageDataModule(manifest, fold=0, batch_size=batch_size, train_transform=train_transform(config, 'randaugment+hflip'),
-                         eval_transform=eval_transform(module.model), cache=cache, max_side=2 * img_size)
+                         eval_transform=eval_transform(module.model), cache=cache, max_side=cache_side(img_size))
     timer = Timer(warmup)
     with _quiet_lightning():
         trainer = L.Trainer(max_steps=warmup + steps, logger=False, enable_progress_bar=False, enable_model_summary=False,
@@ -56,7 +57,7 @@ def main():
     p.add_argument('--repeats', type=int, default=3)
     args = p.parse_args()
     manifest, _ = load_data()
-    cache = ImageCache(1024).preload(manifest.file, 2 * args.img_size) # later epochs: decoded images in memory
+    cache = ImageCache(1024).preload(manifest.file, cache_side(args.img_size)) # later epochs: decoded images in memory
     n = int(manifest.target.max()) + 1
     ours, theirs = [], []
     for _ in range(args.repeats): # interleaved, so both see the same machine load

@@ -8,10 +8,9 @@ import hashlib, os, stat, warnings
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-import numpy as np, pandas as pd, torch
+import numpy as np, pandas as pd
 from PIL import Image, ImageOps, UnidentifiedImageError
 from sklearn.model_selection import StratifiedGroupKFold
-from torch.utils.data import Dataset
 
 from .core import DataError, atomic_write, cache_dir, default_data_dir, file_sha1, resolve_dir
 
@@ -19,7 +18,7 @@ from .core import DataError, atomic_write, cache_dir, default_data_dir, file_sha
 __all__ = ['MAX_PIXELS', 'IMAGE_EXTENSIONS', 'SCAN_COLUMNS', 'PROBLEM_COLUMNS', 'FIXES', 'MANIFEST_COLUMNS', 'to_rgb',
            'open_image', 'scan_image', 'scan_images', 'resolve_paths', 'read_competition', 'read_image_folder',
            'load_data', 'class_names', 'test_labels', 'exact_duplicates', 'assign_folds',
-           'classes_missing_from_training', 'ImageCache', 'to_tensor', 'ImageDataset']
+           'classes_missing_from_training']
 
 # %% ../nbs/01_data.ipynb #cd132858
 MAX_PIXELS = 89_478_485 # Pillow's default `Image.MAX_IMAGE_PIXELS`; larger images are treated as decompression bombs
@@ -463,59 +462,3 @@ def classes_missing_from_training(
     rows = [dict(fold=k, class_name=c) for k in sorted(train.fold.unique())
             for c in sorted(set(train.class_name) - set(train[train.fold != k].class_name))]
     return pd.DataFrame(rows, columns=['fold', 'class_name'])
-
-# %% ../nbs/01_data.ipynb #aefce7b9
-class ImageCache:
-    "Decoded images kept in memory up to `budget_mb`; beyond the budget, images are decoded on every access."
-    def __init__(self, budget_mb:float=2048): # memory budget in MiB (0 disables caching)
-        self.budget, self.images, self.nbytes, self.hits, self.misses = budget_mb * 2**20, {}, 0, 0, 0
-
-    def get(self, file:str, max_side:int|None=None, max_pixels:int=MAX_PIXELS)->Image.Image:
-        key = (str(file), max_side)
-        if key in self.images:
-            self.hits += 1
-            return self.images[key]
-        self.misses += 1
-        im = open_image(file, max_side=max_side, max_pixels=max_pixels)
-        size = im.width * im.height * 3
-        if self.nbytes + size <= self.budget: self.images[key], self.nbytes = im, self.nbytes + size
-        return im
-
-    def preload(self, files, max_side:int|None=None, max_pixels:int=MAX_PIXELS, n_threads:int|None=None):
-        "Decode `files` into the cache in parallel threads (before DataLoader workers fork, so they share it)."
-        todo = [f for f in dict.fromkeys(map(str, files)) if (f, max_side) not in self.images]
-        with ThreadPoolExecutor(n_threads or os.cpu_count() or 1) as pool:
-            for f, im in zip(todo, pool.map(lambda f: open_image(f, max_side, max_pixels), todo)):
-                size = im.width * im.height * 3
-                if self.nbytes + size > self.budget: break
-                self.images[(f, max_side)], self.nbytes = im, self.nbytes + size
-        return self
-
-    def __repr__(self): return f'ImageCache({len(self.images)} images, {self.nbytes/2**20:.1f} of {self.budget/2**20:.0f} MiB, {self.hits} hits, {self.misses} misses)'
-
-# %% ../nbs/01_data.ipynb #d5df4bf2
-def to_tensor(
-    im:Image.Image, # an RGB image
-)->torch.Tensor:   # (3, H, W) float32 in [0, 1], as torchvision's ToTensor
-    "An RGB image as a float tensor (torchvision's `ToTensor` without importing torchvision, which costs seconds)."
-    return torch.from_numpy(np.array(im, np.uint8)).permute(2, 0, 1).float().div_(255)
-
-class ImageDataset(Dataset):
-    "Images and targets of manifest rows, through an optional transform and cache."
-    def __init__(self,
-                 manifest:pd.DataFrame,        # rows to serve (file and target columns)
-                 transform=None,               # PIL image -> tensor (default: to a float tensor in [0, 1])
-                 cache:ImageCache|None=None,   # shared decoded-image cache (None: decode every time)
-                 max_side:int|None=None,       # downscale on load so the longer side is at most this
-                 max_pixels:int=MAX_PIXELS):   # decompression-bomb limit
-        self.files, self.targets = manifest.file.astype(str).tolist(), manifest.target.to_numpy(dtype=np.int64)
-        self.transform, self.cache, self.max_side, self.max_pixels = transform or to_tensor, cache, max_side, max_pixels
-
-    def __len__(self): return len(self.files)
-
-    def image(self, i:int)->Image.Image:
-        "The decoded RGB image of row `i`."
-        if self.cache is not None: return self.cache.get(self.files[i], self.max_side, self.max_pixels)
-        return open_image(self.files[i], self.max_side, self.max_pixels)
-
-    def __getitem__(self, i:int): return self.transform(self.image(i)), int(self.targets[i])

@@ -13,7 +13,8 @@ from scipy.optimize import minimize
 from .core import DataError, atomic_write, run_dir
 from .data import class_names
 from .models import eval_transform
-from .train import ImageDataModule, _scores, cache_side, load_run_model, merge_folds, predict_probs
+from .loader import ImageDataModule, cache_side
+from .train import _scores, load_run_model, merge_folds, predict_probs
 
 # %% auto #0
 __all__ = ['load_runs', 'soft_vote', 'hard_vote', 'fit_weights', 'weighted_vote', 'LogLinearPool', 'cross_fit', 'tta_predictions',

@@ -84,6 +84,16 @@ def _in_hub_cache(name:str)->bool:
                                     for f in ('model.safetensors', 'pytorch_model.bin', 'open_clip_pytorch_model.bin'))
     except Exception: return False
 
+def _hub_error(name:str, e:Exception)->str:
+    "What went wrong loading timm's hub weights of `name`, where they were looked for, and what to do."
+    from huggingface_hub import constants
+    hub_id = timm.models.get_pretrained_cfg(name).hf_hub_id
+    offline = ' (HF_HUB_OFFLINE is set)' if constants.HF_HUB_OFFLINE else ''
+    return (f'pretrained weights of {name} (hub id {hub_id}) could not be loaded: not in the Hugging Face cache '
+            f'{constants.HF_HUB_CACHE}{offline}, or not downloadable ({type(e).__name__}: {str(e).splitlines()[0][:200]}). '
+            f'Download them once where there is network (python -c "import timm; timm.create_model(\'{name}\', pretrained=True)") '
+            'and copy that cache folder here, or pass pretrained=False, a weights file, or use arch="efficientnet_lite0"')
+
 def _load_file(model:torch.nn.Module, path:Path)->str:
     if not path.is_file(): raise DataError(f'pretrained={str(path)!r}: file not found; pass a weights file, True, False or "auto"')
     try: state = torch.load(path, map_location='cpu', weights_only=True)
@@ -119,8 +129,7 @@ def create_model(
     except (AssertionError, ValueError, RuntimeError, TypeError) as e:
         raise DataError(f'arch={arch!r} ({name}) cannot be built with img_size={img_size} and {args} ({e})') from None
     except Exception as e:
-        if hub: raise DataError(f'pretrained weights of {name} could not be loaded from the hub ({type(e).__name__}: {e}); '
-                                'offline, pass pretrained=False, a weights file, or use arch="efficientnet_lite0"') from None
+        if hub: raise DataError(_hub_error(name, e)) from None
         raise
     weights = f'timm hub ({name})' if hub else 'random initialisation'
     if offline:

@@ -12,70 +12,17 @@ from sklearn.metrics import accuracy_score, f1_score
 from timm.data import Mixup
 from timm.loss import SoftTargetCrossEntropy
 from timm.optim import create_optimizer_v2
-from torch.utils.data import DataLoader, RandomSampler
 from torchmetrics.classification import MulticlassAccuracy
-from torchvision import transforms as T
 
 from .augment import train_transform
 from .core import DataError, atomic_write, run_dir as make_run_dir, write_json
-from .data import ImageCache, ImageDataset, assign_folds, class_names, classes_missing_from_training
+from .data import assign_folds, class_names, classes_missing_from_training
+from .loader import ImageCache, ImageDataModule, cache_side
 from .models import create_model, data_config, eval_transform
 
 # %% auto #0
-__all__ = ['SUBMISSION_COLUMNS', 'cache_side', 'ImageDataModule', 'TrainingError', 'Classifier', 'EpochLog', 'predict_probs',
-           'train_kfold', 'merge_folds', 'score_run', 'write_submission', 'load_run_model']
-
-# %% ../nbs/05_train.ipynb #76aa7f6c
-def cache_side(
-    img_size:int, # the model's input side
-)->int:           # the longer side images are decoded and cached at
-    "Side that keeps every pixel the transforms use: a random resized crop of 60 % of the area still finds one source pixel per output pixel."
-    return math.ceil(1.5 * img_size)
-
-class ImageDataModule(L.LightningDataModule):
-    "Training, validation (one fold) and test loaders over a manifest, with a shared image cache."
-    def __init__(self,
-                 manifest:pd.DataFrame,       # from `load_data` (a fold column is added in setup if missing)
-                 fold:int=0,                  # the fold held out for validation
-                 n_folds:int=5,               # folds, when they are assigned here
-                 seed:int=42,                 # seed of fold assignment and shuffling
-                 batch_size:int=32,           # images per batch
-                 img_size:int=128,            # side of the default transforms' square output
-                 train_transform=None,        # PIL -> tensor for training (default: resize and to tensor)
-                 eval_transform=None,         # PIL -> tensor for validation and test (default: same as above)
-                 cache:ImageCache|float|None=2048, # an ImageCache to share, a budget in MiB, or None
-                 max_side:int|None=None,      # downscale on load (default: `cache_side(img_size)`)
-                 num_workers:int=0,           # DataLoader worker processes
-                 samples_per_epoch:int|None=None): # training images drawn (without replacement) per epoch; None: all
-        super().__init__()
-        self.manifest, self.fold, self.n_folds, self.seed, self.batch_size = manifest, fold, n_folds, seed, batch_size
-        default = T.Compose([T.Resize((img_size, img_size)), T.ToTensor()])
-        self.train_transform, self.eval_transform = train_transform or default, eval_transform or default
-        self.cache = cache if isinstance(cache, ImageCache) or cache is None else ImageCache(cache)
-        self.max_side, self.num_workers, self.samples_per_epoch = max_side or cache_side(img_size), num_workers, samples_per_epoch
-
-    def setup(self, stage:str|None=None):
-        m = self.manifest if 'fold' in self.manifest else assign_folds(self.manifest, self.n_folds, self.seed)
-        folds = sorted(m.loc[m.split == 'train', 'fold'].unique())
-        if self.fold not in folds: raise DataError(f'fold={self.fold!r} does not exist; the folds are {folds}')
-        self.train_rows = m[(m.split == 'train') & (m.fold != self.fold)].reset_index(drop=True)
-        self.val_rows = m[(m.split == 'train') & (m.fold == self.fold)].reset_index(drop=True)
-        self.test_rows = m[m.split == 'test'].reset_index(drop=True)
-        if self.cache is not None: # decoded by all cores at once, before workers fork (they share the images)
-            self.cache.preload(pd.concat([self.train_rows.file, self.val_rows.file, self.test_rows.file]), self.max_side)
-
-    def _loader(self, rows, transform, shuffle=False):
-        ds = ImageDataset(rows, transform, self.cache, self.max_side)
-        sampler, n = None, len(ds)
-        if shuffle:
-            n = min(len(ds), self.samples_per_epoch or len(ds))
-            sampler = RandomSampler(ds, num_samples=n, generator=torch.Generator().manual_seed(self.seed))
-        return DataLoader(ds, batch_size=self.batch_size, sampler=sampler, num_workers=self.num_workers,
-                          persistent_workers=self.num_workers > 0, drop_last=shuffle and n > self.batch_size)
-
-    def train_dataloader(self): return self._loader(self.train_rows, self.train_transform, shuffle=True)
-    def val_dataloader(self): return self._loader(self.val_rows, self.eval_transform)
-    def test_dataloader(self): return self._loader(self.test_rows, self.eval_transform)
+__all__ = ['SUBMISSION_COLUMNS', 'TrainingError', 'Classifier', 'EpochLog', 'predict_probs', 'train_kfold', 'merge_folds',
+           'score_run', 'write_submission', 'load_run_model']
 
 # %% ../nbs/05_train.ipynb #9856fa6a
 class TrainingError(RuntimeError):
@@ -334,6 +281,8 @@ def _train_fold(m, out, k, names, s, cache, accelerator, devices, strategy, num_
     dm = ImageDataModule(m, fold=k, seed=s['seed'], batch_size=s['batch_size'], train_transform=train_transform(config, s['policy']),
                          eval_transform=eval_transform(module.model), cache=cache, max_side=cache_side(config['input_size'][-1]),
                          num_workers=num_workers, samples_per_epoch=s['samples_per_epoch'])
+    dm.setup() # decodes every image of the fold into the shared cache (Lightning's own setup call then finds them there)
+    loaded = time.time()
     gpu = torch.cuda.is_available() and accelerator in ('auto', 'gpu', 'cuda')
     precision = precision or (('bf16-mixed' if torch.cuda.is_bf16_supported() else '16-mixed') if gpu else '32-true')
     best = L.pytorch.callbacks.ModelCheckpoint(dirpath=folder, filename='best', monitor='val_loss', mode='min', save_last=True,
@@ -368,7 +317,8 @@ def _train_fold(m, out, k, names, s, cache, accelerator, devices, strategy, num_
                  test_image_path=dm.test_rows.image_path.to_numpy(str), test_probs=test_probs)
     with atomic_write(folder/'weights.pt') as tmp: torch.save({'state_dict': state['state_dict']}, tmp)
     scores = {k2: (float(v) if v is not None else None) for k2, v in (('best_val_loss', best.best_model_score),)}
-    write_json(dict(fold=k, seconds=round(time.time() - started, 1), fit_seconds=round(fitted - started, 1),
+    write_json(dict(fold=k, seconds=round(time.time() - started, 1), load_seconds=round(loaded - started, 1),
+                    fit_seconds=round(fitted - loaded, 1),
                     predict_seconds=round(time.time() - fitted, 1), epochs_trained=trainer.current_epoch,
                     best_checkpoint='weights.pt', weights=module.model.dogcls_weights, **scores),
                folder/'done.json')

@@ -6,8 +6,9 @@ from PIL import Image
 
 from conftest import CLIPART, reported, save, tree_state, write_competition, write_competition_as_shipped
 from dogcls.core import DataError
-from dogcls.data import (ImageCache, ImageDataset, assign_folds, class_names,
+from dogcls.data import (assign_folds, class_names,
                          classes_missing_from_training, exact_duplicates, load_data, open_image, scan_image)
+from dogcls.loader import ImageCache, ImageDataset
 
 
 # ---------------------------------------------------------------- image modes
@@ -282,7 +283,7 @@ def test_cache_budget_is_respected(competition):
     assert len(cache.images) == 2 and cache.nbytes <= cache.budget
 
 def test_datamodule_folds_and_workers(competition):
-    from dogcls.train import ImageDataModule
+    from dogcls.loader import ImageDataModule
     manifest, _ = load_data(competition)
     dm = ImageDataModule(manifest, fold=0, n_folds=3, batch_size=4, img_size=8, num_workers=1)
     dm.setup()
