@@ -66,7 +66,7 @@ class Classifier(L.LightningModule):
             raise TrainingError(f'the training loss became {loss.item()} at epoch {self.current_epoch}, step {self.global_step} '
                                 f'(learning rate {lr:.3g}); lower lr, check the images for NaNs, or use a smaller model')
         self.train_acc(logits.detach(), y)
-        self.log('train_loss', loss, on_step=False, on_epoch=True, batch_size=len(x))
+        self.log('train_loss', loss, on_step=False, on_epoch=True, batch_size=len(x), sync_dist=True) # sync: averaged over DDP processes
         self.log('train_acc', self.train_acc, on_step=False, on_epoch=True, batch_size=len(x))
         return loss
 
@@ -74,7 +74,7 @@ class Classifier(L.LightningModule):
         x, y = batch
         logits = self(x)
         self.val_acc(logits, y)
-        self.log('val_loss', torch.nn.functional.cross_entropy(logits, y), on_epoch=True, batch_size=len(x))
+        self.log('val_loss', torch.nn.functional.cross_entropy(logits, y), on_epoch=True, batch_size=len(x), sync_dist=True)
         self.log('val_acc', self.val_acc, on_epoch=True, batch_size=len(x))
 
     def configure_optimizers(self):
@@ -108,7 +108,7 @@ class EpochLog(L.Callback):
     def on_train_epoch_start(self, trainer, module): self.started = time.time()
 
     def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx):
-        if not self.live or time.time() - self.last < 1: return
+        if not self.live or not trainer.is_global_zero or time.time() - self.last < 1: return
         from IPython.display import HTML, display
         self.last = time.time()
         loss = outputs['loss'].item() if isinstance(outputs, dict) else float('nan')
@@ -118,7 +118,7 @@ class EpochLog(L.Callback):
         else: self.handle.update(text)
 
     def on_train_epoch_end(self, trainer, module):
-        if trainer.sanity_checking: return
+        if trainer.sanity_checking or not trainer.is_global_zero: return # one writer and one log line, however many processes
         m = {k: float(v) for k, v in trainer.callback_metrics.items()}
         row = dict(fold=self.fold, epoch=trainer.current_epoch + 1, train_loss=m.get('train_loss'), train_acc=m.get('train_acc'),
                    val_loss=m.get('val_loss'), val_acc=m.get('val_acc'), lr=trainer.optimizers[0].param_groups[0]['lr'],
@@ -265,7 +265,8 @@ def _quiet_lightning():
     for l in loggers: l.setLevel(logging.WARNING)
     with warnings.catch_warnings():
         for message in ('.*does not have many workers.*', '.*The number of training batches.*', '.*LeafSpec.*',
-                        '.*litlogger.*', '.*is deprecated.*TreeSpec.*', '.*exists and is not empty.*'):
+                        '.*litlogger.*', '.*is deprecated.*TreeSpec.*', '.*exists and is not empty.*',
+                        '.*Grad strides do not match bucket view strides.*'):
             warnings.filterwarnings('ignore', message=message)
         try: yield
         finally:
@@ -316,11 +317,12 @@ def _train_fold(m, out, k, names, s, cache, accelerator, devices, strategy, num_
         np.savez(tmp, val_image_path=dm.val_rows.image_path.to_numpy(str), val_probs=val_probs,
                  test_image_path=dm.test_rows.image_path.to_numpy(str), test_probs=test_probs)
     with atomic_write(folder/'weights.pt') as tmp: torch.save({'state_dict': state['state_dict']}, tmp)
-    scores = {k2: (float(v) if v is not None else None) for k2, v in (('best_val_loss', best.best_model_score),)}
+    epochs = pd.read_csv(folder/'history.csv') # written by the process that trained (in a forked DDP run, not this one)
     write_json(dict(fold=k, seconds=round(time.time() - started, 1), load_seconds=round(loaded - started, 1),
                     fit_seconds=round(fitted - loaded, 1),
-                    predict_seconds=round(time.time() - fitted, 1), epochs_trained=trainer.current_epoch,
-                    best_checkpoint='weights.pt', weights=module.model.dogcls_weights, **scores),
+                    predict_seconds=round(time.time() - fitted, 1), epochs_trained=int(epochs.epoch.max()),
+                    best_checkpoint='weights.pt', weights=module.model.dogcls_weights, 
+                    best_val_loss=None if epochs.val_loss.isna().all() else float(epochs.val_loss.min())),
                folder/'done.json')
     if not keep_checkpoints: # the fold is finished: resuming no longer needs them
         for name in ('best.ckpt', 'last.ckpt', 'last.ckpt.unreadable'): (folder/name).unlink(missing_ok=True)
