@@ -16,7 +16,7 @@ from sklearn.model_selection import StratifiedKFold
 from timm.data.auto_augment import augment_and_mix_transform, auto_augment_transform, rand_augment_transform
 from torchvision import transforms as T
 
-from .core import DataError, atomic_write, write_json
+from .core import DataError, atomic_write, cpu_threads, write_json
 from .data import assign_folds, open_image
 
 # %% auto #0
@@ -156,7 +156,7 @@ def write_offline(
     out_dir:str|Path,        # a new folder (or one made by an earlier call with the same settings)
     specs=('canny', 'morphology', 'noise', 'blur', 'motion_blur'), # one copy per image and spec
     seed:int=0,              # seed of the random transforms
-    n_threads:int|None=None, # worker threads (default: one per core; OpenCV, PNG coding and hashing release the GIL)
+    n_threads:int|None=None, # worker threads (default: `cpu_threads()`; OpenCV, PNG coding and hashing release the GIL)
 )->pd.DataFrame:             # manifest of the copies, with group, source and transform columns
     "Write augmented copies of the training images into `out_dir`, each in its source's group."
     out_dir = Path(out_dir).resolve()
@@ -181,7 +181,7 @@ def write_offline(
     if not record.is_file(): write_json(settings, record)
     one = functools.partial(_copies_of, steps=steps, out_dir=out_dir, seed=seed)
     sources = train[['image_path', 'class_name', 'target', 'group', 'file']].to_dict('records')
-    with ThreadPoolExecutor(n_threads or os.cpu_count() or 1) as pool: rows = [row for rows in pool.map(one, sources) for row in rows]
+    with ThreadPoolExecutor(n_threads or cpu_threads()) as pool: rows = [row for rows in pool.map(one, sources) for row in rows]
     copies = pd.DataFrame(rows)
     table = copies.to_csv(index=False)
     listed = out_dir/'manifest.csv'

@@ -4,12 +4,12 @@
 
 # %% ../nbs/00_core.ipynb #ea191e5a
 from __future__ import annotations
-import contextlib, hashlib, json, os, platform, re
+import contextlib, hashlib, json, os, platform, re, sys
 from pathlib import Path
 
 # %% auto #0
 __all__ = ['DataError', 'project_root', 'default_data_dir', 'resolve_dir', 'cache_dir', 'run_dir', 'file_sha1', 'hardware_info',
-           'atomic_write', 'write_json']
+           'cpu_threads', 'atomic_write', 'write_json']
 
 # %% ../nbs/00_core.ipynb #4f2d1e0c
 class DataError(ValueError):
@@ -83,6 +83,15 @@ def hardware_info()->dict:
     if torch.cuda.is_available():
         info.update(gpu_count=torch.cuda.device_count(), gpu=torch.cuda.get_device_name(0))
     return info
+
+# %% ../nbs/00_core.ipynb #466918af
+def cpu_threads()->int:
+    "Threads dogcls's own thread pools may keep busy (torch's setting, OMP_NUM_THREADS, or the usable cores)."
+    torch = sys.modules.get('torch')
+    if torch is not None: return max(1, torch.get_num_threads())
+    env = os.environ.get('OMP_NUM_THREADS', '').strip()
+    if env.isdigit() and int(env) > 0: return int(env)
+    return len(os.sched_getaffinity(0)) if hasattr(os, 'sched_getaffinity') else os.cpu_count() or 1
 
 # %% ../nbs/00_core.ipynb #c5fdcc45
 @contextlib.contextmanager

@@ -12,7 +12,7 @@ import numpy as np, pandas as pd
 from PIL import Image, ImageOps, UnidentifiedImageError
 from sklearn.model_selection import StratifiedGroupKFold
 
-from .core import DataError, atomic_write, cache_dir, default_data_dir, file_sha1, resolve_dir
+from .core import DataError, atomic_write, cache_dir, cpu_threads, default_data_dir, file_sha1, resolve_dir
 
 # %% auto #0
 __all__ = ['MAX_PIXELS', 'IMAGE_EXTENSIONS', 'SCAN_COLUMNS', 'PROBLEM_COLUMNS', 'FIXES', 'MANIFEST_COLUMNS', 'to_rgb',
@@ -118,7 +118,7 @@ def scan_images(
     paths,                     # image files
     decode:bool=True,          # decode every file fully
     max_pixels:int=MAX_PIXELS, # bomb limit
-    n_threads:int|None=None,   # threads (default: one per core; Pillow decodes without holding the GIL)
+    n_threads:int|None=None,   # threads (default: `cpu_threads()`; Pillow decodes without holding the GIL)
     cache:str|Path|None=None,  # a CSV kept between calls: files whose size and modification time are unchanged are not read again
 )->pd.DataFrame:               # one row per path, in order, with the columns of `scan_image`
     "`scan_image` over many files, in parallel threads, reusing earlier results of unchanged files."
@@ -131,7 +131,7 @@ def scan_images(
         if key is not None and r is not None and (r['size'], r['mtime_ns']) == tuple(map(str, key)):
             rows[i] = {c: (None if r[c] == '' else int(float(r[c])) if c in ('width', 'height', 'n_bytes') else r[c]) for c in SCAN_COLUMNS}
         else: todo.append(i)
-    with ThreadPoolExecutor(n_threads or os.cpu_count() or 1) as pool:
+    with ThreadPoolExecutor(n_threads or cpu_threads()) as pool:
         for i, row in zip(todo, pool.map(lambda i: scan_image(paths[i], decode, max_pixels), todo)): rows[i] = row
     scan = pd.DataFrame(rows, columns=SCAN_COLUMNS)
     if cache is not None and todo:

@@ -13,7 +13,7 @@ from PIL import Image
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
-from .core import DataError, atomic_write
+from .core import DataError, atomic_write, cpu_threads
 from .data import MAX_PIXELS, open_image
 from .report import image_png
 
@@ -47,7 +47,7 @@ def thumbnails(
     files,                     # image files
     size:int=32,               # side of the square thumbnail
     max_pixels:int=MAX_PIXELS, # decompression-bomb limit
-    n_threads:int|None=None,   # decoding threads (default: one per core)
+    n_threads:int|None=None,   # decoding threads (default: `cpu_threads()`)
 )->tuple[np.ndarray, list[str|None]]: # (len(files), size, size, 3) float32 in [0, 1], and per file the problem or None
     "RGB thumbnails of `files`, with a problem message in place of each unreadable one (its thumbnail is zero)."
     files = [str(f) for f in files]
@@ -57,7 +57,7 @@ def thumbnails(
             im = open_image(files[k], max_side=4 * size, max_pixels=max_pixels, draft=2 * size)
             out[k] = np.asarray(im.resize((size, size), Image.Resampling.BILINEAR, reducing_gap=2.0), np.float32) / 255
         except DataError as e: problems[k] = str(e)
-    with ThreadPoolExecutor(n_threads or os.cpu_count() or 1) as pool: list(pool.map(one, range(len(files))))
+    with ThreadPoolExecutor(n_threads or cpu_threads()) as pool: list(pool.map(one, range(len(files))))
     return out, problems
 
 def to_gray(

@@ -12,7 +12,7 @@ from PIL import Image
 from torch.utils.data import DataLoader, Dataset, RandomSampler
 from torchvision import transforms as T
 
-from .core import DataError
+from .core import DataError, cpu_threads
 from .data import MAX_PIXELS, assign_folds, open_image
 
 # %% auto #0
@@ -44,7 +44,7 @@ class ImageCache:
     def preload(self, files, max_side:int|None=None, max_pixels:int=MAX_PIXELS, n_threads:int|None=None):
         "Decode `files` into the cache in parallel threads, until the budget is full (before DataLoader workers fork: they share it)."
         todo = [f for f in dict.fromkeys(map(str, files)) if (f, max_side) not in self.images]
-        with ThreadPoolExecutor(n_threads or os.cpu_count() or 1) as pool:
+        with ThreadPoolExecutor(n_threads or cpu_threads()) as pool:
             for start in range(0, len(todo), 256): # a chunk at a time: nothing decoded beyond the budget is held
                 chunk = todo[start:start + 256]
                 for f, im in zip(chunk, pool.map(lambda f: open_image(f, max_side, max_pixels), chunk)):
