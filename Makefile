@@ -12,7 +12,7 @@ SUDO := $(shell [ "$$(id -u)" -eq 0 ] || echo sudo)
 export PYTHONDONTWRITEBYTECODE := 1
 export MPLBACKEND := Agg
 
-.PHONY: install demo demo-quick pipeline browser test check-clean check-export nbtest pytest bench
+.PHONY: install demo demo-quick pipeline browser test check-clean check-export nbtest pytest bench bench-scale
 comma := ,
 space := $(empty) $(empty)
 
@@ -77,3 +77,9 @@ bench: install
 	$(BIN)/python bench/dedup.py
 	$(BIN)/python bench/augment.py
 	$(BIN)/python bench/train_loop.py
+
+# the whole pipeline at the reference competition's size (500 classes, 15k/10k images; the data set is built once from
+# Debian's openclipart-png into ~/.cache/dogcls): prints time, peak memory and growth per step. Run it alone on the machine.
+bench-scale: install
+	@test -d /usr/share/openclipart/png || { $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq openclipart-png; }
+	$(BIN)/python bench/scale.py

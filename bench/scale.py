@@ -209,6 +209,30 @@ def run_step(argv: list[str], env: dict) -> tuple[float, float, int]:
     return time.perf_counter() - start, peak / 2**30, proc.returncode
 
 
+def open_in_chromium(pages: list[Path]) -> dict:
+    "Seconds until each page has loaded (navigation timing's loadEventEnd) in headless Chromium, median of 3 loads."
+    import shutil
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+    if not (shutil.which('chromium') and shutil.which('chromedriver')): return {}
+    options = webdriver.ChromeOptions()
+    options.binary_location = shutil.which('chromium')
+    for arg in ('--headless=new', '--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update',
+                '--disable-sync', '--no-first-run', '--window-size=1300,1800', f'--user-data-dir={tempfile.mkdtemp()}'):
+        options.add_argument(arg)
+    driver = webdriver.Chrome(service=Service(shutil.which('chromedriver')), options=options)
+    try:
+        times = {}
+        for page in pages:
+            loads = []
+            for _ in range(3):
+                driver.get(page.as_uri())
+                loads.append(driver.execute_script('const t = performance.getEntriesByType("navigation")[0]; return t.loadEventEnd / 1000;'))
+            times[page] = statistics.median(loads)
+        return times
+    finally: driver.quit()
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument('--classes', type=int, default=500)
@@ -256,6 +280,9 @@ def main():
             if (step, 'embedded') in results and (step, 'scale') in results:
                 (a, ma), (b, mb) = results[(step, 'embedded')], results[(step, 'scale')]
                 print(f'{step:13s} {a:7.1f} s {ma:5.2f} GiB  {b:7.1f} s {mb:5.2f} GiB   {b / a:5.1f}x')
+    pages = [p for name in args.sets.split(',') for p in sorted(reports.glob(f'*-{name}/report.html'))]
+    for page, seconds in open_in_chromium(pages).items():
+        print(f'{page.parent.name:18s} report.html {page.stat().st_size / 2**20:5.2f} MiB, loaded in headless Chromium in {seconds:.2f} s')
     print(f'reports: {reports}')
 
 
