@@ -26,6 +26,7 @@ class ImageCache:
 
     def _keep(self, key, im:Image.Image):
         pixels = np.asarray(im, np.uint8)
+        if (pixels[..., :1] == pixels).all(): pixels = np.ascontiguousarray(pixels[..., 0]) # a gray image: one byte per pixel
         if self.nbytes + pixels.nbytes > self.budget: return False
         self.images[key], self.nbytes = pixels, self.nbytes + pixels.nbytes
         return True
@@ -35,7 +36,8 @@ class ImageCache:
         key = (str(file), max_side)
         if key in self.images:
             self.hits += 1
-            return Image.fromarray(self.images[key])
+            pixels = self.images[key]
+            return Image.fromarray(pixels) if pixels.ndim == 3 else Image.fromarray(pixels).convert('RGB')
         self.misses += 1
         im = open_image(file, max_side=max_side, max_pixels=max_pixels)
         self._keep(key, im)
