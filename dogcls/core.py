@@ -8,8 +8,8 @@ import contextlib, hashlib, json, os, platform, re, sys
 from pathlib import Path
 
 # %% auto #0
-__all__ = ['DataError', 'project_root', 'default_data_dir', 'resolve_dir', 'cache_dir', 'run_dir', 'file_sha1', 'hardware_info',
-           'cpu_threads', 'atomic_write', 'write_json']
+__all__ = ['DataError', 'project_root', 'default_data_dir', 'resolve_dir', 'cache_dir', 'run_dir', 'file_sha1', 'cpu_threads',
+           'hardware_info', 'atomic_write', 'write_json']
 
 # %% ../nbs/00_core.ipynb #4f2d1e0c
 class DataError(ValueError):
@@ -74,16 +74,6 @@ def file_sha1(
         for chunk in iter(lambda: f.read(1<<20), b''): digest.update(chunk)
     return digest.hexdigest()
 
-# %% ../nbs/00_core.ipynb #72e5db2c
-def hardware_info()->dict:
-    "CPU, GPU and library versions of this machine, for the report of a run."
-    import torch
-    info = dict(python=platform.python_version(), platform=platform.platform(), cpu_count=os.cpu_count(),
-                torch=torch.__version__, cuda_available=torch.cuda.is_available())
-    if torch.cuda.is_available():
-        info.update(gpu_count=torch.cuda.device_count(), gpu=torch.cuda.get_device_name(0))
-    return info
-
 # %% ../nbs/00_core.ipynb #466918af
 def cpu_threads()->int:
     "Threads dogcls's own thread pools may keep busy (torch's setting, OMP_NUM_THREADS, or the usable cores)."
@@ -92,6 +82,20 @@ def cpu_threads()->int:
     env = os.environ.get('OMP_NUM_THREADS', '').strip()
     if env.isdigit() and int(env) > 0: return int(env)
     return len(os.sched_getaffinity(0)) if hasattr(os, 'sched_getaffinity') else os.cpu_count() or 1
+
+# %% ../nbs/00_core.ipynb #72e5db2c
+def hardware_info()->dict:
+    "CPU, GPU and library versions of this machine, for the report of a run (GPU facts only where torch is already loaded)."
+    from importlib.metadata import PackageNotFoundError, version
+    info = dict(python=platform.python_version(), platform=platform.platform(), cpu_count=os.cpu_count(), threads=cpu_threads())
+    torch = sys.modules.get('torch') # importing torch takes seconds; a step that never needed it (EDA) does not pay for it here
+    if torch is None:
+        try: info['torch'] = version('torch')
+        except PackageNotFoundError: info['torch'] = 'not installed'
+        return info
+    info.update(torch=torch.__version__, cuda_available=torch.cuda.is_available())
+    if torch.cuda.is_available(): info.update(gpu_count=torch.cuda.device_count(), gpu=torch.cuda.get_device_name(0))
+    return info
 
 # %% ../nbs/00_core.ipynb #c5fdcc45
 @contextlib.contextmanager
