@@ -16,7 +16,7 @@ from .core import atomic_write, write_json
 # %% auto #0
 __all__ = ['png_data_uri', 'figure_png', 'image_png', 'Report', 'plot_class_counts', 'plot_image_sizes', 'plot_learning_curves',
            'confusion_order', 'most_confused_classes', 'confusion_table', 'plot_confusion', 'most_confused',
-           'per_class_accuracy', 'update_index', 'finish_run']
+           'per_class_accuracy', 'update_index', 'finish_run', 'report_submission']
 
 # %% ../nbs/07_report.ipynb #d462cdf9
 def png_data_uri(png:bytes)->str:
@@ -322,3 +322,18 @@ def finish_run(
     update_index(out_dir.parent)
     print(f'Report written: {path}')
     return path
+
+# %% ../nbs/07_report.ipynb #6a39be14
+def report_submission(
+    report:Report,     # the run's report
+    submission:dict,   # from `dogcls.train.write_submission`
+    names:list[str],   # class names by target
+    predicted_by:str,  # what made the predictions, e.g. 'the fold average' or an ensemble's name
+):
+    "A 'Submission' section: the file's rows and columns, and a table of the rows filled with the fallback class."
+    report.heading('Submission')
+    report.text(f'submission.csv: the prediction of {predicted_by} for every one of the {submission["rows"]} rows of test.csv, '
+                f'in its order, with the columns {",".join(submission["columns"])}.')
+    if submission['filled_rows']:
+        report.table(pd.DataFrame(submission['filled_rows']), f'{len(submission["filled_rows"])} rows had no prediction and got '
+                     f'the most frequent training class, {names[submission["fallback_class"]]}.', max_rows=500)
