@@ -135,10 +135,10 @@ def scan_images(
         for i, row in zip(todo, pool.map(lambda i: scan_image(paths[i], decode, max_pixels), todo)): rows[i] = row
     scan = pd.DataFrame(rows, columns=SCAN_COLUMNS)
     if cache is not None and todo:
-        known = np.array([k is not None for k in keys], bool)
-        was = {p: r['decoded'] == 'True' for p, r in earlier.items()}
+        known, scanned = np.array([k is not None for k in keys], bool), set(todo)
+        decoded = [decode if i in scanned else earlier[p]['decoded'] == 'True' for i, p in enumerate(paths)] # reused rows keep theirs
         record = scan[known].assign(file=np.array(paths)[known], size=[k[0] for k in keys if k], mtime_ns=[k[1] for k in keys if k],
-                                    decoded=[decode or was.get(p, False) for p, k in zip(paths, keys) if k], max_pixels=max_pixels)
+                                    decoded=np.array(decoded)[known], max_pixels=max_pixels)
         Path(cache).parent.mkdir(parents=True, exist_ok=True)
         with atomic_write(cache) as tmp: record.to_csv(tmp, index=False)
     elif cache is not None and Path(cache).is_file(): os.utime(cache) # used: kept by the least-recently-used clean-up
