@@ -194,7 +194,7 @@ def run_step(argv: list[str], env: dict) -> tuple[float, float, int]:
     import psutil
     start = time.perf_counter()
     proc = subprocess.Popen(argv, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    peak, done = 0, threading.Event()
+    peak = 0
     lines = []
     reader = threading.Thread(target=lambda: lines.extend(proc.stdout), daemon=True); reader.start()
     root = psutil.Process(proc.pid)

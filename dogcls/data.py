@@ -229,7 +229,7 @@ def resolve_paths(
     if usable.sum() and resolving.sum() < min_share * usable.sum():
         example = paths[usable].iloc[0]
         hint = (f'there is no {sub} folder: unpack the images so that {root} holds {csv.name}, train/ and test/' if not sub.is_dir()
-                else f'pass as data the folder the CSV was shipped in, with the images unpacked under it')
+                else 'pass as data the folder the CSV was shipped in, with the images unpacked under it')
         issues.append(f'{csv.name}: only {resolving.sum()} of the {usable.sum()} image paths checked resolve to files '
                       f'(looked under {root} and under {sub}; e.g. {example!r} is neither {root/example} nor {sub/example}); {hint}')
         return paths, ''

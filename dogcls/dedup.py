@@ -4,7 +4,7 @@
 
 # %% ../nbs/02_dedup.ipynb #23c0939e
 from __future__ import annotations
-import html, os
+import html
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 

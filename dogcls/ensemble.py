@@ -4,7 +4,7 @@
 
 # %% ../nbs/06_ensemble.ipynb #54c7f5cb
 from __future__ import annotations
-import json, warnings
+import json
 from pathlib import Path
 
 import numpy as np, pandas as pd, torch

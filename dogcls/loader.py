@@ -4,7 +4,7 @@
 
 # %% ../nbs/01b_loader.ipynb #817d44d7
 from __future__ import annotations
-import math, os
+import math
 from concurrent.futures import ThreadPoolExecutor
 
 import lightning as L, numpy as np, pandas as pd, torch

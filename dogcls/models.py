@@ -4,7 +4,6 @@
 
 # %% ../nbs/04_models.ipynb #f888a2d4
 from __future__ import annotations
-import os
 from pathlib import Path
 
 import timm, torch

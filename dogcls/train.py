@@ -321,7 +321,7 @@ def _train_fold(m, out, k, names, s, cache, accelerator, devices, strategy, num_
     write_json(dict(fold=k, seconds=round(time.time() - started, 1), load_seconds=round(loaded - started, 1),
                     fit_seconds=round(fitted - loaded, 1),
                     predict_seconds=round(time.time() - fitted, 1), epochs_trained=int(epochs.epoch.max()),
-                    best_checkpoint='weights.pt', weights=module.model.dogcls_weights, 
+                    best_checkpoint='weights.pt', weights=module.model.dogcls_weights,
                     best_val_loss=None if epochs.val_loss.isna().all() else float(epochs.val_loss.min())),
                folder/'done.json')
     if not keep_checkpoints: # the fold is finished: resuming no longer needs them

@@ -4,8 +4,6 @@ import json, shutil
 import numpy as np, pandas as pd, papermill as pm, pytest
 
 from conftest import ROOT, as_shipped, clipart_slice, tree_state
-from dogcls.core import DataError
-from dogcls.data import load_data
 
 
 def run(notebook, out, **parameters):
