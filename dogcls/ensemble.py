@@ -183,7 +183,7 @@ def ensemble(
     runs:dict[str, dict],         # from load_runs (or tta_predictions results)
     test_labels:pd.Series|None=None, # target per test image_path, for scoring only
 )->tuple[pd.DataFrame, dict]:     # (scores table, name -> (oof probs, test probs))
-    "Score every single model and every combiner of a set of runs sharing one split."
+    "Score every single model and every combiner of a set of runs sharing one split (test: of the fold-averaged prediction and of the single fold models)."
     names = list(runs)
     first = runs[names[0]]
     y, folds = first['split'].target.to_numpy(), first['split'].fold.to_numpy()
@@ -193,8 +193,13 @@ def ensemble(
     predictions['hard voting'] = (hard_vote(oof), hard_vote(test))
     crossed, tested, weights = cross_fit(oof, test, y, folds, 'weighted')
     predictions['weighted soft voting'] = (crossed, tested)
-    crossed, tested, _ = cross_fit(oof, [runs[n]['test_probs'] for n in names], y, folds, 'stacking')
+    crossed, tested, stacker = cross_fit(oof, [runs[n]['test_probs'] for n in names], y, folds, 'stacking')
     predictions['stacking'] = (crossed, tested)
+    # each predictor applied to the test probabilities of one fold model per run at a time: the like-for-like partner of out-of-fold
+    combine = {**{n: (lambda p, i=i: p[i]) for i, n in enumerate(names)}, 'soft voting': soft_vote, 'hard voting': hard_vote,
+               'weighted soft voting': lambda p: weighted_vote(p, weights), 'stacking': stacker.predict_proba}
+    n_fold_models = min(len(runs[n]['test_probs']) for n in names)
+    per_fold = [[runs[n]['test_probs'][k] for n in names] for k in range(n_fold_models)]
     test_y = None
     if test_labels is not None:
         mapped = pd.Series(first['test_image_path']).map(test_labels)
@@ -205,7 +210,9 @@ def ensemble(
         row = dict(model=name, kind='single model' if name in runs else 'ensemble', oof_accuracy=s['accuracy'], oof_macro_f1=s['macro_f1'])
         if test_y is not None:
             s = _scores(test_y, t)
-            row.update(test_accuracy=s['accuracy'], test_macro_f1=s['macro_f1'], gap=row['oof_accuracy'] - s['accuracy'])
+            single = float(np.mean([_scores(test_y, combine[name](p))['accuracy'] for p in per_fold])) if per_fold else None
+            row.update(test_accuracy=s['accuracy'], mean_fold_test_accuracy=single, test_macro_f1=s['macro_f1'],
+                       gap=row['oof_accuracy'] - s['accuracy'], single_gap=None if single is None else row['oof_accuracy'] - single)
         rows.append(row)
     table = pd.DataFrame(rows)
     table.attrs['weights'] = dict(zip(names, np.round(weights, 4).tolist()))

@@ -259,7 +259,9 @@ def _index_row(folder:Path, m:dict)->dict:
     if m.get('kind') == 'ensemble': params = 'runs: ' + ', '.join(m.get('runs', []))
     oof, test = m.get('oof_accuracy'), m.get('test_accuracy')
     return {'run': folder.name, 'kind': m.get('kind', ''), 'arch': m.get('arch', '') or m.get('best', ''), 'parameters': params,
-            'out-of-fold accuracy': oof, 'test accuracy': test, 'gap': None if oof is None or test is None else oof - test,
+            'out-of-fold accuracy': oof, 'test accuracy of the fold-averaged prediction': test,
+            'mean test accuracy of the single fold models': m.get('mean_fold_test_accuracy'),
+            'gap (out-of-fold - fold-averaged test)': None if oof is None or test is None else oof - test,
             'seconds': m.get('seconds'), 'date': m.get('date', ''),
             'report': f'{folder.name}/report.html' if (folder/'report.html').is_file() else ''}
 
@@ -289,7 +291,8 @@ def update_index(
     for path in sorted(reports.glob('*/metrics.json')):
         try: rows.append(_index_row(path.parent, json.loads(path.read_text())))
         except (json.JSONDecodeError, OSError) as e: rows.append({'run': path.parent.name, 'kind': f'unreadable metrics.json ({e})'})
-    columns = ['run', 'kind', 'arch', 'parameters', 'out-of-fold accuracy', 'test accuracy', 'gap', 'seconds', 'date']
+    columns = ['run', 'kind', 'arch', 'parameters', 'out-of-fold accuracy', 'test accuracy of the fold-averaged prediction',
+               'mean test accuracy of the single fold models', 'gap (out-of-fold - fold-averaged test)', 'seconds', 'date']
     cells = []
     for r in rows:
         tds = []

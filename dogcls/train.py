@@ -390,12 +390,17 @@ def score_run(
         if test_y is not None: entry.update({f'test_{a}': b for a, b in _scores(test_y, run['test_probs'][i]).items()})
         per_fold.append(entry)
     overall = {f'oof_{a}': b for a, b in _scores(y, oof).items()}
-    if test_y is not None: overall.update({f'test_{a}': b for a, b in _scores(test_y, run['test_mean']).items()})
+    if test_y is not None:
+        overall.update({f'test_{a}': b for a, b in _scores(test_y, run['test_mean']).items()}) # the fold-averaged prediction
+        singles = [f['test_accuracy'] for f in per_fold if f.get('test_accuracy') is not None]
+        overall['mean_fold_test_accuracy'] = float(np.mean(singles)) if singles else None # the single fold models, averaged
     overall['train_acc'] = float(np.mean([f['train_acc'] for f in per_fold if f['train_acc'] is not None])) if per_fold else None
     if overall.get('oof_accuracy') is not None and overall['train_acc'] is not None:
         overall['train_val_gap'] = overall['train_acc'] - overall['oof_accuracy']
     if overall.get('test_accuracy') is not None and overall.get('oof_accuracy') is not None:
         overall['val_test_gap'] = overall['oof_accuracy'] - overall['test_accuracy']
+        if overall.get('mean_fold_test_accuracy') is not None: # like for like: single fold models on both sides
+            overall['val_single_test_gap'] = overall['oof_accuracy'] - overall['mean_fold_test_accuracy']
     return dict(per_fold=per_fold, overall=overall)
 
 # %% ../nbs/05_train.ipynb #98adaa27

@@ -54,7 +54,11 @@ def test_every_combiner_is_scored(runs):
     labels = pd.read_csv(CLIPART/'test_labels.csv').set_index('image_path').target
     table, predictions = ensemble(loaded, labels)
     assert table.model.tolist() == ['cnx', 'res', 'lite', 'soft voting', 'hard voting', 'weighted soft voting', 'stacking']
-    assert table[['oof_accuracy', 'test_accuracy', 'gap']].notna().all().all()
+    assert table[['oof_accuracy', 'test_accuracy', 'mean_fold_test_accuracy', 'gap', 'single_gap']].notna().all().all()
+    single = table.set_index('model').loc['cnx']
+    run = loaded['cnx'] # a single model's like-for-like test score is the mean of its fold models' test accuracies
+    per_fold = [(p.argmax(1) == pd.Series(run['test_image_path']).map(labels).to_numpy()).mean() for p in run['test_probs']]
+    assert single.mean_fold_test_accuracy == pytest.approx(np.mean(per_fold))
     n_train, n_test = len(loaded['cnx']['split']), len(loaded['cnx']['test_image_path'])
     for oof, test in predictions.values(): assert oof.shape == (n_train, 4) and test.shape == (n_test, 4)
     assert sum(table.attrs['weights'].values()) == pytest.approx(1.0, abs=1e-3)
@@ -65,7 +69,8 @@ def test_stacking_never_sees_test_labels(runs):
     permuted = pd.Series(np.random.default_rng(0).permutation(labels.to_numpy()), index=labels.index)
     a, pa = ensemble(loaded, labels)
     b, pb = ensemble(loaded, permuted)
-    assert a.drop(columns=['test_accuracy', 'test_macro_f1', 'gap']).equals(b.drop(columns=['test_accuracy', 'test_macro_f1', 'gap']))
+    scored_on_test = ['test_accuracy', 'mean_fold_test_accuracy', 'test_macro_f1', 'gap', 'single_gap']
+    assert a.drop(columns=scored_on_test).equals(b.drop(columns=scored_on_test))
     for name in pa: assert np.array_equal(pa[name][0], pb[name][0]) and np.array_equal(pa[name][1], pb[name][1])
     assert not np.allclose(a.test_accuracy, b.test_accuracy) # only the test score moved
 
