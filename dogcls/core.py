@@ -9,7 +9,7 @@ from pathlib import Path
 
 # %% auto #0
 __all__ = ['DataError', 'project_root', 'default_data_dir', 'resolve_dir', 'cache_dir', 'run_dir', 'file_sha1', 'cpu_threads',
-           'hardware_info', 'atomic_write', 'write_json']
+           'hardware_info', 'atomic_write', 'write_json', 'as_list']
 
 # %% ../nbs/00_core.ipynb #4f2d1e0c
 class DataError(ValueError):
@@ -124,3 +124,19 @@ def write_json(
     path = Path(path)
     with atomic_write(path) as tmp: tmp.write_text(json.dumps(obj, indent=2, default=default))
     return path
+
+# %% ../nbs/00_core.ipynb #c0aa1b02
+def as_list(
+    value,             # a list or tuple, a JSON list string, or comma-separated names
+    name:str='value',  # the parameter's name, for the error
+)->list:
+    "A notebook's list parameter as a Python list."
+    if isinstance(value, (list, tuple)): return list(value)
+    if not isinstance(value, str): raise DataError(f'{name}={value!r}: pass a list, a JSON list string or comma-separated names')
+    text = value.strip()
+    if text.startswith('['):
+        try: parsed = json.loads(text)
+        except json.JSONDecodeError as e: raise DataError(f'{name}={value!r} is not a valid JSON list ({e.msg}); e.g. \'["a", "b"]\'') from None
+        if not isinstance(parsed, list): raise DataError(f'{name}={value!r}: expected a JSON list')
+        return parsed
+    return [v.strip() for v in text.split(',') if v.strip()]

@@ -434,17 +434,18 @@ def _merge_groups(manifest:pd.DataFrame, extra:pd.Series)->pd.Series:
 def apply_decisions(
     manifest:pd.DataFrame,  # the manifest the decisions were made for
     decisions:pd.DataFrame|str|Path, # the decisions table, or its CSV (edited or not)
-)->pd.DataFrame:            # the cleaned manifest: dropped rows removed, clusters merged into `group`
-    "Apply keep/drop decisions to a manifest without touching any file."
+)->pd.DataFrame:            # the cleaned manifest: dropped rows removed, relabelled rows moved, clusters merged into `group`
+    "Apply keep/drop/relabel decisions to a manifest without touching any file."
     source = decisions if isinstance(decisions, (str, Path)) else 'decisions'
-    if isinstance(decisions, (str, Path)): decisions = pd.read_csv(decisions, dtype={'image_path': str, 'action': str})
+    if isinstance(decisions, (str, Path)):
+        decisions = pd.read_csv(decisions, dtype={'image_path': str, 'action': str, 'relabel_to': str}, keep_default_na=False)
     missing = [c for c in ('cluster', 'image_path', 'action') if c not in decisions]
-    if missing: raise DataError(f'{source}: missing column(s) {", ".join(missing)}; expected the CSV written by the dedup notebook')
+    if missing: raise DataError(f'{source}: missing column(s) {", ".join(missing)}; expected the CSV written by the dedup or clean notebook')
     action = decisions.action.astype(str).str.strip().str.lower()
-    bad = ~action.isin(['keep', 'drop'])
+    bad = ~action.isin(['keep', 'drop', 'relabel'])
     if bad.any():
         r = decisions[bad].iloc[0]
-        raise DataError(f'{source}: action must be "keep" or "drop"; the row of {r.image_path!r} has {r.action!r} ({bad.sum()} such rows)')
+        raise DataError(f'{source}: action must be "keep", "drop" or "relabel"; the row of {r.image_path!r} has {r.action!r} ({bad.sum()} such rows)')
     unknown = ~decisions.image_path.isin(manifest.image_path)
     if unknown.any():
         raise DataError(f'{source}: {unknown.sum()} image(s) are not in the manifest, e.g. {decisions.image_path[unknown].iloc[0]!r}; '
@@ -453,6 +454,23 @@ def apply_decisions(
         raise DataError(f'{source}: {decisions.image_path[decisions.image_path.duplicated()].iloc[0]!r} has more than one decision; keep one row per image')
     cluster = manifest.image_path.map(decisions.set_index('image_path').cluster.map(lambda c: f'cluster-{c}'))
     out = manifest.assign(group=_merge_groups(manifest, cluster))
+    relabel = decisions[(action == 'relabel').to_numpy()]
+    if len(relabel):
+        to = (relabel.relabel_to if 'relabel_to' in relabel else pd.Series('', index=relabel.index)).fillna('').astype(str).str.strip()
+        target_of = manifest[manifest.target >= 0].drop_duplicates('class_name').set_index('class_name').target
+        unknown = ~to.isin(target_of.index)
+        if unknown.any():
+            r = relabel[unknown].iloc[0]
+            raise DataError(f'{source}: the row of {r.image_path!r} says relabel but its relabel_to is {to[unknown].iloc[0]!r}, not a class '
+                            f'of the data set ({unknown.sum()} such rows); write an existing class name, or keep/drop')
+        split = manifest.set_index('image_path').split if 'split' in manifest else None
+        if split is not None and (split[relabel.image_path] != 'train').any():
+            raise DataError(f'{source}: {relabel.image_path[(split[relabel.image_path] != "train").to_numpy()].iloc[0]!r} is not a training image; '
+                            'only training labels can be relabelled')
+        new_class = out.image_path.map(pd.Series(to.to_numpy(), index=relabel.image_path))
+        moved = new_class.notna()
+        out.loc[moved, 'class_name'] = new_class[moved]
+        out.loc[moved, 'target'] = new_class[moved].map(target_of).astype(out.target.dtype)
     dropped = set(decisions.image_path[action == 'drop'])
     return out[~out.image_path.isin(dropped)].reset_index(drop=True)
 
@@ -473,7 +491,10 @@ def save_decisions(
 
 # %% ../nbs/02_dedup.ipynb #a2fe3706
 def _caption(r)->str:
-    return f'{r.class_name} · {r.action} · {r.method} {r.score:.3f}' + (f' · flip {r.flip}' if r.flip != 'none' else '')
+    relabel = str(getattr(r, 'relabel_to', '') or '')
+    action = f'relabel → {relabel}' if str(r.action).strip().lower() == 'relabel' else r.action
+    return (f'{r.class_name} · {action} · {r.method} {r.score:.3f}' + (f' · flip {r.flip}' if r.flip != 'none' else '')
+            + (f' · suggested {relabel}' if relabel and action != f'relabel → {relabel}' else ''))
 
 def _cluster_order(decisions:pd.DataFrame)->list:
     stats = decisions.groupby('cluster').agg(review=('review', 'max'), n=('image_path', 'size'))
@@ -499,17 +520,19 @@ def report_clusters(
 
 # %% ../nbs/02_dedup.ipynb #ef6a96d6
 class DuplicateReviewer:
-    "An ipywidgets panel to walk duplicate clusters, set keep/drop per image and save to the decisions CSV."
+    "An ipywidgets panel to walk duplicate clusters (or label issues), set keep/drop/relabel per image and save to the decisions CSV."
     def __init__(self,
                  decisions:pd.DataFrame|str|Path, # decisions (or their CSV)
                  manifest:pd.DataFrame,           # for the files
                  path:str|Path|None=None,         # where `save` writes (default: the CSV it was read from)
                  only_review:bool=False,          # show label conflicts only
-                 thumb:int=128):                  # thumbnail side
+                 thumb:int=128,                   # thumbnail side
+                 per_page:int=1):                 # clusters per page (e.g. 12 for one-image clusters of label issues)
         import ipywidgets as W
-        self.W, self.thumb = W, thumb
+        self.W, self.thumb, self.per_page = W, thumb, max(1, int(per_page))
         self.path = Path(path or decisions)
-        self.decisions = pd.read_csv(decisions) if isinstance(decisions, (str, Path)) else decisions.copy()
+        self.decisions = (pd.read_csv(decisions, keep_default_na=False, dtype={'relabel_to': str}) if isinstance(decisions, (str, Path))
+                          else decisions.copy())
         self.files = manifest.set_index('image_path').file
         self.clusters = [c for c in _cluster_order(self.decisions)
                          if not only_review or self.decisions[self.decisions.cluster == c].review.any()]
@@ -524,23 +547,28 @@ class DuplicateReviewer:
         "Display the cluster at `position` (in review order)."
         W = self.W
         if not self.clusters: self.title.value = '<b>No clusters to review.</b>'; return
-        self.position = position % len(self.clusters)
-        members = self.decisions[self.decisions.cluster == self.clusters[self.position]]
-        self.title.value = (f'<b>Cluster {self.position + 1} of {len(self.clusters)}</b> · '
-                            f'{html.escape(members.reason.iloc[0].split("; near-duplicate")[0])}')
+        pages = -(-len(self.clusters) // self.per_page)
+        self.position = position % pages
+        shown = self.clusters[self.position * self.per_page:(self.position + 1) * self.per_page]
+        members = self.decisions[self.decisions.cluster.isin(shown)]
+        self.title.value = (f'<b>{"Cluster" if self.per_page == 1 else "Page"} {self.position + 1} of {pages}</b> · '
+                            f'{html.escape(members.reason.iloc[0].split("; near-duplicate")[0]) if self.per_page == 1 else ""}')
         tiles, self.toggles = [], []
         for idx, r in members.iterrows():
-            toggle = W.ToggleButtons(options=['keep', 'drop'], value=str(r.action).strip().lower())
+            relabel = str(r.get('relabel_to', '') or '')
+            toggle = W.ToggleButtons(options=['keep', 'drop'] + ([f'relabel → {relabel}'] if relabel else []),
+                                     value=f'relabel → {relabel}' if str(r.action).strip().lower() == 'relabel' else str(r.action).strip().lower())
             toggle.observe(lambda change, i=idx: self.choose(i, change['new']), names='value')
             self.toggles.append(toggle)
             image = W.Image(value=image_png(open_image(self.files[r.image_path], max_side=2 * self.thumb), self.thumb), format='png')
-            label = W.HTML(f'<small>{html.escape(r.image_path)}<br>{html.escape(_caption(r))}</small>')
+            label = W.HTML(f'<small>{html.escape(r.image_path)}<br>{html.escape(_caption(r))}'
+                           + (f'<br>{html.escape(r.reason)}' if self.per_page > 1 else '') + '</small>')
             tiles.append(W.VBox([image, label, toggle], layout=W.Layout(width=f'{self.thumb + 40}px')))
         self.tiles.children = tiles
 
     def choose(self, row, action:str):
-        "Record keep/drop for decisions row `row`."
-        self.decisions.loc[row, 'action'] = action
+        "Record keep, drop or relabel for decisions row `row`."
+        self.decisions.loc[row, 'action'] = 'relabel' if action.startswith('relabel') else action
 
     def next(self): self.show(self.position + 1)
     def previous(self): self.show(self.position - 1)
