@@ -25,7 +25,7 @@ $(STAMP): setup.py settings.ini constraints.txt
 
 install: $(STAMP)
 
-# the full default pipeline on the embedded data set: EDA, dedup, three architectures, ensemble, index
+# the full default pipeline on the embedded data set: EDA, dedup, three architectures, label issues, ensemble, index
 demo: install
 	$(MAKE) --no-print-directory pipeline SUFFIX= TRAIN_ARGS=
 
@@ -42,6 +42,8 @@ pipeline:
 	  $(PM) nbs/train.ipynb reports/demo-$$arch$(SUFFIX)/train.ipynb -p arch $$arch -p run_name demo-$$arch$(SUFFIX) \
 	    -p dedup_decisions reports/dedup-clipart$(SUFFIX)/decisions.csv $(TRAIN_ARGS) || exit 1; \
 	done
+	mkdir -p reports/clean$(SUFFIX)
+	$(PM) nbs/clean.ipynb reports/clean$(SUFFIX)/clean.ipynb -p run_name clean$(SUFFIX) -p runs '["demo-efficientnet_lite0$(SUFFIX)"]'
 	$(PM) nbs/ensemble.ipynb reports/ensemble$(SUFFIX)/ensemble.ipynb -p run_name ensemble$(SUFFIX) \
 	  -p runs '[$(subst $(space),$(comma),$(foreach a,$(DEMO_ARCHS),"demo-$(a)$(SUFFIX)"))]'
 	@test -f reports/ensemble$(SUFFIX)/report.html
@@ -77,6 +79,7 @@ bench: install
 	$(BIN)/python bench/dedup.py
 	$(BIN)/python bench/augment.py
 	$(BIN)/python bench/train_loop.py
+	$(BIN)/python bench/adversarial.py
 
 # the whole pipeline at the reference competition's size (500 classes, 15k/10k images; the data set is built once from
 # Debian's openclipart-png into ~/.cache/dogcls): prints time, peak memory and growth per step. Run it alone on the machine.
