@@ -18,7 +18,7 @@ from .train import _scores, load_run_model, merge_folds, predict_probs
 
 # %% auto #0
 __all__ = ['load_runs', 'soft_vote', 'hard_vote', 'fit_weights', 'weighted_vote', 'LogLinearPool', 'cross_fit', 'tta_predictions',
-           'ensemble', 'diversity']
+           'ensemble', 'gap_warnings', 'diversity']
 
 # %% ../nbs/06_ensemble.ipynb #e762b68c
 def _folder(run:str|Path, reports:str|Path|None=None)->Path:
@@ -217,6 +217,21 @@ def ensemble(
     table = pd.DataFrame(rows)
     table.attrs['weights'] = dict(zip(names, np.round(weights, 4).tolist()))
     return table, predictions
+
+# %% ../nbs/06_ensemble.ipynb #e7a1c003
+def gap_warnings(
+    table:pd.DataFrame, # from `ensemble` (or a table with model, oof_accuracy, gap, single_gap)
+    limit:float=0.10,   # warn beyond this difference between out-of-fold and test accuracy
+)->list[str]:           # one warning per predictor whose scores disagree
+    "Warnings for predictors whose out-of-fold accuracy does not predict their test accuracy."
+    out = []
+    for r in table.itertuples():
+        far = [f'{name} {v:+.3f}' for name, v in (('against the fold-averaged prediction', getattr(r, 'gap', None)),
+                                                   ('against the single fold models', getattr(r, 'single_gap', None)))
+               if v is not None and not pd.isna(v) and abs(v) > limit]
+        if far: out.append(f'{r.model}: out-of-fold and test accuracy differ by more than {limit * 100:.0f} points ({"; ".join(far)}). '
+                           'Its out-of-fold score does not predict its test score; do not choose it by the out-of-fold score alone.')
+    return out
 
 # %% ../nbs/06_ensemble.ipynb #0098d7d9
 def diversity(
