@@ -101,6 +101,12 @@ def test_scores_submission_and_reloading(tiny, tmp_path):
     scores = score_run(run, labels)
     assert len(scores['per_fold']) == 3 and 0 <= scores['overall']['test_accuracy'] <= 1
     assert scores['overall']['val_test_gap'] == pytest.approx(scores['overall']['oof_accuracy'] - scores['overall']['test_accuracy'])
+    # two test scores, named apart: the fold-averaged prediction's, and the mean of the single fold models' (like out-of-fold)
+    per_fold = [f['test_accuracy'] for f in scores['per_fold']]
+    assert scores['overall']['mean_fold_test_accuracy'] == pytest.approx(np.mean(per_fold))
+    y_test = pd.Series(run['test_image_path']).map(labels).to_numpy()
+    assert scores['overall']['test_accuracy'] == pytest.approx((run['test_probs'].mean(0).argmax(1) == y_test).mean())
+    assert scores['overall']['val_single_test_gap'] == pytest.approx(scores['overall']['oof_accuracy'] - np.mean(per_fold))
     test_csv = tmp_path/'test.csv'
     pd.DataFrame(dict(image_path=list(run['test_image_path']) + ['test/unreadable.png'])).to_csv(test_csv, index=False)
     summary = write_submission(run, test_csv, tmp_path/'submission.csv')
