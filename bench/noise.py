@@ -92,24 +92,26 @@ def main():
     seconds['train noisy'] = papermill('train.ipynb', runs['noisy'], reports, '-p', 'data', str(dest), *common)
     if args.stop_after_noisy: print(json.dumps(seconds, indent=1)); return
 
-    from dogcls.clean import label_issues, self_confidence_ranking, loss_ranking
+    from dogcls.clean import drop_empty_classes, label_issues, self_confidence_ranking, loss_ranking
     from dogcls.train import merge_folds
     run = merge_folds(reports/runs['noisy'])
-    split, probs = run['split'], run['oof_probs']
+    split = run['split']
+    probs, targets, _, empty = drop_empty_classes(run['oof_probs'], split.target.to_numpy())
+    if empty: print(f'classes without a training image in the run (left out of confident learning): {empty}')
     truth = split.image_path.isin(set(flipped.image_path)).to_numpy()
     k = int(truth.sum())
     def at_k(order) -> tuple[float, float]:
         hits = truth[np.asarray(order)[:k]].sum()
         return hits / k, hits / k # precision and recall at k are equal when k = the number flipped
     started = time.time()
-    issues = label_issues(probs, split.target.to_numpy(), image_paths=split.image_path.to_numpy())
+    issues = label_issues(probs, targets, image_paths=split.image_path.to_numpy())
     seconds['label_issues'] = time.time() - started
     position = pd.Series(np.arange(len(split)), index=split.image_path)
     ranked = position[issues.image_path].to_numpy()
     flagged = position[issues.image_path[issues.is_issue]].to_numpy()
     rows = {'confident learning (prune by noise rate), top k': at_k(ranked),
-            'lowest self-confidence, top k': at_k(self_confidence_ranking(probs, split.target.to_numpy())),
-            'highest loss, top k': at_k(loss_ranking(probs, split.target.to_numpy()))}
+            'lowest self-confidence, top k': at_k(self_confidence_ranking(probs, targets)),
+            'highest loss, top k': at_k(loss_ranking(probs, targets))}
     hits = truth[flagged].sum()
     rows['confident learning, its own flagged set'] = (hits / max(1, len(flagged)), hits / k)
     print(f'\nflipped training images: {k} of {len(split)} (after dedup decisions); flagged by confident learning: {len(flagged)}')

@@ -19,9 +19,9 @@ from .data import open_image
 from .dedup import DECISION_COLUMNS
 
 # %% auto #0
-__all__ = ['check_probs', 'confident_joint', 'estimate_joint', 'noise_rates', 'self_confidence_ranking', 'loss_ranking',
-           'label_issues', 'outliers', 'adversarial_validation', 'test_like', 'propose_cleaning', 'runs_oof',
-           'report_issues']
+__all__ = ['check_probs', 'drop_empty_classes', 'confident_joint', 'estimate_joint', 'noise_rates', 'self_confidence_ranking',
+           'loss_ranking', 'label_issues', 'outliers', 'adversarial_validation', 'test_like', 'propose_cleaning',
+           'runs_oof', 'report_issues']
 
 # %% ../nbs/08_clean.ipynb #646d84e9
 def check_probs(
@@ -66,6 +66,23 @@ def check_probs(
     return p, y.astype(np.int64)
 
 # %% ../nbs/08_clean.ipynb #23c23245
+def drop_empty_classes(
+    probs,                 # (N, C) probabilities
+    targets,               # (N,) given labels
+    names:list|None=None,  # class names by target
+)->tuple[np.ndarray, np.ndarray, list, list]: # (probs over the kept classes, renumbered targets, kept names, left-out names)
+    "Probabilities without the columns of classes that have no training image, rows renormalised."
+    p, y = np.asarray(probs, dtype=float), np.asarray(targets)
+    names = list(names) if names is not None else [str(c) for c in range(p.shape[1])]
+    counts = np.bincount(y[(y >= 0) & (y < p.shape[1])], minlength=p.shape[1])
+    keep = np.flatnonzero(counts > 0)
+    q = p[:, keep]
+    q = q / q.sum(1, keepdims=True)
+    renumber = np.full(p.shape[1], -1); renumber[keep] = np.arange(len(keep))
+    return q, np.where((y >= 0) & (y < p.shape[1]), renumber[np.clip(y, 0, p.shape[1] - 1)], y), [names[k] for k in keep], \
+           [names[k] for k in np.flatnonzero(counts == 0)]
+
+# %% ../nbs/08_clean.ipynb #6c8ed338
 def confident_joint(
     probs:np.ndarray,    # (N, C) out-of-fold probabilities
     targets:np.ndarray,  # (N,) given labels
@@ -91,7 +108,7 @@ def estimate_joint(
     calibrated = np.where(rows > 0, joint / np.maximum(rows, 1) * counts[:, None], np.diag(counts))
     return calibrated / calibrated.sum()
 
-# %% ../nbs/08_clean.ipynb #6c8ed338
+# %% ../nbs/08_clean.ipynb #02a1f4cd
 def noise_rates(
     probs:np.ndarray,          # (N, C) out-of-fold probabilities
     targets:np.ndarray,        # (N,) given labels
@@ -109,7 +126,7 @@ def noise_rates(
     table.loc[table.noise_rate == 0, 'likeliest_true_class'] = ''
     return table.sort_values(['noise_rate', 'class'], ascending=[False, True], ignore_index=True)
 
-# %% ../nbs/08_clean.ipynb #02a1f4cd
+# %% ../nbs/08_clean.ipynb #da8eff1d
 def self_confidence_ranking(probs:np.ndarray, targets:np.ndarray)->np.ndarray:
     "Row order, lowest probability of the given label first (a baseline)."
     p, y = check_probs(probs, targets)
@@ -126,7 +143,7 @@ def _other_best(p:np.ndarray, y:np.ndarray)->tuple[np.ndarray, np.ndarray]:
     other = masked.argmax(1)
     return other, p[np.arange(len(y)), other]
 
-# %% ../nbs/08_clean.ipynb #30e59e5f
+# %% ../nbs/08_clean.ipynb #80f8e37e
 def label_issues(
     probs,                     # (N, C) out-of-fold probabilities (one run, or the mean of an ensemble's)
     targets,                   # (N,) given labels
@@ -166,7 +183,7 @@ def label_issues(
     table.insert(0, 'rank', np.arange(1, n + 1))
     return table
 
-# %% ../nbs/08_clean.ipynb #a5268ee7
+# %% ../nbs/08_clean.ipynb #b9ab9cf9
 def outliers(
     embeddings:np.ndarray,     # (N, d) or (N, views, d) embeddings (view 0 is used)
     image_paths=None,          # (N,) image paths (default: row numbers)
@@ -192,7 +209,7 @@ def outliers(
                           'nearest': paths[nearest], 'row': np.arange(len(x))})
     return table.sort_values('knn_distance', ascending=False, kind='stable', ignore_index=True)
 
-# %% ../nbs/08_clean.ipynb #b9ab9cf9
+# %% ../nbs/08_clean.ipynb #46f0c426
 def adversarial_validation(
     train_embeddings:np.ndarray, # (N, d) or (N, views, d) embeddings of the training images
     test_embeddings:np.ndarray,  # (T, d) or (T, views, d) embeddings of the test images
@@ -216,7 +233,7 @@ def adversarial_validation(
     return dict(auc=float(roc_auc_score(y, p)), auc_per_fold=[round(float(v), 4) for v in aucs],
                 p_test_train=p[:len(a)], p_test_test=p[len(a):])
 
-# %% ../nbs/08_clean.ipynb #f9045493
+# %% ../nbs/08_clean.ipynb #644c4ec5
 def test_like(
     p_test_train:np.ndarray, # (N,) from `adversarial_validation`
     fraction:float=0.25,     # share of the training images to pick
@@ -228,28 +245,34 @@ def test_like(
     picked[np.argsort(-p, kind='stable')[:max(1, round(fraction * len(p)))]] = True
     return picked
 
-# %% ../nbs/08_clean.ipynb #644c4ec5
+# %% ../nbs/08_clean.ipynb #f5bc8b56
 def propose_cleaning(
     issues:pd.DataFrame|None,          # from `label_issues` (its flagged rows are used)
     odd:pd.DataFrame|None,             # from `outliers` (its flagged rows are used)
     manifest:pd.DataFrame,             # the training manifest the probabilities and embeddings were made for
     relabel_min:float=0.8,             # relabel a label issue when its suggested class has at least this probability
     outlier_action:str='keep',         # 'keep' (flagged for review) or 'drop'
+    max_share:float=0.1,               # act on at most this share of the images (lowest label quality first); the rest: keep, review
 )->pd.DataFrame:                       # one row per flagged image (DECISION_COLUMNS + relabel_to)
     "Proposed relabel/drop/keep decisions for flagged label issues and outliers."
     if outlier_action not in ('keep', 'drop'): raise DataError(f"outlier_action={outlier_action!r}: use 'keep' or 'drop'")
     if not 0 <= relabel_min <= 1: raise DataError(f'relabel_min={relabel_min!r}: a probability in [0, 1] (above 1: never relabel)')
+    if not 0 <= max_share <= 1: raise DataError(f'max_share={max_share!r}: a share of the training images in [0, 1]')
+    budget = int(max_share * len(manifest))
     known = set(manifest.image_path)
     rows = {}
     for r in ([] if odd is None else odd[odd.is_outlier].itertuples()):
         rows[r.image_path] = dict(action=outlier_action, relabel_to='', score=float(r.knn_distance), method='knn outlier',
                                   reason=f'outlier: mean cosine distance {r.knn_distance:.3f} to its nearest images (robust z {r.z:.1f})')
-    for r in ([] if issues is None else issues[issues.is_issue].itertuples()):
-        relabel = r.suggested_prob >= relabel_min
+    flagged = [] if issues is None else issues[issues.is_issue].sort_values('label_quality', kind='stable')
+    for n, r in enumerate([] if issues is None else flagged.itertuples()):
+        relabel, act = r.suggested_prob >= relabel_min, n < budget
         reason = (f'label issue: given {r.given_class} ({r.given_prob:.2f}), predicted {r.suggested_class} ({r.suggested_prob:.2f}) '
-                  f'out of fold; ' + (f'relabelled (suggested class >= {relabel_min})' if relabel else f'dropped (suggested class < {relabel_min})'))
+                  'out of fold; ' + ((f'relabelled (suggested class >= {relabel_min})' if relabel else f'dropped (suggested class < {relabel_min})')
+                                     if act else f'beyond the {max_share:.0%} of images acted on: kept, to review'))
         if r.image_path in rows: reason += '; ' + rows[r.image_path]['reason']
-        rows[r.image_path] = dict(action='relabel' if relabel else 'drop', relabel_to=r.suggested_class if relabel else '',
+        action = ('relabel' if relabel else 'drop') if act else 'keep'
+        rows[r.image_path] = dict(action=action, relabel_to=r.suggested_class if relabel else '',
                                   score=float(r.label_quality), method='confident learning', reason=reason)
     unknown = [p for p in rows if p not in known]
     if unknown: raise DataError(f'{len(unknown)} flagged image(s) are not in the manifest, e.g. {unknown[0]!r}; pass the manifest the run was trained on')
@@ -260,7 +283,7 @@ def propose_cleaning(
                        columns=DECISION_COLUMNS + ['relabel_to'])
     return out
 
-# %% ../nbs/08_clean.ipynb #ebaf375c
+# %% ../nbs/08_clean.ipynb #f8752af0
 def runs_oof(
     runs:list,                  # training runs (names under reports/ or folders): one, or several sharing a split
     reports:str|Path|None=None, # the reports folder holding named runs
@@ -281,7 +304,7 @@ def runs_oof(
     oof = np.mean([r['oof_probs'] for r in loaded.values()], 0)
     return dict(split=first['split'], oof_probs=oof, names=class_names(first['split']), runs=loaded)
 
-# %% ../nbs/08_clean.ipynb #f464793b
+# %% ../nbs/08_clean.ipynb #5fd80f95
 def report_issues(
     report,                    # a dogcls.report.Report
     decisions:pd.DataFrame,    # from `propose_cleaning` (or the edited CSV)
