@@ -50,7 +50,12 @@ def test_clean_notebook_then_training_with_its_edited_decisions(tmp_path):
     run('clean.ipynb', tmp_path/'clean2.ipynb', **common, runs='["base"]', run_name='clean', backend='pixels', k=3)
     kept = pd.read_csv(out/'decisions.csv', keep_default_na=False)
     assert kept.set_index('image_path').loc[moved.image_path, 'action'] == 'relabel'
-    run('train.ipynb', tmp_path/'train2.ipynb', **common, **smoke, arch='resnet', run_name='cleaned', clean_decisions=str(out/'decisions.csv'))
+    run('eda.ipynb', tmp_path/'eda.ipynb', **common, run_name='eda', n_folds=2, samples=3) # adversarial validation (pixels on CPU)
+    adversarial = pd.read_csv(reports/'eda'/'adversarial.csv')
+    assert set(adversarial.image_path) == set(split.image_path) and adversarial.p_test.between(0, 1).all()
+    run('train.ipynb', tmp_path/'train2.ipynb', **common, **smoke, arch='resnet', run_name='cleaned', clean_decisions=str(out/'decisions.csv'),
+        test_like_from=str(reports/'eda'/'adversarial.csv'))
+    assert 0 <= json.loads((reports/'cleaned'/'metrics.json').read_text())['test_like_oof_accuracy'] <= 1
     cleaned = pd.read_csv(reports/'cleaned'/'folds.csv', keep_default_na=False).set_index('image_path')
     assert cleaned.loc[moved.image_path, 'class_name'] == EVIL
     assert cleaned.loc[moved.image_path, 'target'] == split.target[split.class_name == EVIL].iloc[0]
