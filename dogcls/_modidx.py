@@ -234,6 +234,7 @@ d = { 'settings': { 'branch': 'main',
                               'dogcls.train.load_run_model': ('train.html#load_run_model', 'dogcls/train.py'),
                               'dogcls.train.merge_folds': ('train.html#merge_folds', 'dogcls/train.py'),
                               'dogcls.train.predict_probs': ('train.html#predict_probs', 'dogcls/train.py'),
+                              'dogcls.train.read_folds': ('train.html#read_folds', 'dogcls/train.py'),
                               'dogcls.train.score_run': ('train.html#score_run', 'dogcls/train.py'),
                               'dogcls.train.train_kfold': ('train.html#train_kfold', 'dogcls/train.py'),
                               'dogcls.train.write_submission': ('train.html#write_submission', 'dogcls/train.py')}}}

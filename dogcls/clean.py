@@ -264,8 +264,8 @@ def propose_cleaning(
     for r in ([] if odd is None else odd[odd.is_outlier].itertuples()):
         rows[r.image_path] = dict(action=outlier_action, relabel_to='', score=float(r.knn_distance), method='knn outlier',
                                   reason=f'outlier: mean cosine distance {r.knn_distance:.3f} to its nearest images (robust z {r.z:.1f})')
-    flagged = [] if issues is None else issues[issues.is_issue].sort_values('label_quality', kind='stable')
-    for n, r in enumerate([] if issues is None else flagged.itertuples()):
+    flagged = () if issues is None else issues[issues.is_issue].sort_values('label_quality', kind='stable').itertuples()
+    for n, r in enumerate(flagged):
         relabel, act = r.suggested_prob >= relabel_min, n < budget
         reason = (f'label issue: given {r.given_class} ({r.given_prob:.2f}), predicted {r.suggested_class} ({r.suggested_prob:.2f}) '
                   'out of fold; ' + ((f'relabelled (suggested class >= {relabel_min})' if relabel else f'dropped (suggested class < {relabel_min})')

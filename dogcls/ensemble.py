@@ -14,7 +14,7 @@ from .core import DataError, atomic_write, run_dir
 from .data import class_names
 from .models import eval_transform
 from .loader import ImageDataModule, cache_side
-from .train import _scores, load_run_model, merge_folds, predict_probs
+from .train import _scores, load_run_model, merge_folds, predict_probs, read_folds
 
 # %% auto #0
 __all__ = ['load_runs', 'soft_vote', 'hard_vote', 'fit_weights', 'weighted_vote', 'LogLinearPool', 'cross_fit', 'tta_predictions',
@@ -163,7 +163,7 @@ def tta_predictions(
         saved = np.load(cache)
         if 'fingerprint' in saved and str(saved['fingerprint']) == fingerprint:
             return {**result, 'oof_probs': saved['oof_probs'], 'test_probs': saved['test_probs'], 'test_mean': saved['test_probs'].mean(0)}
-    split = pd.read_csv(folder/'folds.csv', keep_default_na=False, dtype={'image_path': str, 'group': str, 'class_name': str})
+    split = read_folds(folder)
     oof, tests = np.full_like(result['oof_probs'], np.nan), []
     position = pd.Series(np.arange(len(result['split'])), index=result['split'].image_path)
     device = 'cuda' if torch.cuda.is_available() else 'cpu'

@@ -21,8 +21,8 @@ from .loader import ImageCache, ImageDataModule, cache_side
 from .models import create_model, data_config, eval_transform
 
 # %% auto #0
-__all__ = ['SUBMISSION_COLUMNS', 'TrainingError', 'Classifier', 'EpochLog', 'predict_probs', 'train_kfold', 'merge_folds',
-           'score_run', 'write_submission', 'load_run_model']
+__all__ = ['SUBMISSION_COLUMNS', 'TrainingError', 'Classifier', 'EpochLog', 'predict_probs', 'read_folds', 'train_kfold',
+           'merge_folds', 'score_run', 'write_submission', 'load_run_model']
 
 # %% ../nbs/05_train.ipynb #9856fa6a
 class TrainingError(RuntimeError):
@@ -156,6 +156,12 @@ def _check_settings(s:dict, manifest:pd.DataFrame):
     if not (isinstance(s['lr'], (int, float)) and 0 < s['lr'] < float('inf')): raise DataError(f'lr={s["lr"]!r}: use a positive number, e.g. 1e-3')
     if (manifest.split == 'train').sum() == 0: raise DataError('the manifest has no training images')
 
+def read_folds(
+    folder:str|Path, # a run folder
+)->pd.DataFrame:     # every row of its folds.csv (train and test), text columns as text
+    "A run's split as written by `train_kfold`: the one reader of folds.csv."
+    return pd.read_csv(Path(folder)/'folds.csv', keep_default_na=False, dtype={'image_path': str, 'group': str, 'class_name': str, 'sha1': str})
+
 def _prepare_split(manifest:pd.DataFrame, out:Path, folds:int, seed:int)->pd.DataFrame:
     "The run's split: taken from the manifest's fold column or assigned, written once to folds.csv and checked after."
     m = manifest if 'fold' in manifest else assign_folds(manifest, folds, seed)
@@ -163,7 +169,7 @@ def _prepare_split(manifest:pd.DataFrame, out:Path, folds:int, seed:int)->pd.Dat
     saved = out/'folds.csv'
     columns = ['image_path', 'class_name', 'target', 'group', 'split', 'fold', 'file'] + (['sha1'] if 'sha1' in m else [])
     if saved.is_file():
-        before = pd.read_csv(saved, keep_default_na=False, dtype={'image_path': str, 'group': str, 'sha1': str})
+        before = read_folds(out)
         same = len(before) == len(m) and (before.image_path.values == m.image_path.values).all() and (before.fold.values == m.fold.values).all()
         if not same:
             raise DataError(f'{out} holds a run over a different split or data set ({saved}); use a new run_name, or delete that folder')
@@ -335,7 +341,7 @@ def merge_folds(
     "Join the finished folds of a run into out-of-fold and test probabilities (and save them as .npz)."
     out = Path(out)
     if not (out/'folds.csv').is_file(): raise DataError(f'{out}: not a dogcls training run (no folds.csv)')
-    split = pd.read_csv(out/'folds.csv', keep_default_na=False, dtype={'image_path': str, 'group': str, 'class_name': str})
+    split = read_folds(out)
     config = json.loads((out/'config.json').read_text())
     n_folds, train = config['folds'], split[split.split == 'train'].reset_index(drop=True)
     done = [k for k in range(n_folds) if (out/f'fold{k}'/'done.json').is_file()]
@@ -446,7 +452,7 @@ def load_run_model(
     done = folder/f'fold{fold}'/'done.json'
     if not done.is_file(): raise DataError(f'{folder}: fold {fold} is not finished (no {done.name}); train it first')
     config = json.loads((folder/'config.json').read_text())
-    names = class_names(pd.read_csv(folder/'folds.csv', keep_default_na=False, dtype={'class_name': str}).query('split == "train"'))
+    names = class_names(read_folds(folder).query('split == "train"'))
     model = create_model(config['arch'], len(names), config['size'], config['img_size'], pretrained=False)
     state = torch.load(folder/f'fold{fold}'/json.loads(done.read_text())['best_checkpoint'], map_location='cpu', weights_only=True)['state_dict']
     model.load_state_dict({k.removeprefix('model.'): v for k, v in state.items()})
