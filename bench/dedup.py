@@ -1,27 +1,189 @@
-"""Near-duplicate benchmark on the embedded clipart set.
+"""Near-duplicate benchmarks: a held-apart icon benchmark (the defaults are chosen on it) and the embedded clipart one.
 
-1. Ground truth: distinct original images (no byte-identical twin, not blank, and no other original within a margin
-   of any method measured here: flip-invariant SSIM >= 0.8, pixel cosine >= 0.9 or PHash distance <= 10), plus known
-   copies of some of them: horizontal flip, vertical flip, resize, JPEG recompression, small crop/shift, brightness
-   change (same class) and a copy filed under another class. The positives are the (source, copy) pairs.
-2. Precision and recall per transform for dogcls (exact hash + within-class SSIM + pixel cosine, i.e.
-   `find_duplicates`) at several thresholds, and for imagededup's PHash at several Hamming distances.
-3. Time of dogcls's vectorised within-class SSIM against a per-pair `skimage.metrics.structural_similarity` loop (the
-   reference's method) on the same pairs and flips of the embedded training set, and the largest score difference.
-4. Cross-class cosine search over 100,000 random 512-d embeddings (with planted duplicates): time and peak memory,
-   in a child process.
+1. Icon benchmark, built at run time from Debian's `oxygen-icon-theme` (apt-get install oxygen-icon-theme; nothing is
+   committed): one PNG per icon name (128 px, else 64/48/256), files whose pixels equal an earlier one's (mean absolute
+   difference < 0.02 at 32 px) left out. Known copies of some icons: mirror (h, v), rotation by 90 degrees, resize,
+   JPEG, brightness, crop of 60-90 % of the side, shift by 5-15 %, mild recolouring (hue +-12 degrees, saturation
+   x0.75-1.25), overlaid text, the same pixels filed under another class, and a CMYK JPEG. Hard negatives, labelled
+   distinct: icons that are mirror images or rotations of each other, colour variants (folder-red, folder-blue...),
+   other icons of one name family (same object, different drawing), and strong recolourings (hue rotated by 120-240
+   degrees). Precision counts every linked pair that is not a known copy; "without orientation variants" leaves out
+   links between icons that are mirror images or rotations of each other (a flip-tolerant search must link them; use
+   flips='none' for such data).
+2. The embedded clipart benchmark of the first release (distinct originals and known copies), for comparison.
+3. imagededup's PHash (and its CNN, which needs downloaded weights) on the icon benchmark.
+4. Time of `find_duplicates` with the defaults on the embedded set and (--scale) on bench/scale.py's 15,000-image set,
+   with the share of the geometric check; SSIM against scikit-image; cosine search memory.
 
-    .venv/bin/python bench/dedup.py [--sources 350] [--skip_skimage] [--skip_search]
+    .venv/bin/python bench/dedup.py [--icons /usr/share/icons/oxygen/base] [--per_kind 40] [--scale] [--skip_old] [--skip_skimage] [--skip_search]
 """
-import argparse, itertools, shutil, statistics, subprocess, sys, tempfile, time
+import argparse, colorsys, itertools, os, shutil, statistics, subprocess, sys, tempfile, time
 from pathlib import Path
 
 import numpy as np, pandas as pd, torch
-from PIL import Image, ImageEnhance
+from PIL import Image, ImageDraw, ImageEnhance, ImageFont
 
+from dogcls.core import file_sha1
 from dogcls.data import load_data, open_image
 from dogcls.dedup import (FLIPS, SSIMIndex, cosine_pairs, find_duplicates, pixel_embeddings, thumbnails, to_gray,
                           within_class_ssim)
+
+ICONS = Path('/usr/share/icons/oxygen/base')
+COPY_KINDS = ['hflip', 'vflip', 'rot90', 'resize', 'jpeg', 'brightness', 'crop', 'shift', 'recolour', 'text', 'other_class', 'cmyk_jpeg']
+NEGATIVE_KINDS = ['recolour_distinct', 'mirror_pair', 'colour_variant', 'same_object']
+
+def on_white(path, side=None):
+    im = Image.open(path).convert('RGBA')
+    bg = Image.new('RGBA', im.size, (255, 255, 255, 255)); bg.alpha_composite(im)
+    return bg.convert('RGB')
+
+def icon_files(root=ICONS, sizes=(128, 64, 48, 256)):
+    "One file per (category, name): the first available of `sizes`."
+    chosen, real = {}, set()
+    for s in sizes:
+        d = root/f'{s}x{s}'
+        if not d.is_dir(): continue
+        for f in sorted(d.glob('*/*.png')):
+            key = (f.parent.name, f.stem)
+            if key in chosen: continue
+            r = os.path.realpath(f)
+            if r in real: continue
+            real.add(r); chosen[key] = f
+    return [(c, n, f) for (c, n), f in sorted(chosen.items())]
+
+DIHEDRAL = [lambda x: x, np.fliplr, np.flipud, lambda x: x[::-1, ::-1], np.rot90, lambda x: np.rot90(x, 3), lambda x: np.fliplr(np.rot90(x)), lambda x: np.flipud(np.rot90(x))]
+
+def distinct(items, size=32, tol=0.02):
+    "Drop icons whose pixels equal an earlier icon's within `tol` (mean abs difference at 32 px; mirror images stay: they are hard negatives)."
+    thumbs = np.stack([np.asarray(on_white(f).resize((size, size), Image.Resampling.BILINEAR), np.float32) / 255 for _, _, f in items])
+    flat = thumbs.reshape(len(items), -1)
+    keep = np.ones(len(items), bool)
+    views = flat[:, None]
+    for i in range(len(items)):
+        if not keep[i]: continue
+        d = np.abs(views[i + 1:] - flat[i][None, None]).mean(-1).min(1)
+        keep[i + 1:][d < tol] = False
+    kept = np.nonzero(keep)[0]
+    views = np.stack([np.stack([v(thumbs[i]) for v in DIHEDRAL[1:]]) for i in kept]).reshape(len(kept), 7, -1)
+    oriented = []
+    for x, i in enumerate(kept):
+        d = np.abs(views[x + 1:] - flat[i][None, None]).mean(-1).min(1)
+        oriented += [(int(i), int(kept[x + 1 + y])) for y in np.nonzero(d < tol)[0]]
+    names = {i: f'{items[i][0]}/{items[i][1]}.png' for i in kept}
+    return [it for it, k in zip(items, keep) if k], int((~keep).sum()), [(names[i], names[j]) for i, j in oriented]
+
+MIRROR = [('left', 'right'), ('next', 'previous'), ('forward', 'backward'), ('up', 'down'), ('ltr', 'rtl'), ('undo', 'redo'), ('top', 'bottom')]
+COLOURS = ['red', 'green', 'blue', 'yellow', 'orange', 'violet', 'cyan', 'brown', 'black', 'grey', 'gray', 'white', 'magenta', 'purple', 'pink']
+
+def natural_negatives(df, rng, max_same=400):
+    "Pairs of distinct originals that look alike: mirrored names, colour variants, and other members of a name family."
+    by_name = {}
+    for r in df.itertuples(): by_name.setdefault(r.stem, []).append(r.image_path)
+    pairs = []
+    for r in df.itertuples():
+        toks = r.stem.split('-')
+        for a, b in MIRROR:
+            if a in toks:
+                other = '-'.join(b if t == a else t for t in toks)
+                for p in by_name.get(other, []): pairs.append((r.image_path, p, 'mirror_pair'))
+    fam = {}
+    for r in df.itertuples():
+        toks = r.stem.split('-')
+        if toks[-1] in COLOURS: fam.setdefault(('colour', r.category, '-'.join(toks[:-1])), []).append(r.image_path)
+    for k, members in fam.items():
+        for i in range(len(members)):
+            for j in range(i + 1, len(members)): pairs.append((members[i], members[j], 'colour_variant'))
+    fam = {}
+    for r in df.itertuples():
+        toks = r.stem.split('-')
+        if len(toks) > 1: fam.setdefault((r.category, toks[0]), []).append(r.image_path)
+    same = []
+    for members in fam.values():
+        for i in range(len(members)):
+            for j in range(i + 1, len(members)): same.append((members[i], members[j], 'same_object'))
+    taken = {frozenset(p[:2]) for p in pairs}
+    same = [p for p in same if frozenset(p[:2]) not in taken]
+    pick = rng.permutation(len(same))[:max_same]
+    return pairs + [same[i] for i in sorted(pick)]
+
+def hue_shift(im, degrees, saturation=1.0):
+    a = np.asarray(im.convert('HSV'), np.float32)
+    a[..., 0] = (a[..., 0] + degrees / 360 * 255) % 255
+    a[..., 1] = np.clip(a[..., 1] * saturation, 0, 255)
+    return Image.fromarray(a.astype(np.uint8), 'HSV').convert('RGB')
+
+def chroma_change(a, b):
+    "Mean CIELAB a*b* distance over the pixels coloured in either picture (skimage's conversion)."
+    from skimage.color import rgb2lab
+    la, lb = rgb2lab(np.asarray(a))[..., 1:], rgb2lab(np.asarray(b))[..., 1:]
+    coloured = np.maximum(np.linalg.norm(la, axis=-1), np.linalg.norm(lb, axis=-1)) >= 8
+    return float(np.linalg.norm(la - lb, axis=-1)[coloured].mean()) if coloured.any() else 0.0
+
+WORDS = ['SALE', 'copy', '© 2024', 'demo', 'Sample', 'WWW']
+
+def icon_copy(im, kind, rng):
+    w, h = im.size
+    if kind == 'hflip': return im.transpose(Image.Transpose.FLIP_LEFT_RIGHT), {}
+    if kind == 'vflip': return im.transpose(Image.Transpose.FLIP_TOP_BOTTOM), {}
+    if kind == 'rot90': return im.transpose(rng.choice([Image.Transpose.ROTATE_90, Image.Transpose.ROTATE_270])), {}
+    if kind == 'resize':
+        s = rng.uniform(0.5, 0.8); return im.resize((max(8, round(w * s)), max(8, round(h * s))), Image.Resampling.BICUBIC), {}
+    if kind == 'jpeg': return im, {'format': 'JPEG', 'quality': int(rng.integers(30, 60))}
+    if kind == 'brightness': return ImageEnhance.Brightness(im).enhance(rng.choice([0.75, 0.85, 1.15, 1.25])), {}
+    if kind == 'crop':
+        s = rng.uniform(0.6, 0.9); cw, ch = round(w * s), round(h * s)
+        x, y = int(rng.integers(0, w - cw + 1)), int(rng.integers(0, h - ch + 1))
+        return im.crop((x, y, x + cw, y + ch)), {}
+    if kind == 'shift':
+        dx, dy = [int(rng.choice([-1, 1]) * rng.uniform(0.05, 0.15) * s) for s in (w, h)]
+        out = Image.new('RGB', (w, h), (255, 255, 255)); out.paste(im, (dx, dy)); return out, {}
+    if kind == 'recolour': return hue_shift(im, rng.uniform(-12, 12), rng.uniform(0.75, 1.25)), {}
+    if kind == 'text':
+        out = im.copy(); d = ImageDraw.Draw(out)
+        font = ImageFont.load_default(size=max(10, h // 7))
+        d.text((int(w * rng.uniform(0.02, 0.4)), int(h * rng.uniform(0.6, 0.8))), str(rng.choice(WORDS)), fill=tuple(int(c) for c in rng.integers(0, 255, 3)), font=font)
+        return out, {}
+    if kind == 'other_class': return im, {'compress_level': 1}
+    if kind == 'cmyk_jpeg': return im.convert('CMYK'), {'format': 'JPEG', 'quality': 85}
+    if kind == 'recolour_distinct': return hue_shift(im, rng.choice([120, 180, 240])), {}
+    raise ValueError(kind)
+
+def build(folder, n_per_kind=40, seed=0, root=ICONS):
+    folder = Path(folder); folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    items, removed, oriented = distinct(icon_files(root))
+    rows = []
+    for c, n, f in items:
+        name = f'{c}/{n}.png'; (folder/c).mkdir(exist_ok=True)
+        on_white(f).save(folder/name)
+        rows.append(dict(image_path=name, class_name=c, stem=n, category=c, source=name, kind='original'))
+    df = pd.DataFrame(rows)
+    negatives = natural_negatives(df, rng)
+    mirrored = {frozenset(p[:2]) for p in negatives if p[2] == 'mirror_pair'}
+    negatives = [p for p in negatives if p[2] != 'mirror_pair'] + [(a, b, 'mirror_or_rotation') for a, b in oriented]
+    negatives += [(a, b, 'mirror_pair') for a, b in (tuple(p) for p in mirrored) if frozenset((a, b)) not in {frozenset(o) for o in oriented}]
+    # sources of planted copies: icons with visible colour for the recolour kinds
+    order = rng.permutation(len(df)); used = 0
+    truth, copies = [], []
+    classes = sorted(df.class_name.unique())
+    kinds = COPY_KINDS + ['recolour_distinct']
+    for kind in kinds:
+        for k in range(n_per_kind):
+            while True:
+                src = df.iloc[order[used % len(df)]]; used += 1
+                im = Image.open(folder/src.image_path).convert('RGB')
+                copy, options = icon_copy(im, kind, rng)
+                if kind != 'recolour_distinct' or chroma_change(im, copy) >= 20: break
+            ext = 'jpg' if options.get('format') == 'JPEG' else 'png'
+            cls = rng.choice([c for c in classes if c != src.class_name]) if kind == 'other_class' else src.class_name
+            name = f'{cls}/copy-{kind}-{k}.{ext}'
+            copy.save(folder/name, **options)
+            copies.append(dict(image_path=name, class_name=cls, stem=f'copy-{kind}-{k}', category=cls, source=src.image_path, kind=kind))
+            if kind == 'recolour_distinct': negatives.append((src.image_path, name, kind))
+            else: truth.append((src.image_path, name, kind))
+    bench = pd.concat([df, pd.DataFrame(copies)], ignore_index=True)
+    return bench, truth, negatives, removed
+
 
 TRANSFORMS = ['hflip', 'vflip', 'resize', 'jpeg', 'crop_shift', 'brightness', 'other_class']
 
@@ -127,11 +289,6 @@ def print_table(title: str, results: dict):
     for t, (recall, precision, n) in results.items(): print(f'{t:<12} {n:>4} {recall:>7.3f} {precision:>9.3f}')
 
 
-def dogcls_pairs(bench, ssim_threshold, cosine_threshold) -> set:
-    pairs, _ = find_duplicates(bench, ssim_threshold=ssim_threshold, cosine_threshold=cosine_threshold)
-    return {frozenset((a, b)) for a, b in zip(pairs.image_path_a, pairs.image_path_b)}
-
-
 def phash_pairs(flat: Path, distance: int) -> set:
     from imagededup.methods import PHash
     found = PHash(verbose=False).find_duplicates(image_dir=str(flat), max_distance_threshold=distance, num_enc_workers=1, num_dist_workers=1)
@@ -211,23 +368,136 @@ def search_memory():
           f'embeddings are 195 MB), planted duplicates found: {out[2]}, pairs: {out[3]}')
 
 
+
+def dogcls_pairs(bench, ssim_threshold=0.95, cosine_threshold=0.99, **options) -> set:
+    pairs, _ = find_duplicates(bench, ssim_threshold=ssim_threshold, cosine_threshold=cosine_threshold, **options)
+    return {frozenset((a, b)) for a, b in zip(pairs.image_path_a, pairs.image_path_b)}
+
+
+def icon_manifest(folder: Path) -> pd.DataFrame:
+    bench = pd.read_csv(folder/'bench.csv')
+    bench['file'] = [str(folder/p) for p in bench.image_path]
+    bench['split'], bench['group'] = 'train', bench.image_path
+    bench['target'] = bench.class_name.map({c: i for i, c in enumerate(sorted(bench.class_name.unique()))})
+    bench['sha1'] = [file_sha1(f) for f in bench.file]
+    return bench.set_index('image_path', drop=False)
+
+
+def icon_scores(predicted: set, truth: list, negatives: list) -> dict:
+    "Precision (all links; without links between orientation variants), recall overall and per copy kind, share of hard negatives linked per kind."
+    true = {frozenset((a, b)): k for a, b, k in truth}
+    oriented = {frozenset((a, b)) for a, b, k in negatives if k == 'mirror_or_rotation'}
+    tp = sum(p in true for p in predicted)
+    out = {'pairs': len(predicted), 'precision': tp / max(1, len(predicted)),
+           'precision without orientation variants': tp / max(1, len([p for p in predicted if p not in oriented])),
+           'recall': tp / len(true)}
+    for kind in dict.fromkeys(k for *_, k in truth):
+        wanted = [p for p, k in true.items() if k == kind]
+        out[kind] = sum(p in predicted for p in wanted) / len(wanted)
+    for kind in dict.fromkeys(k for *_, k in negatives):
+        wanted = [frozenset((a, b)) for a, b, k in negatives if k == kind]
+        out[f'NEG {kind} ({len(wanted)})'] = sum(p in predicted for p in wanted) / len(wanted)
+    return out
+
+
+def imagededup_pairs(bench: pd.DataFrame, method: str, threshold) -> set:
+    "imagededup on a flat copy of the benchmark (it reads one folder)."
+    from imagededup import methods
+    with tempfile.TemporaryDirectory() as d:
+        names = {}
+        for r in bench.itertuples():
+            flat = r.image_path.replace('/', '__'); names[flat] = r.image_path
+            os.symlink(r.file, Path(d)/flat)
+        if method == 'phash':
+            found = methods.PHash(verbose=False).find_duplicates(image_dir=d, max_distance_threshold=threshold, num_enc_workers=1, num_dist_workers=1)
+        else:
+            found = methods.CNN(verbose=False).find_duplicates(image_dir=d, min_similarity_threshold=threshold, num_enc_workers=0)
+    return {frozenset((names[a], names[b])) for a, dups in found.items() for b in dups}
+
+
+def icon_benchmark(root: Path, per_kind: int):
+    with tempfile.TemporaryDirectory() as d:
+        start = time.perf_counter()
+        bench, truth, negatives, removed = build(Path(d), per_kind, root=root)
+        (Path(d)/'bench.csv').write_text(bench.to_csv(index=False))
+        m = icon_manifest(Path(d))
+        truth, negatives = [tuple(t) for t in truth], [tuple(n) for n in negatives]
+        print(f'Icon benchmark from {root}: {len(m)} images ({(bench.kind == "original").sum()} icons, {removed} left out as pixel-equal to another; '
+              f'{len(truth)} known copies, {len(negatives)} hard-negative pairs), built in {time.perf_counter() - start:.0f} s')
+        rows = {}
+        settings = {
+            'dogcls defaults (dihedral, geometric, colour 16)': {},
+            'defaults, flips=none': dict(flips='none'),
+            'defaults, flips=flips (no rotations)': dict(flips='flips'),
+            'defaults without colour check': dict(colour_threshold=None),
+            'SSIM + pixel cosine only (geometric=False)': dict(geometric=False),
+            'geometric path alone (SSIM, cosine thresholds 1.0)': dict(ssim_threshold=1.0, cosine_threshold=1.0),
+            'first release: 0.95/0.99, flips, no geometric, no colour': dict(flips='flips', geometric=False, colour_threshold=None),
+            'first release README: 0.85/0.95, flips, no geometric, no colour': dict(ssim_threshold=0.85, cosine_threshold=0.95, flips='flips', geometric=False, colour_threshold=None),
+        }
+        for name, options in settings.items():
+            start = time.perf_counter(); predicted = dogcls_pairs(m, **options); seconds = time.perf_counter() - start
+            rows[f'{name} ({seconds:.1f} s)'] = icon_scores(predicted, truth, negatives)
+        for distance in (4, 10):
+            start = time.perf_counter(); predicted = imagededup_pairs(m, 'phash', distance); seconds = time.perf_counter() - start
+            rows[f'imagededup PHash, distance <= {distance} ({seconds:.1f} s)'] = icon_scores(predicted, truth, negatives)
+        try:
+            start = time.perf_counter(); predicted = imagededup_pairs(m, 'cnn', 0.9); seconds = time.perf_counter() - start
+            rows[f'imagededup CNN, cosine >= 0.9 ({seconds:.1f} s)'] = icon_scores(predicted, truth, negatives)
+        except Exception as e:
+            print(f'imagededup CNN could not run: {type(e).__name__}: {str(e).splitlines()[0][:200]} (it downloads MobileNet weights at first use; this machine is offline)')
+    table = pd.DataFrame(rows).T
+    with pd.option_context('display.width', 250, 'display.max_columns', 50, 'display.max_colwidth', 70):
+        print(table.round(3).T.to_string())
+
+
+def embedded_benchmark(sources: int):
+    manifest, _ = load_data()
+    with tempfile.TemporaryDirectory() as d:
+        bench, truth, flat = build_benchmark(manifest, sources, Path(d))
+        originals = (bench['transform'] == 'original').sum()
+        print(f'\nEmbedded clipart benchmark (first release): {len(bench)} images ({originals} distinct originals, {len(truth)} known copies)')
+        for name, options in [('dogcls defaults', {}), ('first release: 0.95/0.99, flips, no geometric, no colour', dict(flips='flips', geometric=False, colour_threshold=None))]:
+            start = time.perf_counter(); predicted = dogcls_pairs(bench, **options); seconds = time.perf_counter() - start
+            print_table(f'{name} ({seconds:.1f} s)', evaluate(predicted, truth, bench))
+        start = time.perf_counter(); predicted = phash_pairs(flat, 10); seconds = time.perf_counter() - start
+        print_table(f'imagededup PHash, Hamming distance <= 10 ({seconds:.1f} s)', evaluate(predicted, truth, bench))
+
+
+def speed(manifest: pd.DataFrame, name: str, repeats: int):
+    "Median time of find_duplicates with the defaults, and of the same call without the geometric path (its share is the difference)."
+    times = {}
+    for label, options in (('defaults', {}), ('without the geometric path', dict(geometric=False))):
+        runs = []
+        for _ in range(repeats):
+            start = time.perf_counter(); pairs, _ = find_duplicates(manifest, **options); runs.append(time.perf_counter() - start)
+        times[label] = statistics.median(runs)
+        print(f'{name}: find_duplicates {label}: median {times[label]:.1f} s of {repeats} ({len(pairs)} pairs)')
+    print(f'{name}: geometric path (decoding for local features, visual words, candidates, checks): '
+          f'{times["defaults"] - times["without the geometric path"]:.1f} s = {1 - times["without the geometric path"] / times["defaults"]:.0%} of the time')
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument('--icons', type=Path, default=ICONS)
+    p.add_argument('--per_kind', type=int, default=40)
     p.add_argument('--sources', type=int, default=350)
+    p.add_argument('--scale', action='store_true', help="also time bench/scale.py's 15,000-image set (~/.cache/dogcls/scale-v1-500)")
+    p.add_argument('--skip_old', action='store_true')
     p.add_argument('--skip_skimage', action='store_true')
     p.add_argument('--skip_search', action='store_true')
     args = p.parse_args()
-    manifest, _ = load_data()
-    with tempfile.TemporaryDirectory() as d:
-        bench, truth, flat = build_benchmark(manifest, args.sources, Path(d))
-        originals = (bench['transform'] == 'original').sum()
-        print(f'Benchmark: {len(bench)} images ({originals} distinct originals, {len(truth)} known copies)')
-        for ssim_t, cos_t in [(0.95, 0.99), (0.9, 0.97), (0.85, 0.95), (0.8, 0.93)]:
-            start = time.perf_counter(); predicted = dogcls_pairs(bench, ssim_t, cos_t); seconds = time.perf_counter() - start
-            print_table(f'dogcls, SSIM >= {ssim_t} within class, pixel cosine >= {cos_t} ({seconds:.1f} s)', evaluate(predicted, truth, bench))
-        for distance in (4, 10, 16):
-            start = time.perf_counter(); predicted = phash_pairs(flat, distance); seconds = time.perf_counter() - start
-            print_table(f'imagededup PHash, Hamming distance <= {distance} ({seconds:.1f} s)', evaluate(predicted, truth, bench))
+    if not any(args.icons.glob('*x*/*/*.png')): sys.exit(f'{args.icons}: no icons; install them with: apt-get install oxygen-icon-theme')
+    icon_benchmark(args.icons, args.per_kind)
+    if not args.skip_old: embedded_benchmark(args.sources)
+    manifest, _ = load_data(decode=False)
+    speed(manifest, f'\nEmbedded set ({len(manifest)} images)', 3)
+    if args.scale:
+        from dogcls.core import cache_dir
+        folder = cache_dir()/'scale-v1-500'
+        if not folder.is_dir(): sys.exit(f'{folder}: build it first with .venv/bin/python bench/scale.py --build-only')
+        big, _ = load_data(folder, decode=False)
+        speed(big, f'Scale set ({len(big)} images)', 1)
     if not args.skip_skimage: ssim_speed()
     big_class_speed()
     if not args.skip_search: search_memory()

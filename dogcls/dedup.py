@@ -8,8 +8,9 @@ import html
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-import numpy as np, pandas as pd, torch
+import cv2, numpy as np, pandas as pd, torch
 from PIL import Image
+from scipy import sparse
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
@@ -18,13 +19,19 @@ from .data import MAX_PIXELS, open_image
 from .report import image_png
 
 # %% auto #0
-__all__ = ['FLIPS', 'PAIR_COLUMNS', 'CONFLICT_POLICIES', 'DECISION_COLUMNS', 'thumbnails', 'to_gray', 'gaussian_bands',
-           'SSIMIndex', 'within_class_ssim', 'pixel_embeddings', 'model_embeddings', 'embed', 'cosine_pairs',
-           'exact_pairs', 'find_duplicates', 'propose_decisions', 'apply_decisions', 'save_decisions',
-           'report_clusters', 'DuplicateReviewer']
+__all__ = ['VIEWS', 'FLIPS', 'VIEW_SETS', 'VIEW_WORDS', 'GEOMETRIC_COLUMNS', 'PAIR_COLUMNS', 'SCORE_COLUMNS', 'CONFLICT_POLICIES',
+           'DECISION_COLUMNS', 'LOSSLESS_FORMATS', 'thumbnails', 'to_gray', 'gaussian_bands', 'SSIMIndex',
+           'within_class_ssim', 'pixel_embeddings', 'model_embeddings', 'embed', 'cosine_pairs', 'decode_all',
+           'visual_words', 'top_pairs', 'colour_distance', 'geometric_check', 'exact_pairs', 'find_duplicates',
+           'plot_scores', 'file_facts', 'propose_decisions', 'apply_decisions', 'save_decisions', 'report_clusters',
+           'DuplicateReviewer']
 
 # %% ../nbs/02_dedup.ipynb #8e7898fb
-FLIPS = ('none', 'h', 'v', 'hv') # identity, horizontal (left-right), vertical (up-down), both
+VIEWS = ('none', 'h', 'v', 'hv', 'r90', 'r270', 'r90h', 'r90v') # the square's 8 symmetries: flips, rotations by 90 degrees, transposes
+FLIPS = VIEWS[:4]       # identity, horizontal (left-right), vertical (up-down), both (= rotation by 180 degrees)
+VIEW_SETS = {'none': VIEWS[:1], 'flips': FLIPS, 'dihedral': VIEWS}
+VIEW_WORDS = {'none': 'same orientation', 'h': 'mirror (left-right)', 'v': 'mirror (up-down)', 'hv': 'rotated 180°',
+              'r90': 'rotated 90°', 'r270': 'rotated 270°', 'r90h': 'rotated and mirrored', 'r90v': 'rotated and mirrored'}
 
 def _check_threshold(name:str, value)->float:
     if isinstance(value, bool) or not isinstance(value, (int, float, np.floating)) or not 0 <= value <= 1:
@@ -32,15 +39,25 @@ def _check_threshold(name:str, value)->float:
     return float(value)
 
 def _check_flips(flips)->tuple:
+    "The views to try: 'none', 'flips', 'dihedral', a comma-separated string or a sequence of names from `VIEWS`."
+    if isinstance(flips, str): flips = VIEW_SETS.get(flips.strip(), [f.strip() for f in flips.split(',') if f.strip()])
     flips = tuple(flips)
-    bad = [f for f in flips if f not in FLIPS]
+    bad = [f for f in flips if f not in VIEWS]
     if bad or 'none' not in flips:
-        raise DataError(f'flips={flips!r}: choose from {FLIPS}, always including "none"')
+        raise DataError(f'flips={flips!r}: choose "none", "flips", "dihedral" or names from {VIEWS}, always including "none"')
     return flips
 
 def _flip(x:torch.Tensor, flip:str)->torch.Tensor:
-    dims = {'none': [], 'h': [-1], 'v': [-2], 'hv': [-2, -1]}[flip]
+    "View `flip` of the last two (square) dimensions of x."
+    if flip.startswith('r'):
+        x = torch.rot90(x, 1 if flip.startswith('r90') else 3, (-2, -1))
+        flip = flip[3:] if flip.startswith('r90') else flip[4:]
+    dims = {'': [], 'none': [], 'h': [-1], 'v': [-2], 'hv': [-2, -1]}[flip]
     return x.flip(dims) if dims else x
+
+def _angles(flips:tuple)->list:
+    "Rotations (degrees) a geometric match may have under the allowed views (flips are matched by the pixel methods)."
+    return [0] + ([180] if 'hv' in flips else []) + ([90, -90] if {'r90', 'r270'} & set(flips) else [])
 
 # %% ../nbs/02_dedup.ipynb #52b13985
 def thumbnails(
@@ -302,6 +319,160 @@ def cosine_pairs(
     return pd.DataFrame(dict(a=found[:, 0].astype(int), b=found[:, 1].astype(int), score=found[:, 2],
                              view=found[:, 3].astype(int)))
 
+# %% ../nbs/02_dedup.ipynb #7e1d6763
+def _working(rgb:Image.Image, side:int, min_side:int)->np.ndarray:
+    "RGB array with its longer side at most `side` and its shorter side at least `min_side` (small icons are enlarged)."
+    a = np.asarray(rgb)
+    short = min(a.shape[:2])
+    if short < min_side:
+        f = min_side / short
+        a = cv2.resize(a, (max(1, round(a.shape[1] * f)), max(1, round(a.shape[0] * f))), interpolation=cv2.INTER_LINEAR)
+    return a
+
+def _orb(n_features:int): return cv2.ORB_create(nfeatures=n_features, fastThreshold=7, edgeThreshold=15, patchSize=15)
+
+def decode_all(
+    files,                     # image files
+    size:int=32,               # thumbnail side (SSIM, pixel embeddings)
+    side:int|None=256,         # longer side for local features (None: no local features)
+    n_features:int=500,        # ORB keypoints per image
+    small:int=96,              # longer side of the colour image kept for the photometric check
+    max_pixels:int=MAX_PIXELS, # decompression-bomb limit
+    n_threads:int|None=None,   # decoding threads (default: `cpu_threads()`)
+)->dict:                       # thumbs (n, size, size, 3) float32, problems, points, descriptors, images, factor
+    "Decode every image once: an RGB thumbnail, and (when `side`) ORB keypoints and a small colour copy."
+    files = [str(f) for f in files]
+    n = len(files)
+    out = dict(thumbs=np.zeros((n, size, size, 3), np.float32), problems=[None] * n, points=[None] * n,
+               descriptors=[None] * n, images=[None] * n, factor=np.ones(n, np.float32))
+    def one(k):
+        try:
+            im = open_image(files[k], max_side=max(4 * size, side or 0), max_pixels=max_pixels, draft=max(2 * size, side or 0))
+        except DataError as e: out['problems'][k] = str(e); return
+        out['thumbs'][k] = np.asarray(im.resize((size, size), Image.Resampling.BILINEAR, reducing_gap=2.0), np.float32) / 255
+        if not side: return
+        work = _working(im if max(im.size) <= side else im.resize(
+            (max(1, round(im.width * side / max(im.size))), max(1, round(im.height * side / max(im.size)))), Image.Resampling.BILINEAR), side, 128)
+        keypoints, descriptors = _orb(n_features).detectAndCompute(cv2.cvtColor(work, cv2.COLOR_RGB2GRAY), None)
+        out['points'][k] = np.float32([p.pt for p in keypoints]).reshape(-1, 2)
+        out['descriptors'][k] = descriptors if descriptors is not None else np.zeros((0, 32), np.uint8)
+        f = min(1.0, small / max(work.shape[:2]))
+        out['images'][k] = cv2.resize(work, (max(1, round(work.shape[1] * f)), max(1, round(work.shape[0] * f))), interpolation=cv2.INTER_AREA)
+        out['factor'][k] = f
+    with ThreadPoolExecutor(n_threads or cpu_threads()) as pool: list(pool.map(one, range(n)))
+    return out
+
+# %% ../nbs/02_dedup.ipynb #a21d057e
+def visual_words(
+    descriptors:list,   # per image, (k, 32) uint8 ORB descriptors
+    n_words:int=1000,   # vocabulary size (words are descriptors sampled from the data)
+    seed:int=0,
+)->sparse.csr_matrix:   # (n, n_words) tf-idf bag of visual words, rows L2-normalised
+    "Bag-of-visual-words vectors: each descriptor counts for its nearest word (Hamming), weighted by inverse document frequency."
+    n = len(descriptors)
+    counts = np.array([0 if d is None else len(d) for d in descriptors])
+    if counts.sum() == 0: return sparse.csr_matrix((n, 1), dtype=np.float32)
+    everything = np.concatenate([d for d in descriptors if d is not None and len(d)])
+    n_words = min(n_words, len(everything))
+    vocabulary = everything[np.random.default_rng(seed).choice(len(everything), n_words, replace=False)]
+    words = np.array([m.trainIdx for m in cv2.BFMatcher(cv2.NORM_HAMMING).match(everything, vocabulary)])
+    owner = np.repeat(np.arange(n), counts)
+    x = sparse.csr_matrix((np.ones(len(words), np.float32), (owner, words)), shape=(n, n_words))
+    x.sum_duplicates()
+    idf = np.log(n / np.maximum(np.asarray((x > 0).sum(0)).ravel(), 1)).astype(np.float32)
+    x = (x @ sparse.diags(idf)).tocsr()
+    norm = np.sqrt(np.asarray(x.multiply(x).sum(1)).ravel())
+    return (sparse.diags(1 / np.maximum(norm, 1e-12)) @ x).tocsr().astype(np.float32)
+
+def top_pairs(
+    n:int,            # number of items
+    similarity,       # function: rows (slice) -> dense (len(rows), n) similarities
+    k:int=5,          # partners kept per item
+    min_score:float=0.0, # and only those at least this similar
+    block:int=512,    # rows per block
+)->pd.DataFrame:      # candidate pairs a < b (positions) with their score
+    "Each item's k most similar other items, as unique unordered pairs."
+    found = [np.zeros((0, 3))]
+    for start in range(0, n, block):
+        rows = slice(start, min(n, start + block))
+        s = np.asarray(similarity(rows), np.float32)
+        s[np.arange(s.shape[0]), np.arange(rows.start, rows.stop)] = -np.inf
+        kk = min(k, n - 1)
+        if kk <= 0: break
+        part = np.argpartition(-s, kk - 1, axis=1)[:, :kk]
+        a = np.repeat(np.arange(rows.start, rows.stop), kk); b = part.ravel(); score = s[np.arange(s.shape[0])[:, None], part].ravel()
+        keep = score >= min_score
+        found.append(np.stack([np.minimum(a, b)[keep], np.maximum(a, b)[keep], score[keep]], 1))
+    found = np.concatenate(found)
+    pairs = pd.DataFrame(dict(a=found[:, 0].astype(int), b=found[:, 1].astype(int), score=found[:, 2]))
+    return pairs.sort_values('score', ascending=False).drop_duplicates(['a', 'b']).reset_index(drop=True)
+
+# %% ../nbs/02_dedup.ipynb #d37ed2a0
+def colour_distance(
+    a:np.ndarray, b:np.ndarray, # aligned RGB uint8 images of one shape
+    mask:np.ndarray|None=None,  # pixels to compare (default: all)
+    min_chroma:float=8.0,       # only pixels with at least this chroma in one of the images count
+)->float:                       # mean CIELAB a*b* (chroma-plane) distance over the coloured pixels; 0 if either picture is grey
+    "How differently two aligned pictures are coloured, ignoring lightness (brightness changes) and grey pixels."
+    la, lb = (cv2.cvtColor(np.ascontiguousarray(x), cv2.COLOR_RGB2LAB).astype(np.float32)[..., 1:] - 128 for x in (a, b))
+    if mask is not None: la, lb = la[mask], lb[mask]
+    la, lb = la.reshape(-1, 2), lb.reshape(-1, 2)
+    ca, cb = np.linalg.norm(la, axis=1) >= min_chroma, np.linalg.norm(lb, axis=1) >= min_chroma
+    if not ca.any() or not cb.any(): return 0.0 # a greyscale picture has no colour to disagree with (a greyscale copy is a copy)
+    coloured = ca | cb
+    return float(np.linalg.norm(la[coloured] - lb[coloured], axis=1).mean())
+
+GEOMETRIC_COLUMNS = ['a', 'b', 'matches', 'inliers', 'scale', 'angle', 'coverage', 'ncc', 'colour', 'confirmed']
+
+def geometric_check(
+    decoded:dict,            # from `decode_all`
+    a:int, b:int,            # positions of the two images
+    angles=(0,),             # rotations (degrees) allowed, within `angle_tolerance`
+    min_inliers:int=12,      # RANSAC inliers needed
+    min_ncc:float=0.85,      # normalised cross-correlation of the aligned grey images over their overlap
+    min_coverage:float=0.5,  # the overlap covers at least this share of the smaller picture
+    scale_range=(0.2, 5.0),  # plausible scale between the two
+    ratio:float=0.8,         # Lowe's ratio test for descriptor matches
+    angle_tolerance:float=10.0,
+)->dict:                     # GEOMETRIC_COLUMNS
+    "Is `b` a crop, shift, rescale or (allowed) rotation of `a`? ORB matches, a RANSAC similarity fit and the aligned pixels decide."
+    out = dict(a=a, b=b, matches=0, inliers=0, scale=np.nan, angle=np.nan, coverage=0.0, ncc=np.nan, colour=np.nan, confirmed=False)
+    da, db = decoded['descriptors'][a], decoded['descriptors'][b]
+    if da is None or db is None or len(da) < 2 or len(db) < 2: return out
+    good = [m[0] for m in cv2.BFMatcher(cv2.NORM_HAMMING).knnMatch(db, da, k=2) if len(m) == 2 and m[0].distance < ratio * m[1].distance]
+    out['matches'] = len(good)
+    if len(good) < min_inliers: return out
+    src = decoded['points'][b][[m.queryIdx for m in good]]; dst = decoded['points'][a][[m.trainIdx for m in good]]
+    fit, inliers = cv2.estimateAffinePartial2D(src, dst, method=cv2.RANSAC, ransacReprojThreshold=3.0, maxIters=2000, confidence=0.995)
+    if fit is None: return out
+    scale, angle = float(np.hypot(fit[0, 0], fit[1, 0])), float(np.degrees(np.arctan2(fit[1, 0], fit[0, 0])))
+    out.update(inliers=int(inliers.sum()), scale=scale, angle=angle)
+    turn = min(abs((angle - t + 180) % 360 - 180) for t in angles)
+    if out['inliers'] < min_inliers or not scale_range[0] <= scale <= scale_range[1] or turn > angle_tolerance: return out
+    nearest = min(angles, key=lambda t: abs((angle - t + 180) % 360 - 180))
+    if turn <= 2 and abs(scale - 1) <= 0.02: # an exact copy, rotated by a quarter turn or not: snap to it (sub-pixel alignment)
+        keep = inliers.ravel().astype(bool)
+        c, s_ = np.cos(np.radians(nearest)), np.sin(np.radians(nearest))
+        rotation = np.array([[c, -s_], [s_, c]])
+        fit = np.hstack([rotation, (dst[keep] - src[keep] @ rotation.T).mean(0)[:, None]])
+    # the photometric check, on the small colour copies: b warped into a's frame
+    A, B, fa, fb = decoded['images'][a], decoded['images'][b], decoded['factor'][a], decoded['factor'][b]
+    m = fit.copy(); m[:, :2] *= fa / fb # pixel centres: small = f * (p + 0.5) - 0.5 in each image
+    m[:, 2] = fa * fit[:, 2] + (fa / 2 - 0.5) - m[:, :2] @ np.full(2, fb / 2 - 0.5, np.float64)
+    h, w = A.shape[:2]
+    warped = cv2.warpAffine(B, m, (w, h), flags=cv2.INTER_LINEAR)
+    mask = cv2.warpAffine(np.full(B.shape[:2], 255, np.uint8), m, (w, h), flags=cv2.INTER_NEAREST)
+    mask = cv2.erode(mask, np.ones((3, 3), np.uint8)) > 0
+    out['coverage'] = float(mask.sum() / max(1.0, min(h * w, B.shape[0] * B.shape[1] * (scale * fa / fb) ** 2)))
+    if mask.sum() < 64: return out
+    # a light blur: thin lines of line art must not fail on a sub-pixel misalignment
+    ga, gb = (cv2.GaussianBlur(cv2.cvtColor(x, cv2.COLOR_RGB2GRAY).astype(np.float32), (0, 0), 1.0)[mask] for x in (A, warped))
+    za, zb = ga - ga.mean(), gb - gb.mean()
+    out['ncc'] = float((za * zb).sum() / np.sqrt((za * za).sum() * (zb * zb).sum() + 1e-6))
+    out['colour'] = colour_distance(A, warped, mask)
+    out['confirmed'] = bool(out['ncc'] >= min_ncc and out['coverage'] >= min_coverage)
+    return out
+
 # %% ../nbs/02_dedup.ipynb #910379bb
 def exact_pairs(
     manifest:pd.DataFrame, # with a sha1 column (as `load_data` returns)
@@ -312,12 +483,38 @@ def exact_pairs(
     linked = first[first != first.index]
     return pd.DataFrame(dict(a=linked.to_numpy(), b=linked.index.to_numpy(), score=1.0, flip='none', method='exact'))
 
-PAIR_COLUMNS = ['a', 'b', 'image_path_a', 'image_path_b', 'class_a', 'class_b', 'split_a', 'split_b', 'kind', 'method', 'score', 'flip']
+PAIR_COLUMNS = ['a', 'b', 'image_path_a', 'image_path_b', 'class_a', 'class_b', 'split_a', 'split_b', 'kind', 'method', 'score',
+                'flip', 'colour', 'match']
+SCORE_COLUMNS = ['a', 'b', 'method', 'score', 'threshold', 'flip', 'colour', 'scale', 'coverage', 'linked', 'colour_ok']
 
 def _kind(m:pd.DataFrame)->pd.Series:
     test = (m.split_a == 'test').astype(int) + (m.split_b == 'test').astype(int)
     return pd.Series(np.select([test == 2, test == 1, m.class_a == m.class_b], ['test-test', 'train-test', 'within class'],
                                'across classes'), index=m.index)
+
+def _match(method:str, flip:str, colour:float, scale:float=np.nan, coverage:float=np.nan, recolour:float=5.0)->str:
+    "What a reviewer should know about a link, in words: orientation, crop or rescale, recolouring."
+    words = [] if flip == 'none' else [VIEW_WORDS[flip]]
+    if method == 'exact': return 'identical bytes'
+    if method == 'geometric' and (coverage < 0.95 or abs(np.log(scale)) > 0.05): words.append('crop, shift or rescale')
+    if colour >= recolour: words.append(f'recolour (ΔE {colour:.0f})')
+    return ', '.join(words) or 'same picture'
+
+def _colour_of_pairs(thumbs:np.ndarray, a:np.ndarray, b:np.ndarray, views:list)->np.ndarray:
+    "`colour_distance` of thumbnail pairs (a[k], view[k] of b[k])."
+    t = torch.from_numpy((thumbs * 255).round().astype(np.uint8)).permute(0, 3, 1, 2)
+    hwc = lambda x: x.permute(1, 2, 0).contiguous().numpy()
+    return np.array([colour_distance(hwc(t[i]), hwc(_flip(t[j], v))) for i, j, v in zip(a, b, views)], np.float32)
+
+def _candidates(decoded:dict, embeddings:np.ndarray, k:int)->pd.DataFrame:
+    "Each image's k nearest by visual words and its k nearest by embedding (best over views)."
+    words = visual_words(decoded['descriptors'])
+    by_words = top_pairs(len(embeddings), lambda rows: (words[rows] @ words.T).toarray(), k)
+    by_embedding = top_pairs(len(embeddings), lambda rows: np.max([embeddings[rows, 0] @ embeddings[:, v].T
+                                                                  for v in range(embeddings.shape[1])], 0), k)
+    return pd.concat([by_words, by_embedding]).drop_duplicates(['a', 'b'])
+
+def _view_of(angle:float)->str: return ('none', 'r90', 'hv', 'r270')[round(angle / 90) % 4]
 
 def find_duplicates(
     manifest:pd.DataFrame,       # from `load_data`
@@ -325,34 +522,89 @@ def find_duplicates(
     cosine_threshold:float=0.99, # cross-image cosine threshold (the reference's)
     backend='pixels',            # embedding backend, see `embed`
     size:int=32,                 # thumbnail side for SSIM (and the pixel backend, before pooling)
-    flips=FLIPS,                 # flips tried by both methods
+    flips='dihedral',            # views tried by every method: 'none' (mirror-sensitive data), 'flips', 'dihedral' or names from VIEWS
     top_k:int|None=None,         # cap on cosine partners per image
     memory_mb:float=256,         # cosine search block size
-)->tuple[pd.DataFrame, pd.DataFrame]: # (pairs, problems: files that could not be read)
-    "Near-duplicate pairs by within-class SSIM and by embedding cosine, each labelled with its kind."
+    geometric:bool=True,         # also find crops, shifts and rescales: candidates confirmed by local features
+    candidates:int=10,           # geometric path: each image's most similar images, by visual words and by embedding
+    min_ncc:float=0.95,          # geometric path: correlation of the aligned pictures over their overlap
+    colour_threshold:float|None=16.0, # a pair whose aligned colours differ more (mean CIELAB a*b* distance) is not linked; None: ignore colour
+    n_threads:int|None=None,     # decoding and checking threads (default: `cpu_threads()`)
+    return_scores:bool=False,    # also return every scored pair near the thresholds (SCORE_COLUMNS), for the score histograms
+): # (pairs (PAIR_COLUMNS), problems: files that could not be read), plus the scores if `return_scores`
+    "Near-duplicate pairs by within-class SSIM, embedding cosine and geometrically confirmed local features, each labelled with its kind."
     ssim_threshold = _check_threshold('ssim_threshold', ssim_threshold)
     cosine_threshold = _check_threshold('cosine_threshold', cosine_threshold)
+    min_ncc = _check_threshold('min_ncc', min_ncc)
+    if colour_threshold is not None and (isinstance(colour_threshold, bool) or not isinstance(colour_threshold, (int, float)) or colour_threshold < 0):
+        raise DataError(f'colour_threshold={colour_threshold!r}: a CIELAB distance >= 0 (e.g. 16), or None to ignore colour')
     flips = _check_flips(flips)
-    thumbs, errors = thumbnails(manifest.file, size)
-    readable = np.array([e is None for e in errors], bool)
+    decoded = decode_all(manifest.file, size, 256 if geometric else None, n_threads=n_threads)
+    readable = np.array([e is None for e in decoded['problems']], bool)
     problems = pd.DataFrame([dict(image_path=p, problem=e, action='left out of duplicate search')
-                             for p, e in zip(manifest.image_path, errors) if e is not None],
+                             for p, e in zip(manifest.image_path, decoded['problems']) if e is not None],
                             columns=['image_path', 'problem', 'action'])
-    m = manifest[readable]
-    if not readable.all(): thumbs = thumbs[readable] # a copy only when files were left out
-    train = (m.split == 'train').to_numpy()
+    m, keep = manifest[readable], np.nonzero(readable)[0]
+    if not readable.all(): # a copy only when files were left out
+        decoded = {k: (v[keep] if isinstance(v, np.ndarray) else [v[i] for i in keep]) for k, v in decoded.items()}
+    thumbs, train = decoded['thumbs'], (m.split == 'train').to_numpy()
     gray, embeddings = to_gray(thumbs)[train], embed(m, backend, flips, size, thumbs=thumbs)
-    del thumbs # the largest array, freed before the searches
-    ssim = within_class_ssim(m[train], ssim_threshold, size, flips, gray=gray)
-    cosine = cosine_pairs(embeddings, cosine_threshold, top_k, memory_mb)
-    cosine = pd.DataFrame(dict(a=m.index[cosine.a], b=m.index[cosine.b], score=cosine.score,
-                               flip=[flips[v] for v in cosine.view], method='cosine'))
-    pairs = pd.concat([exact_pairs(manifest), ssim, cosine], ignore_index=True)
+    # scored a little below the thresholds too, for the histograms; only pairs at or above a threshold link images
+    ssim = within_class_ssim(m[train], max(0.0, ssim_threshold - 0.1), size, flips, gray=gray).assign(threshold=ssim_threshold)
+    cosine = cosine_pairs(embeddings, max(0.0, cosine_threshold - 0.05), top_k, memory_mb)
+    position = pd.Series(np.arange(len(m)), index=m.index)
+    scored = pd.concat([ssim, pd.DataFrame(dict(a=m.index[cosine.a], b=m.index[cosine.b], score=cosine.score, method='cosine',
+                                                threshold=cosine_threshold, flip=[flips[v] for v in cosine.view]))], ignore_index=True)
+    scored['colour'] = _colour_of_pairs(thumbs, position[scored.a].to_numpy(), position[scored.b].to_numpy(), scored.flip.tolist())
+    scored['linked'] = scored.score >= scored.threshold
+    if geometric and len(m) > 1:
+        cand = _candidates(decoded, embeddings, candidates)
+        done = {frozenset(p) for p in zip(position[scored.a[scored.linked]], position[scored.b[scored.linked]])}
+        cand = cand[[frozenset(p) not in done for p in zip(cand.a, cand.b)]]
+        angles = _angles(flips)
+        with ThreadPoolExecutor(n_threads or cpu_threads()) as pool:
+            checks = pd.DataFrame(list(pool.map(lambda ab: geometric_check(decoded, ab[0], ab[1], angles, min_ncc=min_ncc), zip(cand.a, cand.b))),
+                                  columns=GEOMETRIC_COLUMNS)
+        checks = checks[checks.ncc.notna()] # aligned: the pictures' geometry agreed
+        scored = pd.concat([scored, pd.DataFrame(dict(
+            a=m.index[checks.a.to_numpy(int)], b=m.index[checks.b.to_numpy(int)], method='geometric', score=checks.ncc.to_numpy(float),
+            threshold=min_ncc, flip=[_view_of(x) for x in checks.angle], colour=checks.colour.to_numpy(float),
+            scale=checks.scale.to_numpy(float), coverage=checks.coverage.to_numpy(float), linked=checks.confirmed.to_numpy(bool)))], ignore_index=True)
+    scored = scored.reindex(columns=SCORE_COLUMNS)
+    scored['colour_ok'] = True if colour_threshold is None else scored.colour.fillna(0) <= colour_threshold
+    linked = scored[scored.linked.astype(bool) & scored.colour_ok]
+    linked = linked.assign(match=[_match(*r) for r in zip(linked.method, linked.flip, linked.colour.fillna(0), linked.scale, linked.coverage)])
+    exact = exact_pairs(manifest).assign(colour=0.0, match='identical bytes')
+    pairs = pd.concat([exact, linked[['a', 'b', 'score', 'flip', 'method', 'colour', 'match']]], ignore_index=True)
     for side in 'ab':
         rows = manifest.loc[pairs[side]]
         pairs[f'image_path_{side}'], pairs[f'class_{side}'], pairs[f'split_{side}'] = rows.image_path.values, rows.class_name.values, rows.split.values
     pairs['kind'] = _kind(pairs) if len(pairs) else pd.Series(dtype=str)
-    return pairs[PAIR_COLUMNS].sort_values('score', ascending=False, ignore_index=True), problems
+    pairs = pairs[PAIR_COLUMNS].sort_values('score', ascending=False, ignore_index=True)
+    return (pairs, problems, scored.sort_values('score', ascending=False, ignore_index=True)) if return_scores else (pairs, problems)
+
+# %% ../nbs/02_dedup.ipynb #7a31b80d
+def plot_scores(
+    scored:pd.DataFrame, # from `find_duplicates(..., return_scores=True)`
+    bins:int=40,
+): # a matplotlib figure: one panel per method
+    "Histograms of pair scores around each method's threshold, split into linked pairs and pairs the colour check kept apart."
+    import matplotlib.pyplot as plt
+    methods = [m for m in ('ssim', 'cosine', 'geometric') if (scored.method == m).any()]
+    fig, axes = plt.subplots(1, max(1, len(methods)), figsize=(4.2 * max(1, len(methods)), 3), squeeze=False)
+    for ax, method in zip(axes[0], methods):
+        s = scored[scored.method == method]
+        threshold = float(s.threshold.iloc[0])
+        edges = np.linspace(min(s.score.min(), threshold) - 1e-6, max(1.0, s.score.max()), bins + 1)
+        ax.hist([s.score[s.colour_ok], s.score[~s.colour_ok]], edges, stacked=True, label=['colour agrees', 'colour differs: not linked'],
+                color=['tab:blue', 'tab:orange'])
+        ax.axvline(threshold, color='k', ls='--')
+        above, below = int((s.linked & s.colour_ok).sum()), int((~s.linked.astype(bool)).sum())
+        ax.set_title(f'{method}: {above} linked, {below} below {threshold:g}', fontsize=9)
+        ax.set_xlabel('NCC of the aligned pictures' if method == 'geometric' else f'{method} score'); ax.set_ylabel('pairs')
+    axes[0][0].legend(fontsize=7)
+    fig.tight_layout()
+    return fig
 
 # %% ../nbs/02_dedup.ipynb #9dbabc54
 def _components(n:int, a:np.ndarray, b:np.ndarray)->np.ndarray:
@@ -362,11 +614,29 @@ def _components(n:int, a:np.ndarray, b:np.ndarray)->np.ndarray:
 CONFLICT_POLICIES = ('drop_all', 'keep_all', 'majority')
 DECISION_COLUMNS = ['cluster', 'image_path', 'class_name', 'action', 'proposed', 'review', 'reason', 'score', 'method', 'flip']
 
+LOSSLESS_FORMATS = ('PNG', 'BMP', 'GIF', 'TIFF', 'PPM', 'TGA', 'ICO', 'QOI') # stored without loss (WebP and JPEG may lose)
+
+def file_facts(
+    files,   # image files
+)->pd.DataFrame: # width, height, format, mode, orientation (EXIF, 1 = upright) per file, from the headers only
+    "What the keeper rule needs to know about each file, read from its header (no decoding)."
+    rows = []
+    for f in files:
+        try:
+            with Image.open(f) as im:
+                exif = im.getexif()
+                rows.append(dict(width=im.width, height=im.height, format=im.format, mode=im.mode, orientation=int(exif.get(0x0112, 1) or 1)))
+        except Exception: rows.append(dict(width=0, height=0, format=None, mode=None, orientation=1)) # unreadable: never preferred
+    return pd.DataFrame(rows, columns=['width', 'height', 'format', 'mode', 'orientation'])
+
 def _best_first(members:pd.DataFrame)->pd.DataFrame:
-    "Members ordered by preference for keeping: more pixels, more bytes, then path."
-    size = members.width.fillna(0) * members.height.fillna(0) if 'width' in members else 0
-    return members.assign(_size=size, _bytes=members.get('n_bytes', 0)).sort_values(
-        ['_size', '_bytes', 'image_path'], ascending=[False, False, True])
+    "Members ordered by preference for keeping: most pixels, stored losslessly, not CMYK, upright (no EXIF rotation), then path."
+    facts = file_facts(members.file) if 'file' in members else pd.DataFrame(dict(width=0, height=0, format=None, mode=None, orientation=1), index=range(len(members)))
+    facts.index = members.index
+    return members.assign(_pixels=facts.width * facts.height, _lossless=facts.format.isin(LOSSLESS_FORMATS), _cmyk=facts['mode'] == 'CMYK',
+                          _rotated=facts.orientation != 1, _facts=[f'{w}×{h} {fmt or "?"} {mode or "?"}' + (' EXIF-rotated' if o != 1 else '')
+                                                                 for w, h, fmt, mode, o in facts.itertuples(index=False)]
+                          ).sort_values(['_pixels', '_lossless', '_cmyk', '_rotated', 'image_path'], ascending=[False, False, True, True, True], kind='stable')
 
 def _decide(members:pd.DataFrame, policy:str)->tuple[dict, bool, str]:
     "Action per image_path, the review flag and the reason prefix for one cluster."
@@ -401,17 +671,20 @@ def propose_decisions(
     label = _components(len(manifest), position[train_pairs.a].to_numpy(), position[train_pairs.b].to_numpy())
     sizes = np.bincount(label)
     linked = manifest.assign(_cluster=label)[sizes[label] > 1]
-    best_link = pd.concat([train_pairs[['a', 'score', 'method', 'flip']],
-                           train_pairs[['b', 'score', 'method', 'flip']].rename(columns={'b': 'a'})]
+    columns = ['score', 'method', 'flip'] + (['match'] if 'match' in pairs else [])
+    best_link = pd.concat([train_pairs[['a'] + columns], train_pairs[['b'] + columns].rename(columns={'b': 'a'})]
                           ).sort_values('score', ascending=False).drop_duplicates('a').set_index('a')
     rows = []
     for number, (_, members) in enumerate(linked.groupby('_cluster', sort=True)):
         actions, review, note = _decide(members, conflict_policy)
         kept = [p for p in members.image_path if actions[p] == 'keep']
+        facts = _best_first(members).set_index('image_path')._facts
         for idx, r in members.iterrows():
             link = best_link.loc[idx]
-            reason = (f'{note}; kept' if actions[r.image_path] == 'keep' else
-                      f'{note}; near-duplicate of {kept[0]}' if kept else f'{note}')
+            how = f' ({link.match})' if isinstance(link.get('match'), str) and link.match != 'same picture' else ''
+            reason = (f'{note}; kept: {facts[r.image_path]} (keeper rule: most pixels, lossless, not CMYK, upright, then name)'
+                      if actions[r.image_path] == 'keep' else
+                      f'{note}; near-duplicate of {kept[0]}{how}' if kept else f'{note}{how}')
             rows.append(dict(cluster=number, image_path=r.image_path, class_name=r.class_name, action=actions[r.image_path],
                              proposed=actions[r.image_path], review=review, reason=reason, score=round(float(link.score), 4),
                              method=link.method, flip=link.flip))
@@ -493,7 +766,7 @@ def save_decisions(
 def _caption(r)->str:
     relabel = str(getattr(r, 'relabel_to', '') or '')
     action = f'relabel → {relabel}' if str(r.action).strip().lower() == 'relabel' else r.action
-    return (f'{r.class_name} · {action} · {r.method} {r.score:.3f}' + (f' · flip {r.flip}' if r.flip != 'none' else '')
+    return (f'{r.class_name} · {action} · {r.method} {r.score:.3f}' + (f' · {VIEW_WORDS.get(r.flip, r.flip)}' if r.flip != 'none' else '')
             + (f' · suggested {relabel}' if relabel and action != f'relabel → {relabel}' else ''))
 
 def _cluster_order(decisions:pd.DataFrame)->list:
@@ -515,7 +788,7 @@ def report_clusters(
         kind = 'label conflict' if members.review.any() else 'within class'
         report.heading(f'Cluster {cluster} · {kind} · {", ".join(sorted(members.class_name.unique()))}', level=3)
         report.images([(open_image(files[r.image_path], max_side=2 * thumb), f'{r.image_path} · {_caption(r)}')
-                       for r in members.itertuples()], caption=members.reason.iloc[0].split('; near-duplicate')[0], size=thumb)
+                       for r in members.itertuples()], caption=members.reason.iloc[0].split('; ')[0], size=thumb)
     if len(order) > max_clusters: report.text(f'{len(order) - max_clusters} more clusters are in the decisions CSV.')
 
 # %% ../nbs/02_dedup.ipynb #ef6a96d6
@@ -552,7 +825,7 @@ class DuplicateReviewer:
         shown = self.clusters[self.position * self.per_page:(self.position + 1) * self.per_page]
         members = self.decisions[self.decisions.cluster.isin(shown)]
         self.title.value = (f'<b>{"Cluster" if self.per_page == 1 else "Page"} {self.position + 1} of {pages}</b> · '
-                            f'{html.escape(members.reason.iloc[0].split("; near-duplicate")[0]) if self.per_page == 1 else ""}')
+                            f'{html.escape(members.reason.iloc[0].split("; ")[0]) if self.per_page == 1 else ""}')
         tiles, self.toggles = [], []
         for idx, r in members.iterrows():
             relabel = str(r.get('relabel_to', '') or '')

@@ -224,3 +224,64 @@ def test_dedup_notebook_finds_cross_class_copies(tmp_path):
     pm.execute_notebook(str(ROOT/'nbs'/'dedup.ipynb'), str(tmp_path/'out2.ipynb'), parameters=params, kernel_name='python3', progress_bar=False)
     assert src in set(pd.read_csv(out/'manifest_clean.csv').image_path)
     assert (out/'decisions-proposed.csv').is_file()
+
+
+# ---------------------------------------------------------------- crops, rotations, colour, mirror sensitivity, keeper
+def _linked(pairs, a, b) -> pd.DataFrame:
+    return pairs[((pairs.image_path_a == a) & (pairs.image_path_b == b)) | ((pairs.image_path_a == b) & (pairs.image_path_b == a))]
+
+def _clipart_rows(tmp_path, n=12):
+    "n distinct embedded drawings copied into tmp_path, in two classes."
+    manifest, _ = load_data(CLIPART)
+    files = manifest.drop_duplicates('sha1').file.iloc[:n]
+    return [(save(Image.open(f).convert('RGB'), tmp_path/f'orig{i}.png'), 'ab'[i % 2]) for i, f in enumerate(files)]
+
+def test_crop_and_rotation_are_found_and_mirror_sensitivity_is_an_option(tmp_path):
+    rows = _clipart_rows(tmp_path)
+    im = Image.open(rows[0][0]); w, h = im.size
+    rows.append((save(im.crop((int(w * .1), int(h * .1), int(w * .9), int(h * .9))), tmp_path/'crop.png'), 'a')) # 80 % of the side
+    rows.append((save(im.transpose(Image.Transpose.ROTATE_90), tmp_path/'rot.png'), 'a'))
+    rows.append((save(im.transpose(Image.Transpose.FLIP_LEFT_RIGHT), tmp_path/'mirror.png'), 'a'))
+    m = manifest_of(rows)
+    pairs, _ = find_duplicates(m)
+    crop, rot, mirror = (_linked(pairs, 'orig0.png', f) for f in ('crop.png', 'rot.png', 'mirror.png'))
+    assert len(crop) == 1 and crop.method.iloc[0] == 'geometric' and 'crop' in crop.match.iloc[0]
+    assert len(rot) and all('rotated' in x for x in rot.match) # found by SSIM and by cosine, under a quarter turn
+    assert len(mirror) and all('mirror' in x for x in mirror.match)
+    copies = {'crop.png', 'rot.png', 'mirror.png'}
+    touching = pairs[pairs.image_path_a.isin(copies) | pairs.image_path_b.isin(copies)]
+    assert set(touching.image_path_a) | set(touching.image_path_b) <= copies | {'orig0.png'} # the copies link to nothing else
+    assert find_duplicates(m, geometric=False)[0].pipe(_linked, 'orig0.png', 'crop.png').empty # the crop needs the geometric path
+    strict, _ = find_duplicates(m, flips='none')
+    assert _linked(strict, 'orig0.png', 'mirror.png').empty and _linked(strict, 'orig0.png', 'rot.png').empty
+    assert len(_linked(strict, 'orig0.png', 'crop.png')) == 1 # a crop is orientation-preserving
+    no_rotation, _ = find_duplicates(m, flips='flips')
+    assert _linked(no_rotation, 'orig0.png', 'rot.png').empty and len(_linked(no_rotation, 'orig0.png', 'mirror.png'))
+
+def test_recoloured_variant_is_kept_apart_unless_colour_is_ignored(tmp_path):
+    rows = _clipart_rows(tmp_path, 6)
+    im = np.asarray(Image.open(rows[0][0]).convert('RGB'))
+    rows.append((save(Image.fromarray(im[..., ::-1].copy()), tmp_path/'swapped.png'), 'a'))
+    m = manifest_of(rows)
+    pairs, _, scored = find_duplicates(m, return_scores=True)
+    assert _linked(pairs, 'orig0.png', 'swapped.png').empty
+    assert (~scored.colour_ok).any()
+    loose, _ = find_duplicates(m, colour_threshold=None)
+    assert 'recolour' in _linked(loose, 'orig0.png', 'swapped.png').match.iloc[0]
+
+def test_keeper_is_the_best_file(tmp_path):
+    im = drawing(11, (200, 150))
+    rows = [(save(im.convert('CMYK'), tmp_path/'a_cmyk.jpg'), 'x'), (save(im, tmp_path/'b_original.png'), 'x'),
+            (save(im.resize((100, 75)), tmp_path/'c_small.png'), 'x'), (save(drawing(12), tmp_path/'d_other.png'), 'x')]
+    im.save(tmp_path/'e_lossy.jpg', quality=40); rows.append((tmp_path/'e_lossy.jpg', 'x'))
+    m = manifest_of(rows)
+    decisions = propose_decisions(m, find_duplicates(m)[0])
+    kept = decisions[decisions.action == 'keep']
+    assert kept.image_path.tolist() == ['b_original.png'], decisions[['image_path', 'action', 'reason']]
+    assert 'PNG' in kept.reason.iloc[0] and '200×150' in kept.reason.iloc[0]
+    assert set(decisions.image_path) == {'a_cmyk.jpg', 'b_original.png', 'c_small.png', 'e_lossy.jpg'}
+
+def test_bad_colour_threshold_and_min_ncc(tmp_path):
+    rows = _clipart_rows(tmp_path, 3)
+    with pytest.raises(DataError, match='colour_threshold='): find_duplicates(manifest_of(rows), colour_threshold=-1)
+    with pytest.raises(DataError, match='min_ncc='): find_duplicates(manifest_of(rows), min_ncc=2)
