@@ -76,6 +76,7 @@ test: check-clean check-export nbtest pytest
 
 bench: install
 	$(BIN)/python bench/loader.py
+	@test -d /usr/share/icons/oxygen/base || { $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq oxygen-icon-theme; }
 	$(BIN)/python bench/dedup.py
 	$(BIN)/python bench/augment.py
 	$(BIN)/python bench/train_loop.py
