@@ -4,7 +4,7 @@
 
 # %% ../nbs/00_core.ipynb #ea191e5a
 from __future__ import annotations
-import contextlib, hashlib, json, os, platform, re, sys
+import contextlib, hashlib, itertools, json, os, platform, re, sys
 from pathlib import Path
 
 # %% auto #0
@@ -98,13 +98,16 @@ def hardware_info()->dict:
     return info
 
 # %% ../nbs/00_core.ipynb #c5fdcc45
+_tmp_counter = itertools.count() # temporary file names unique within a process
+
 @contextlib.contextmanager
 def atomic_write(
     path:str|Path, # the file to (re)place
 ):
     "Yield a temporary path beside `path` to write; rename it into place if the block succeeds, remove it if not."
     path = Path(path)
-    tmp = path.with_name(f'{path.stem}.tmp{path.suffix}') # same suffix: np.savez and friends keep the name as given
+    # unique per process and call (two processes may write one cache file at once); same suffix: np.savez keeps the name as given
+    tmp = path.with_name(f'{path.stem}.tmp-{os.getpid()}-{next(_tmp_counter)}{path.suffix}')
     try:
         yield tmp
         os.replace(tmp, path)
