@@ -8,8 +8,8 @@
    distinct: icons that are mirror images or rotations of each other, colour variants (folder-red, folder-blue...),
    other icons of one name family (same object, different drawing), and strong recolourings (hue rotated by 120-240
    degrees). Precision counts every linked pair that is not a known copy; "without orientation variants" leaves out
-   links between icons that are mirror images or rotations of each other (a flip-tolerant search must link them; use
-   flips='none' for such data).
+   links between icons that are mirror images or rotations of each other, or between their copies (a flip- and
+   rotation-tolerant search must link them; use flips='none' for such data).
 2. The embedded clipart benchmark of the first release (distinct originals and known copies), for comparison.
 3. imagededup's PHash (and its CNN, which needs downloaded weights) on the icon benchmark.
 4. Time of `find_duplicates` with the defaults on the embedded set and (--scale) on bench/scale.py's 15,000-image set,
@@ -383,13 +383,14 @@ def icon_manifest(folder: Path) -> pd.DataFrame:
     return bench.set_index('image_path', drop=False)
 
 
-def icon_scores(predicted: set, truth: list, negatives: list) -> dict:
-    "Precision (all links; without links between orientation variants), recall overall and per copy kind, share of hard negatives linked per kind."
+def icon_scores(predicted: set, truth: list, negatives: list, source: dict) -> dict:
+    "Precision (all links; without links between orientation variants or their copies), recall overall and per copy kind, share of hard negatives linked per kind."
     true = {frozenset((a, b)): k for a, b, k in truth}
     oriented = {frozenset((a, b)) for a, b, k in negatives if k == 'mirror_or_rotation'}
     tp = sum(p in true for p in predicted)
+    orientation_related = [p for p in predicted if p not in true and frozenset(source[x] for x in p) in oriented]
     out = {'pairs': len(predicted), 'precision': tp / max(1, len(predicted)),
-           'precision without orientation variants': tp / max(1, len([p for p in predicted if p not in oriented])),
+           'precision without orientation variants': tp / max(1, len(predicted) - len(orientation_related)),
            'recall': tp / len(true)}
     for kind in dict.fromkeys(k for *_, k in truth):
         wanted = [p for p, k in true.items() if k == kind]
@@ -422,6 +423,7 @@ def icon_benchmark(root: Path, per_kind: int):
         (Path(d)/'bench.csv').write_text(bench.to_csv(index=False))
         m = icon_manifest(Path(d))
         truth, negatives = [tuple(t) for t in truth], [tuple(n) for n in negatives]
+        source = dict(zip(bench.image_path, bench.source))
         print(f'Icon benchmark from {root}: {len(m)} images ({(bench.kind == "original").sum()} icons, {removed} left out as pixel-equal to another; '
               f'{len(truth)} known copies, {len(negatives)} hard-negative pairs), built in {time.perf_counter() - start:.0f} s')
         rows = {}
@@ -437,13 +439,13 @@ def icon_benchmark(root: Path, per_kind: int):
         }
         for name, options in settings.items():
             start = time.perf_counter(); predicted = dogcls_pairs(m, **options); seconds = time.perf_counter() - start
-            rows[f'{name} ({seconds:.1f} s)'] = icon_scores(predicted, truth, negatives)
+            rows[f'{name} ({seconds:.1f} s)'] = icon_scores(predicted, truth, negatives, source)
         for distance in (4, 10):
             start = time.perf_counter(); predicted = imagededup_pairs(m, 'phash', distance); seconds = time.perf_counter() - start
-            rows[f'imagededup PHash, distance <= {distance} ({seconds:.1f} s)'] = icon_scores(predicted, truth, negatives)
+            rows[f'imagededup PHash, distance <= {distance} ({seconds:.1f} s)'] = icon_scores(predicted, truth, negatives, source)
         try:
             start = time.perf_counter(); predicted = imagededup_pairs(m, 'cnn', 0.9); seconds = time.perf_counter() - start
-            rows[f'imagededup CNN, cosine >= 0.9 ({seconds:.1f} s)'] = icon_scores(predicted, truth, negatives)
+            rows[f'imagededup CNN, cosine >= 0.9 ({seconds:.1f} s)'] = icon_scores(predicted, truth, negatives, source)
         except Exception as e:
             print(f'imagededup CNN could not run: {type(e).__name__}: {str(e).splitlines()[0][:200]} (it downloads MobileNet weights at first use; this machine is offline)')
     table = pd.DataFrame(rows).T

@@ -340,7 +340,7 @@ def decode_all(
     max_pixels:int=MAX_PIXELS, # decompression-bomb limit
     n_threads:int|None=None,   # decoding threads (default: `cpu_threads()`)
 )->dict:                       # thumbs (n, size, size, 3) float32, problems, points, descriptors, images, factor
-    "Decode every image once: an RGB thumbnail, and (when `side`) ORB keypoints and a small colour copy."
+    "Decode every image once: an RGB thumbnail, a small colour copy and (when `side`) ORB keypoints."
     files = [str(f) for f in files]
     n = len(files)
     out = dict(thumbs=np.zeros((n, size, size, 3), np.float32), problems=[None] * n, points=[None] * n,
@@ -350,7 +350,11 @@ def decode_all(
             im = open_image(files[k], max_side=max(4 * size, side or 0), max_pixels=max_pixels, draft=max(2 * size, side or 0))
         except DataError as e: out['problems'][k] = str(e); return
         out['thumbs'][k] = np.asarray(im.resize((size, size), Image.Resampling.BILINEAR, reducing_gap=2.0), np.float32) / 255
-        if not side: return
+        if not side: # no local features: the small colour copy only
+            f = min(1.0, small / max(im.size))
+            out['images'][k] = np.asarray(im.resize((max(1, round(im.width * f)), max(1, round(im.height * f))), Image.Resampling.BILINEAR))
+            out['factor'][k] = f
+            return
         work = _working(im if max(im.size) <= side else im.resize(
             (max(1, round(im.width * side / max(im.size))), max(1, round(im.height * side / max(im.size)))), Image.Resampling.BILINEAR), side, 128)
         keypoints, descriptors = _orb(n_features).detectAndCompute(cv2.cvtColor(work, cv2.COLOR_RGB2GRAY), None)
@@ -412,17 +416,15 @@ def colour_distance(
     a:np.ndarray, b:np.ndarray, # aligned RGB uint8 images of one shape
     mask:np.ndarray|None=None,  # pixels to compare (default: all)
     min_chroma:float=8.0,       # only pixels with at least this chroma in one of the images count
-)->float:                       # mean CIELAB a*b* (chroma-plane) distance over the coloured pixels; 0 if either picture is grey
+)->float:                       # mean CIELAB a*b* (chroma-plane) distance over the pixels coloured in either; 0 if none
     "How differently two aligned pictures are coloured, ignoring lightness (brightness changes) and grey pixels."
     la, lb = (cv2.cvtColor(np.ascontiguousarray(x), cv2.COLOR_RGB2LAB).astype(np.float32)[..., 1:] - 128 for x in (a, b))
     if mask is not None: la, lb = la[mask], lb[mask]
     la, lb = la.reshape(-1, 2), lb.reshape(-1, 2)
-    ca, cb = np.linalg.norm(la, axis=1) >= min_chroma, np.linalg.norm(lb, axis=1) >= min_chroma
-    if not ca.any() or not cb.any(): return 0.0 # a greyscale picture has no colour to disagree with (a greyscale copy is a copy)
-    coloured = ca | cb
-    return float(np.linalg.norm(la[coloured] - lb[coloured], axis=1).mean())
+    coloured = np.maximum(np.linalg.norm(la, axis=1), np.linalg.norm(lb, axis=1)) >= min_chroma
+    return float(np.linalg.norm(la[coloured] - lb[coloured], axis=1).mean()) if coloured.any() else 0.0
 
-GEOMETRIC_COLUMNS = ['a', 'b', 'matches', 'inliers', 'scale', 'angle', 'coverage', 'ncc', 'colour', 'confirmed']
+GEOMETRIC_COLUMNS = ['a', 'b', 'matches', 'inliers', 'scale', 'angle', 'coverage', 'ncc', 'changed', 'colour', 'confirmed']
 
 def geometric_check(
     decoded:dict,            # from `decode_all`
@@ -431,12 +433,13 @@ def geometric_check(
     min_inliers:int=12,      # RANSAC inliers needed
     min_ncc:float=0.85,      # normalised cross-correlation of the aligned grey images over their overlap
     min_coverage:float=0.5,  # the overlap covers at least this share of the smaller picture
+    max_changed:float=0.03,  # and at most this share of the overlap differs (grey level, after a gain fit, by more than 10 %)
     scale_range=(0.2, 5.0),  # plausible scale between the two
     ratio:float=0.8,         # Lowe's ratio test for descriptor matches
     angle_tolerance:float=10.0,
 )->dict:                     # GEOMETRIC_COLUMNS
     "Is `b` a crop, shift, rescale or (allowed) rotation of `a`? ORB matches, a RANSAC similarity fit and the aligned pixels decide."
-    out = dict(a=a, b=b, matches=0, inliers=0, scale=np.nan, angle=np.nan, coverage=0.0, ncc=np.nan, colour=np.nan, confirmed=False)
+    out = dict(a=a, b=b, matches=0, inliers=0, scale=np.nan, angle=np.nan, coverage=0.0, ncc=np.nan, changed=np.nan, colour=np.nan, confirmed=False)
     da, db = decoded['descriptors'][a], decoded['descriptors'][b]
     if da is None or db is None or len(da) < 2 or len(db) < 2: return out
     good = [m[0] for m in cv2.BFMatcher(cv2.NORM_HAMMING).knnMatch(db, da, k=2) if len(m) == 2 and m[0].distance < ratio * m[1].distance]
@@ -460,7 +463,7 @@ def geometric_check(
     m = fit.copy(); m[:, :2] *= fa / fb # pixel centres: small = f * (p + 0.5) - 0.5 in each image
     m[:, 2] = fa * fit[:, 2] + (fa / 2 - 0.5) - m[:, :2] @ np.full(2, fb / 2 - 0.5, np.float64)
     h, w = A.shape[:2]
-    warped = cv2.warpAffine(B, m, (w, h), flags=cv2.INTER_LINEAR)
+    warped = cv2.warpAffine(B, m, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE) # no black frame to blur in
     mask = cv2.warpAffine(np.full(B.shape[:2], 255, np.uint8), m, (w, h), flags=cv2.INTER_NEAREST)
     mask = cv2.erode(mask, np.ones((3, 3), np.uint8)) > 0
     out['coverage'] = float(mask.sum() / max(1.0, min(h * w, B.shape[0] * B.shape[1] * (scale * fa / fb) ** 2)))
@@ -469,8 +472,11 @@ def geometric_check(
     ga, gb = (cv2.GaussianBlur(cv2.cvtColor(x, cv2.COLOR_RGB2GRAY).astype(np.float32), (0, 0), 1.0)[mask] for x in (A, warped))
     za, zb = ga - ga.mean(), gb - gb.mean()
     out['ncc'] = float((za * zb).sum() / np.sqrt((za * za).sum() * (zb * zb).sum() + 1e-6))
+    # the share of the overlap that changed: b's grey levels fitted to a's (gain and offset), then differing by > 10 %
+    gain = (za * zb).sum() / max(float((zb * zb).sum()), 1e-6)
+    out['changed'] = float((np.abs(za - gain * zb) > 25.5).mean())
     out['colour'] = colour_distance(A, warped, mask)
-    out['confirmed'] = bool(out['ncc'] >= min_ncc and out['coverage'] >= min_coverage)
+    out['confirmed'] = bool(out['ncc'] >= min_ncc and out['coverage'] >= min_coverage and out['changed'] <= max_changed)
     return out
 
 # %% ../nbs/02_dedup.ipynb #910379bb
@@ -485,7 +491,7 @@ def exact_pairs(
 
 PAIR_COLUMNS = ['a', 'b', 'image_path_a', 'image_path_b', 'class_a', 'class_b', 'split_a', 'split_b', 'kind', 'method', 'score',
                 'flip', 'colour', 'match']
-SCORE_COLUMNS = ['a', 'b', 'method', 'score', 'threshold', 'flip', 'colour', 'scale', 'coverage', 'linked', 'colour_ok']
+SCORE_COLUMNS = ['a', 'b', 'method', 'score', 'threshold', 'flip', 'changed', 'colour', 'scale', 'coverage', 'linked', 'colour_ok']
 
 def _kind(m:pd.DataFrame)->pd.Series:
     test = (m.split_a == 'test').astype(int) + (m.split_b == 'test').astype(int)
@@ -505,6 +511,14 @@ def _colour_of_pairs(thumbs:np.ndarray, a:np.ndarray, b:np.ndarray, views:list)-
     t = torch.from_numpy((thumbs * 255).round().astype(np.uint8)).permute(0, 3, 1, 2)
     hwc = lambda x: x.permute(1, 2, 0).contiguous().numpy()
     return np.array([colour_distance(hwc(t[i]), hwc(_flip(t[j], v))) for i, j, v in zip(a, b, views)], np.float32)
+
+def _changed_share(decoded:dict, a:int, b:int, view:str, side:int=64)->float:
+    "Share of the picture that differs between a and `view` of b (squashed to side x side, blurred, b's grey levels fitted to a's): > 10 %."
+    A, B = (cv2.resize(decoded['images'][k], (side, side), interpolation=cv2.INTER_AREA) for k in (a, b))
+    B = _flip(torch.from_numpy(B).permute(2, 0, 1), view).permute(1, 2, 0).contiguous().numpy()
+    ga, gb = (cv2.GaussianBlur(cv2.cvtColor(x, cv2.COLOR_RGB2GRAY).astype(np.float32), (0, 0), 1.0) for x in (A, B))
+    za, zb = ga - ga.mean(), gb - gb.mean()
+    return float((np.abs(za - (za * zb).sum() / max(float((zb * zb).sum()), 1e-6) * zb) > 25.5).mean())
 
 def _candidates(decoded:dict, embeddings:np.ndarray, k:int)->pd.DataFrame:
     "Each image's k nearest by visual words and its k nearest by embedding (best over views)."
@@ -528,6 +542,7 @@ def find_duplicates(
     geometric:bool=True,         # also find crops, shifts and rescales: candidates confirmed by local features
     candidates:int=10,           # geometric path: each image's most similar images, by visual words and by embedding
     min_ncc:float=0.95,          # geometric path: correlation of the aligned pictures over their overlap
+    max_changed:float=0.03,      # every path: at most this share of the aligned pictures may differ (see `geometric_check`)
     colour_threshold:float|None=16.0, # a pair whose aligned colours differ more (mean CIELAB a*b* distance) is not linked; None: ignore colour
     n_threads:int|None=None,     # decoding and checking threads (default: `cpu_threads()`)
     return_scores:bool=False,    # also return every scored pair near the thresholds (SCORE_COLUMNS), for the score histograms
@@ -535,7 +550,7 @@ def find_duplicates(
     "Near-duplicate pairs by within-class SSIM, embedding cosine and geometrically confirmed local features, each labelled with its kind."
     ssim_threshold = _check_threshold('ssim_threshold', ssim_threshold)
     cosine_threshold = _check_threshold('cosine_threshold', cosine_threshold)
-    min_ncc = _check_threshold('min_ncc', min_ncc)
+    min_ncc, max_changed = _check_threshold('min_ncc', min_ncc), _check_threshold('max_changed', max_changed)
     if colour_threshold is not None and (isinstance(colour_threshold, bool) or not isinstance(colour_threshold, (int, float)) or colour_threshold < 0):
         raise DataError(f'colour_threshold={colour_threshold!r}: a CIELAB distance >= 0 (e.g. 16), or None to ignore colour')
     flips = _check_flips(flips)
@@ -556,19 +571,24 @@ def find_duplicates(
     scored = pd.concat([ssim, pd.DataFrame(dict(a=m.index[cosine.a], b=m.index[cosine.b], score=cosine.score, method='cosine',
                                                 threshold=cosine_threshold, flip=[flips[v] for v in cosine.view]))], ignore_index=True)
     scored['colour'] = _colour_of_pairs(thumbs, position[scored.a].to_numpy(), position[scored.b].to_numpy(), scored.flip.tolist())
-    scored['linked'] = scored.score >= scored.threshold
+    above = (scored.score >= scored.threshold).to_numpy()
+    # a confirmation for the pairs above a threshold: 32 px thumbnails miss small differences (an emblem, a detail), 64 px see them
+    scored['changed'] = np.nan
+    scored.loc[above, 'changed'] = [_changed_share(decoded, position[a], position[b], v) for a, b, v in
+                                    zip(scored.a[above], scored.b[above], scored.flip[above])]
+    scored['linked'] = above & (scored.changed.fillna(0) <= max_changed).to_numpy()
     if geometric and len(m) > 1:
         cand = _candidates(decoded, embeddings, candidates)
         done = {frozenset(p) for p in zip(position[scored.a[scored.linked]], position[scored.b[scored.linked]])}
         cand = cand[[frozenset(p) not in done for p in zip(cand.a, cand.b)]]
         angles = _angles(flips)
         with ThreadPoolExecutor(n_threads or cpu_threads()) as pool:
-            checks = pd.DataFrame(list(pool.map(lambda ab: geometric_check(decoded, ab[0], ab[1], angles, min_ncc=min_ncc), zip(cand.a, cand.b))),
+            checks = pd.DataFrame(list(pool.map(lambda ab: geometric_check(decoded, ab[0], ab[1], angles, min_ncc=min_ncc, max_changed=max_changed), zip(cand.a, cand.b))),
                                   columns=GEOMETRIC_COLUMNS)
         checks = checks[checks.ncc.notna()] # aligned: the pictures' geometry agreed
         scored = pd.concat([scored, pd.DataFrame(dict(
             a=m.index[checks.a.to_numpy(int)], b=m.index[checks.b.to_numpy(int)], method='geometric', score=checks.ncc.to_numpy(float),
-            threshold=min_ncc, flip=[_view_of(x) for x in checks.angle], colour=checks.colour.to_numpy(float),
+            threshold=min_ncc, flip=[_view_of(x) for x in checks.angle], changed=checks.changed.to_numpy(float), colour=checks.colour.to_numpy(float),
             scale=checks.scale.to_numpy(float), coverage=checks.coverage.to_numpy(float), linked=checks.confirmed.to_numpy(bool)))], ignore_index=True)
     scored = scored.reindex(columns=SCORE_COLUMNS)
     scored['colour_ok'] = True if colour_threshold is None else scored.colour.fillna(0) <= colour_threshold
@@ -599,8 +619,8 @@ def plot_scores(
         ax.hist([s.score[s.colour_ok], s.score[~s.colour_ok]], edges, stacked=True, label=['colour agrees', 'colour differs: not linked'],
                 color=['tab:blue', 'tab:orange'])
         ax.axvline(threshold, color='k', ls='--')
-        above, below = int((s.linked & s.colour_ok).sum()), int((~s.linked.astype(bool)).sum())
-        ax.set_title(f'{method}: {above} linked, {below} below {threshold:g}', fontsize=9)
+        linked = int((s.linked.astype(bool) & s.colour_ok).sum())
+        ax.set_title(f'{method}: {linked} linked of {len(s)} scored (threshold {threshold:g})', fontsize=9)
         ax.set_xlabel('NCC of the aligned pictures' if method == 'geometric' else f'{method} score'); ax.set_ylabel('pairs')
     axes[0][0].legend(fontsize=7)
     fig.tight_layout()

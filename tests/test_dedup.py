@@ -96,9 +96,12 @@ def test_mixed_sizes_and_colour_modes_are_matched(tmp_path):
             (save(im.convert('CMYK'), tmp_path/'cmyk.jpg', quality=95), 'x'),
             (save(im.resize((320, 240)).convert('RGBA'), tmp_path/'rgba_big.png'), 'x'),
             (save(drawing(7), tmp_path/'other.png'), 'x')]
-    pairs, problems = find_duplicates(manifest_of(rows), ssim_threshold=0.9)
+    pairs, problems = find_duplicates(manifest_of(rows), ssim_threshold=0.9, colour_threshold=None)
     linked = set(pairs.image_path_a) | set(pairs.image_path_b)
     assert linked == {'rgb.png', 'gray_small.png', 'palette.gif', 'cmyk.jpg', 'rgba_big.png'} and problems.empty
+    # with the colour check (the default) the greyscale copy is a recolouring: kept apart, the other modes still match
+    pairs, _ = find_duplicates(manifest_of(rows), ssim_threshold=0.9)
+    assert set(pairs.image_path_a) | set(pairs.image_path_b) == {'rgb.png', 'palette.gif', 'cmyk.jpg', 'rgba_big.png'}
 
 def test_unreadable_files_are_reported_and_left_out(tmp_path):
     im = drawing(8)
@@ -285,3 +288,5 @@ def test_bad_colour_threshold_and_min_ncc(tmp_path):
     rows = _clipart_rows(tmp_path, 3)
     with pytest.raises(DataError, match='colour_threshold='): find_duplicates(manifest_of(rows), colour_threshold=-1)
     with pytest.raises(DataError, match='min_ncc='): find_duplicates(manifest_of(rows), min_ncc=2)
+    with pytest.raises(DataError, match='max_changed='): find_duplicates(manifest_of(rows), max_changed=-0.1)
+    with pytest.raises(DataError, match='flips='): find_duplicates(manifest_of(rows), flips='sideways')
