@@ -434,8 +434,8 @@ def icon_benchmark(root: Path, per_kind: int):
             'defaults without colour check': dict(colour_threshold=None),
             'SSIM + pixel cosine only (geometric=False)': dict(geometric=False),
             'geometric path alone (SSIM, cosine thresholds 1.0)': dict(ssim_threshold=1.0, cosine_threshold=1.0),
-            'first release: 0.95/0.99, flips, no geometric, no colour': dict(flips='flips', geometric=False, colour_threshold=None),
-            'first release README: 0.85/0.95, flips, no geometric, no colour': dict(ssim_threshold=0.85, cosine_threshold=0.95, flips='flips', geometric=False, colour_threshold=None),
+            'first release: 0.95/0.99, flips, no geometric, no colour': dict(flips='flips', geometric=False, colour_threshold=None, max_changed=1.0),
+            'first release README: 0.85/0.95, flips, no geometric, no colour': dict(ssim_threshold=0.85, cosine_threshold=0.95, flips='flips', geometric=False, colour_threshold=None, max_changed=1.0),
         }
         for name, options in settings.items():
             start = time.perf_counter(); predicted = dogcls_pairs(m, **options); seconds = time.perf_counter() - start
@@ -459,7 +459,7 @@ def embedded_benchmark(sources: int):
         bench, truth, flat = build_benchmark(manifest, sources, Path(d))
         originals = (bench['transform'] == 'original').sum()
         print(f'\nEmbedded clipart benchmark (first release): {len(bench)} images ({originals} distinct originals, {len(truth)} known copies)')
-        for name, options in [('dogcls defaults', {}), ('first release: 0.95/0.99, flips, no geometric, no colour', dict(flips='flips', geometric=False, colour_threshold=None))]:
+        for name, options in [('dogcls defaults', {}), ('first release: 0.95/0.99, flips, no geometric, no colour', dict(flips='flips', geometric=False, colour_threshold=None, max_changed=1.0))]:
             start = time.perf_counter(); predicted = dogcls_pairs(bench, **options); seconds = time.perf_counter() - start
             print_table(f'{name} ({seconds:.1f} s)', evaluate(predicted, truth, bench))
         start = time.perf_counter(); predicted = phash_pairs(flat, 10); seconds = time.perf_counter() - start
