@@ -520,12 +520,12 @@ def _changed_share(decoded:dict, a:int, b:int, view:str, side:int=64)->float:
     za, zb = ga - ga.mean(), gb - gb.mean()
     return float((np.abs(za - (za * zb).sum() / max(float((zb * zb).sum()), 1e-6) * zb) > 25.5).mean())
 
-def _candidates(decoded:dict, embeddings:np.ndarray, k:int)->pd.DataFrame:
-    "Each image's k nearest by visual words and its k nearest by embedding (best over views)."
+def _candidates(decoded:dict, embeddings:np.ndarray, k:int, min_words:float=0.15)->pd.DataFrame:
+    "Each image's k nearest by visual words (at least `min_words` similar) and its k nearest by embedding (the image itself, view 0)."
     words = visual_words(decoded['descriptors'])
-    by_words = top_pairs(len(embeddings), lambda rows: (words[rows] @ words.T).toarray(), k)
-    by_embedding = top_pairs(len(embeddings), lambda rows: np.max([embeddings[rows, 0] @ embeddings[:, v].T
-                                                                  for v in range(embeddings.shape[1])], 0), k)
+    by_words = top_pairs(len(embeddings), lambda rows: (words[rows] @ words.T).toarray(), k, min_words)
+    # view 0 only: flipped and rotated copies are the SSIM and cosine paths' job; a crop keeps its orientation
+    by_embedding = top_pairs(len(embeddings), lambda rows: embeddings[rows, 0] @ embeddings[:, 0].T, k)
     return pd.concat([by_words, by_embedding]).drop_duplicates(['a', 'b'])
 
 def _view_of(angle:float)->str: return ('none', 'r90', 'hv', 'r270')[round(angle / 90) % 4]
