@@ -412,6 +412,10 @@ def top_pairs(
     return pairs.sort_values('score', ascending=False).drop_duplicates(['a', 'b']).reset_index(drop=True)
 
 # %% ../nbs/02_dedup.ipynb #d37ed2a0
+def _share_changed(za:np.ndarray, zb:np.ndarray)->float:
+    "Share of pixels where mean-centred grey levels za and zb differ by more than 10 % of the range once zb's gain is fitted to za."
+    return float((np.abs(za - (za * zb).sum() / max(float((zb * zb).sum()), 1e-6) * zb) > 25.5).mean())
+
 def colour_distance(
     a:np.ndarray, b:np.ndarray, # aligned RGB uint8 images of one shape
     mask:np.ndarray|None=None,  # pixels to compare (default: all)
@@ -472,9 +476,7 @@ def geometric_check(
     ga, gb = (cv2.GaussianBlur(cv2.cvtColor(x, cv2.COLOR_RGB2GRAY).astype(np.float32), (0, 0), 1.0)[mask] for x in (A, warped))
     za, zb = ga - ga.mean(), gb - gb.mean()
     out['ncc'] = float((za * zb).sum() / np.sqrt((za * za).sum() * (zb * zb).sum() + 1e-6))
-    # the share of the overlap that changed: b's grey levels fitted to a's (gain and offset), then differing by > 10 %
-    gain = (za * zb).sum() / max(float((zb * zb).sum()), 1e-6)
-    out['changed'] = float((np.abs(za - gain * zb) > 25.5).mean())
+    out['changed'] = _share_changed(za, zb) # the share of the overlap that changed (offset and gain fitted)
     out['colour'] = colour_distance(A, warped, mask)
     out['confirmed'] = bool(out['ncc'] >= min_ncc and out['coverage'] >= min_coverage and out['changed'] <= max_changed)
     return out
@@ -517,8 +519,7 @@ def _changed_share(decoded:dict, a:int, b:int, view:str, side:int=64)->float:
     A, B = (cv2.resize(decoded['images'][k], (side, side), interpolation=cv2.INTER_AREA) for k in (a, b))
     B = _flip(torch.from_numpy(B).permute(2, 0, 1), view).permute(1, 2, 0).contiguous().numpy()
     ga, gb = (cv2.GaussianBlur(cv2.cvtColor(x, cv2.COLOR_RGB2GRAY).astype(np.float32), (0, 0), 1.0) for x in (A, B))
-    za, zb = ga - ga.mean(), gb - gb.mean()
-    return float((np.abs(za - (za * zb).sum() / max(float((zb * zb).sum()), 1e-6) * zb) > 25.5).mean())
+    return _share_changed(ga - ga.mean(), gb - gb.mean())
 
 def _candidates(decoded:dict, embeddings:np.ndarray, k:int, min_words:float=0.15)->pd.DataFrame:
     "Each image's k nearest by visual words (at least `min_words` similar) and its k nearest by embedding (the image itself, view 0)."
