@@ -9,7 +9,8 @@ from skimage.metrics import structural_similarity
 from conftest import CLIPART, ROOT, clipart_slice, save, tree_state
 from dogcls.core import DataError
 from dogcls.data import assign_folds, load_data
-from dogcls.dedup import (DuplicateReviewer, SSIMIndex, apply_decisions, cosine_pairs, find_duplicates,
+from dogcls.review import DuplicateReviewer
+from dogcls.dedup import (SSIMIndex, apply_decisions, cosine_pairs, find_duplicates,
                           propose_decisions, save_decisions, thumbnails, to_gray, within_class_ssim)
 
 
