@@ -19,7 +19,7 @@ space := $(empty) $(empty)
 $(STAMP): setup.py settings.ini constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(PIP) -q torch==2.14.1 torchvision==0.29.1
-	$(PIP) -q -e '.[dev]'
+	$(PIP) -q -e '.[dev,trackers]'
 	$(BIN)/pip check
 	touch $(STAMP)
 

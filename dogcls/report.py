@@ -4,19 +4,19 @@
 
 # %% ../nbs/07_report.ipynb #0eae3331
 from __future__ import annotations
-import base64, datetime, html, io, json
+import ast, base64, datetime, html, io, json
 from pathlib import Path
 
 import matplotlib, numpy as np, pandas as pd
 import matplotlib.pyplot as plt
 from PIL import Image
 
-from .core import atomic_write, write_json
+from .core import atomic_write, project_root, write_json
 
 # %% auto #0
 __all__ = ['png_data_uri', 'figure_png', 'image_png', 'Report', 'plot_class_counts', 'plot_image_sizes', 'plot_learning_curves',
            'confusion_order', 'most_confused_classes', 'confusion_table', 'plot_confusion', 'most_confused',
-           'per_class_accuracy', 'update_index', 'finish_run', 'report_submission']
+           'per_class_accuracy', 'changed_parameters', 'update_index', 'finish_run', 'report_submission']
 
 # %% ../nbs/07_report.ipynb #d462cdf9
 def png_data_uri(png:bytes)->str:
@@ -250,19 +250,57 @@ def per_class_accuracy(
     table.insert(0, 'class', [names[i] for i in table.index])
     return table.sort_values(['accuracy', 'images']).reset_index(drop=True)
 
+# %% ../nbs/07_report.ipynb #54576a11
+def _literal(source:str):
+    try: return ast.literal_eval(source)
+    except (ValueError, SyntaxError): return source
+
+def changed_parameters(
+    namespace:dict,        # the running notebook's variables (`globals()`)
+    notebook:str|Path,     # the experiment notebook: a name in nbs/ ('train') or a path
+)->dict:                   # name -> value of every parameter that differs from the parameters cell's default
+    "The parameters a run was given that differ from its notebook's defaults (read by papermill from the parameters cell)."
+    import papermill as pm, dogcls
+    path = Path(notebook)
+    if path.suffix != '.ipynb': path = project_root(Path(dogcls.__file__).parent)/'nbs'/f'{notebook}.ipynb'
+    if not path.is_file(): return {'(defaults unknown)': f'{path} not found'}
+    defaults = {name: _literal(p['default']) for name, p in pm.inspect_notebook(str(path)).items()}
+    def differs(a, b):
+        try: return bool(a != b)
+        except Exception: return True # not comparable with a literal: not the default
+    return {k: namespace[k] for k, v in defaults.items() if k in namespace and differs(namespace[k], v)}
+
 # %% ../nbs/07_report.ipynb #cf868097
 _KEY_PARAMS = ('size', 'img_size', 'epochs', 'folds', 'batch_size', 'lr', 'policy', 'pretrained')
 
+def _parameter_text(m:dict)->str:
+    changed = m.get('parameters') if isinstance(m.get('parameters'), dict) else None
+    if m.get('kind') == 'ensemble' and 'runs' in m:
+        return '; '.join(['runs: ' + ', '.join(m['runs'])] + [f'{k}={v}' for k, v in (changed or {}).items() if k != 'runs'])
+    if changed is not None: return ', '.join(f'{k}={v}' for k, v in changed.items()) or 'defaults'
+    config = m.get('config') or {} # runs written before `changed_parameters`: the key settings
+    return ', '.join(f'{k}={config[k]}' for k in _KEY_PARAMS if config.get(k) not in (None, ''))
+
+def _tracker(folder:Path)->tuple[str, str]:
+    "The run's tracker in words, and a link to its folder (empty for MLflow, whose store is named instead)."
+    try: record = json.loads((folder/'tracker.json').read_text())
+    except (OSError, json.JSONDecodeError): return '', ''
+    kind = record.get('logger', '')
+    if kind == 'mlflow': return f'mlflow: {record.get("tracking_uri", "")}', ''
+    sub = {'csv': 'logs', 'tensorboard': 'tensorboard', 'wandb': 'wandb'}.get(kind)
+    return kind, f'{folder.name}/{sub}/' if sub and (folder/sub).is_dir() else ''
+
 def _index_row(folder:Path, m:dict)->dict:
     config = m.get('config') or {}
-    params = ', '.join(f'{k}={config[k]}' for k in _KEY_PARAMS if config.get(k) not in (None, ''))
-    if m.get('kind') == 'ensemble': params = 'runs: ' + ', '.join(m.get('runs', []))
+    smoke = bool(config.get('limit_batches') or (m.get('parameters') or {}).get('limit_batches'))
     oof, test = m.get('oof_accuracy'), m.get('test_accuracy')
-    return {'run': folder.name, 'kind': m.get('kind', ''), 'arch': m.get('arch', '') or m.get('best', ''), 'parameters': params,
+    tracker, tracker_link = _tracker(folder)
+    return {'run': folder.name, 'kind': m.get('kind', '') + (' · smoke run' if smoke else ''), 'arch': m.get('arch', '') or m.get('best', ''),
+            'parameters': _parameter_text(m), 'smoke': smoke,
             'out-of-fold accuracy': oof, 'test accuracy of the fold-averaged prediction': test,
             'mean test accuracy of the single fold models': m.get('mean_fold_test_accuracy'),
             'gap (out-of-fold - fold-averaged test)': None if oof is None or test is None else oof - test,
-            'seconds': m.get('seconds'), 'date': m.get('date', ''),
+            'seconds': m.get('seconds'), 'date': m.get('date', ''), 'tracker': tracker, 'tracker_link': tracker_link,
             'report': f'{folder.name}/report.html' if (folder/'report.html').is_file() else ''}
 
 _SORT_JS = """
@@ -292,21 +330,22 @@ def update_index(
         try: rows.append(_index_row(path.parent, json.loads(path.read_text())))
         except (json.JSONDecodeError, OSError) as e: rows.append({'run': path.parent.name, 'kind': f'unreadable metrics.json ({e})'})
     columns = ['run', 'kind', 'arch', 'parameters', 'out-of-fold accuracy', 'test accuracy of the fold-averaged prediction',
-               'mean test accuracy of the single fold models', 'gap (out-of-fold - fold-averaged test)', 'seconds', 'date']
+               'mean test accuracy of the single fold models', 'gap (out-of-fold - fold-averaged test)', 'seconds', 'date', 'tracker']
     cells = []
     for r in rows:
         tds = []
         for c in columns:
             v = r.get(c)
             text = '' if v is None else f'{v:.4f}' if isinstance(v, float) and c != 'seconds' else f'{v:.0f}' if isinstance(v, float) else str(v)
-            if c == 'run' and r.get('report'):
-                tds.append(f'<td data-sort="{html.escape(str(v))}"><a href="{html.escape(r["report"], quote=True)}">{html.escape(text)}</a></td>')
+            link = r.get('report') if c == 'run' else r.get('tracker_link') if c == 'tracker' else ''
+            if link: tds.append(f'<td data-sort="{html.escape(str(v))}"><a href="{html.escape(link, quote=True)}">{html.escape(text)}</a></td>')
             else: tds.append(f'<td>{html.escape(text)}</td>')
-        cells.append('<tr>' + ''.join(tds) + '</tr>')
+        cells.append(('<tr class="smoke" title="smoke run (limit_batches): its numbers are not results">' if r.get('smoke') else '<tr>')
+                     + ''.join(tds) + '</tr>')
     table = ('<table><thead><tr>' + ''.join(f'<th title="click to sort">{html.escape(c)}</th>' for c in columns) +
              '</tr></thead><tbody>' + '\n'.join(cells) + '</tbody></table>')
     page = ('<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>dogcls runs</title>'
-            f'<style>{_CSS} th{{cursor:pointer}} th[data-order=asc]::after{{content:" ▲"}} th[data-order=desc]::after{{content:" ▼"}}</style>'
+            f'<style>{_CSS} th{{cursor:pointer}} th[data-order=asc]::after{{content:" ▲"}} th[data-order=desc]::after{{content:" ▼"}} tr.smoke td{{color:#888;font-style:italic}}</style>'
             f'</head><body><h1>dogcls runs</h1><p class="subtitle">{len(rows)} runs in {html.escape(str(reports))} · '
             f'updated {datetime.datetime.now():%Y-%m-%d %H:%M} · click a column to sort</p>{table}<script>{_SORT_JS}</script></body></html>\n')
     out = reports/'index.html'

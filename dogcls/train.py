@@ -19,6 +19,7 @@ from .core import DataError, atomic_write, run_dir as make_run_dir, write_json
 from .data import assign_folds, class_names, classes_missing_from_training
 from .loader import ImageCache, ImageDataModule, cache_side
 from .models import create_model, data_config, eval_transform
+from .track import check_logger, close_logger, fold_logger, start_tracking
 
 # %% auto #0
 __all__ = ['SUBMISSION_COLUMNS', 'TrainingError', 'Classifier', 'EpochLog', 'predict_probs', 'read_folds', 'train_kfold',
@@ -226,6 +227,7 @@ def train_kfold(
     num_workers:int=0,           # DataLoader workers
     cache:ImageCache|float=2048, # decoded-image cache shared by the folds (or its budget in MiB)
     keep_checkpoints:bool=False, # keep Lightning's best.ckpt and last.ckpt (with optimizer state) of finished folds
+    logger:str='csv',            # experiment tracker of every fold: csv, tensorboard, mlflow, wandb or none (see dogcls.track)
     log=print,                   # where the per-epoch lines go
 )->list[int]:                    # the folds trained now
     "Train (or resume) a K-fold run in `out`, one fresh model per fold."
@@ -235,6 +237,7 @@ def train_kfold(
                     batch_size=batch_size, lr=lr, weight_decay=weight_decay, warmup_epochs=warmup_epochs, label_smoothing=label_smoothing,
                     mixup=mixup, cutmix=cutmix, policy=policy, folds=folds, seed=seed, tta=tta, limit_batches=limit_batches)
     _check_settings(settings, manifest)
+    check_logger(logger)
     train_transform(dict(input_size=(3, 8, 8), mean=(0.5,) * 3, std=(0.5,) * 3), policy) # refuse a bad policy before any work
     names = class_names(manifest[manifest.split == 'train'])
     probe = create_model(arch, len(names), size, img_size, pretrained=False) # a bad arch or img_size fails before anything is written
@@ -249,6 +252,7 @@ def train_kfold(
         if batch_size > n_train:
             raise DataError(f'batch_size={batch_size} is larger than the {n_train} training images of fold {k}; use batch_size <= {n_train}')
     _check_config(out, settings)
+    start_tracking(out, logger)
     missing = classes_missing_from_training(m)
     if len(missing): log(f'note: {missing.class_name.nunique()} classes are missing from the training part of some folds '
                          f'({len(missing)} fold-class pairs); their models cannot predict them')
@@ -295,10 +299,11 @@ def _train_fold(m, out, k, names, s, cache, accelerator, devices, strategy, num_
     best = L.pytorch.callbacks.ModelCheckpoint(dirpath=folder, filename='best', monitor='val_loss', mode='min', save_last=True,
                                                enable_version_counter=False)
     history = EpochLog(k, s['folds'], folder/'history.csv', log)
+    tracker = fold_logger(out, k, s) # the run's experiment tracker (tracker.json)
     with _quiet_lightning():
         trainer = L.Trainer(max_epochs=s['epochs'], accelerator=accelerator, devices=devices,
                             strategy=strategy, num_nodes=num_nodes, precision=precision, deterministic=not gpu,
-                            callbacks=[best, history], logger=False, enable_progress_bar=False, enable_model_summary=False,
+                            callbacks=[best, history], logger=tracker, enable_progress_bar=False, enable_model_summary=False,
                             num_sanity_val_steps=0, limit_train_batches=s['limit_batches'], limit_val_batches=s['limit_batches'],
                             default_root_dir=folder)
         resume = folder/'last.ckpt'
@@ -311,6 +316,7 @@ def _train_fold(m, out, k, names, s, cache, accelerator, devices, strategy, num_
                 log(f'fold {k + 1}/{s["folds"]}: {resume} is unreadable ({type(e).__name__}); starting the fold again')
                 os.replace(resume, folder/'last.ckpt.unreadable')
         trainer.fit(module, dm, ckpt_path=ckpt_path)
+        close_logger(tracker)
     if not trainer.is_global_zero: return
     fitted = time.time()
     state = torch.load(best.best_model_path or best.last_model_path, map_location='cpu', weights_only=True)

@@ -170,6 +170,12 @@ def test_train_notebook_writes_the_report(tmp_path):
     assert len(images) >= 2 + 4 and all(s.startswith('data:image/png;base64,') for s in images)
     metrics = json.loads((out/'metrics.json').read_text())
     assert metrics['kind'] == 'train' and metrics['folds_done'] == [0, 1, 2] and 0 <= metrics['test_accuracy'] <= 1
+    # the index tells the truth: the parameters given (not the defaults), the smoke run marked, the tracker's folder linked
+    assert metrics['parameters'] == dict(data=str(root), reports=str(reports), arch='convnextv2', size='cpu', img_size=32, epochs=2,
+                                         folds=3, batch_size=8, limit_batches=2, gallery=4)
+    index = (reports/'index.html').read_text()
+    assert '<tr class="smoke"' in index and 'train · smoke run' in index and 'limit_batches=2' in index
+    assert '<a href="convnextv2/logs/">csv</a>' in index and (out/'logs'/'fold2'/'metrics.csv').is_file()
     split = pd.read_csv(out/'folds.csv').query('split == "train"') # validation images with an identical file in their fold's training part
     leaks = sum(split[split.fold == k].sha1.isin(split[split.fold != k].sha1).sum() for k in range(3))
     assert leaks > 0 and metrics['leak_audit'] == leaks
