@@ -4,7 +4,7 @@
 
 # %% ../nbs/05a_track.ipynb #0b52c835
 from __future__ import annotations
-import json, os, time
+import json, os, re
 from pathlib import Path
 
 from .core import DataError, write_json
@@ -141,7 +141,7 @@ def log_run(
                      mode=record['mode'], config=params)
     run.summary.update(values)
     if files:
-        artifact = wandb.Artifact(f'{out.name}-outputs'.replace(' ', '_'), type='run-outputs')
+        artifact = wandb.Artifact(re.sub(r'[^\w.-]', '_', f'{out.name}-outputs'), type='run-outputs') # W&B's allowed characters
         for f in files: artifact.add_file(str(f))
         run.log_artifact(artifact)
     folder = run.dir; run.finish()
