@@ -33,9 +33,8 @@ def check_logger(
 def _mlflow_uri(out:Path)->str:
     return os.environ.get('MLFLOW_TRACKING_URI') or f'sqlite:///{(out.parent/"mlflow.db").resolve()}'
 
-def _mlflow_experiment(client, out:Path)->str:
+def _mlflow_experiment(client, name:str, out:Path)->str:
     "The experiment's id, created when new; in the default store its artifacts go next to it (MLflow's own default is ./mlruns in the working directory)."
-    name = os.environ.get('MLFLOW_EXPERIMENT_NAME', 'dogcls')
     found = client.get_experiment_by_name(name)
     if found: return found.experiment_id
     default_store = not os.environ.get('MLFLOW_TRACKING_URI')
@@ -54,11 +53,11 @@ def start_tracking(
     if record.get('logger') != kind: record = dict(logger=kind)
     if kind == 'mlflow':
         from mlflow import MlflowClient
-        uri = _mlflow_uri(out)
-        if record.get('tracking_uri') != uri or not record.get('parent_run_id'):
+        uri, name = _mlflow_uri(out), os.environ.get('MLFLOW_EXPERIMENT_NAME', 'dogcls')
+        if record.get('tracking_uri') != uri or record.get('experiment_name') != name or not record.get('parent_run_id'):
             client = MlflowClient(uri)
-            parent = client.create_run(_mlflow_experiment(client, out), run_name=out.name, tags={'dogcls.run': out.name})
-            record.update(tracking_uri=uri, experiment_id=parent.info.experiment_id, parent_run_id=parent.info.run_id)
+            parent = client.create_run(_mlflow_experiment(client, name, out), run_name=out.name, tags={'dogcls.run': out.name})
+            record.update(tracking_uri=uri, experiment_name=name, experiment_id=parent.info.experiment_id, parent_run_id=parent.info.run_id)
     if kind == 'wandb': record.update(project=os.environ.get('WANDB_PROJECT', 'dogcls'), group=out.name, mode=_wandb_mode())
     out.mkdir(parents=True, exist_ok=True); write_json(record, path)
     return record
@@ -79,7 +78,7 @@ def fold_logger(
     elif kind == 'tensorboard': logger = loggers.TensorBoardLogger(out, name='tensorboard', version=f'fold{fold}', default_hp_metric=False)
     elif kind == 'mlflow':
         logger = loggers.MLFlowLogger(run_name=f'{out.name} fold {fold}', tracking_uri=record['tracking_uri'],
-                                      experiment_name=os.environ.get('MLFLOW_EXPERIMENT_NAME', 'dogcls'),
+                                      experiment_name=record['experiment_name'],
                                       tags={'mlflow.parentRunId': record['parent_run_id'], 'dogcls.run': out.name, 'dogcls.fold': str(fold)})
     else:
         import wandb
