@@ -95,8 +95,8 @@ def main():
     from dogcls.clean import drop_empty_classes, label_issues, self_confidence_ranking, loss_ranking
     from dogcls.train import merge_folds
     run = merge_folds(reports/runs['noisy'])
-    split = run['split']
-    probs, targets, _, empty = drop_empty_classes(run['oof_probs'], split.target.to_numpy())
+    split = run.split
+    probs, targets, _, empty = drop_empty_classes(run.oof_probs, split.target.to_numpy())
     if empty: print(f'classes without a training image in the run (left out of confident learning): {empty}')
     truth = split.image_path.isin(set(flipped.image_path)).to_numpy()
     k = int(truth.sum())

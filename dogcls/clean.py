@@ -283,7 +283,7 @@ def propose_cleaning(
                        columns=DECISION_COLUMNS + ['relabel_to'])
     return out
 
-# %% ../nbs/08_clean.ipynb #f8752af0
+# %% ../nbs/08_clean.ipynb #c9cdca52
 def runs_oof(
     runs:list,                  # training runs (names under reports/ or folders): one, or several sharing a split
     reports:str|Path|None=None, # the reports folder holding named runs
@@ -301,8 +301,8 @@ def runs_oof(
         except DataError as e: raise DataError(f'run {str(runs[0])!r}: {e}') from None
     else: loaded = load_runs(runs, reports)
     first = next(iter(loaded.values()))
-    oof = np.mean([r['oof_probs'] for r in loaded.values()], 0)
-    return dict(split=first['split'], oof_probs=oof, names=class_names(first['split']), runs=loaded)
+    oof = np.mean([r.oof_probs for r in loaded.values()], 0)
+    return dict(split=first.split, oof_probs=oof, names=class_names(first.split), runs=loaded)
 
 # %% ../nbs/08_clean.ipynb #5fd80f95
 def report_issues(

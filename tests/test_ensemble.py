@@ -1,4 +1,5 @@
 "Ensembles: the shared-split checks on every bad input of the ensemble issue, honest stacking, TTA, the notebook."
+import dataclasses
 import json, re, shutil
 
 import numpy as np, pandas as pd, papermill as pm, pytest
@@ -52,23 +53,26 @@ def test_not_a_run(runs, tmp_path):
 def test_every_combiner_is_scored(runs):
     loaded = load_runs([runs/'cnx', runs/'res', runs/'lite'])
     labels = pd.read_csv(CLIPART/'test_labels.csv').set_index('image_path').target
-    table, predictions = ensemble(loaded, labels)
+    assert (loaded['cnx'].test_targets == pd.Series(loaded['cnx'].test_image_path).map(labels).to_numpy()).all()
+    table, predictions = ensemble(loaded)
     assert table.model.tolist() == ['cnx', 'res', 'lite', 'soft voting', 'hard voting', 'weighted soft voting', 'stacking']
     assert table[['oof_accuracy', 'test_accuracy', 'mean_fold_test_accuracy', 'gap', 'single_gap']].notna().all().all()
     single = table.set_index('model').loc['cnx']
     run = loaded['cnx'] # a single model's like-for-like test score is the mean of its fold models' test accuracies
-    per_fold = [(p.argmax(1) == pd.Series(run['test_image_path']).map(labels).to_numpy()).mean() for p in run['test_probs']]
+    per_fold = [(p.argmax(1) == pd.Series(run.test_image_path).map(labels).to_numpy()).mean() for p in run.test_probs]
     assert single.mean_fold_test_accuracy == pytest.approx(np.mean(per_fold))
-    n_train, n_test = len(loaded['cnx']['split']), len(loaded['cnx']['test_image_path'])
+    n_train, n_test = len(loaded['cnx'].split), len(loaded['cnx'].test_image_path)
     for oof, test in predictions.values(): assert oof.shape == (n_train, 4) and test.shape == (n_test, 4)
     assert sum(table.attrs['weights'].values()) == pytest.approx(1.0, abs=1e-3)
 
 def test_stacking_never_sees_test_labels(runs):
     loaded = load_runs([runs/'cnx', runs/'res', runs/'lite'])
-    labels = pd.read_csv(CLIPART/'test_labels.csv').set_index('image_path').target
-    permuted = pd.Series(np.random.default_rng(0).permutation(labels.to_numpy()), index=labels.index)
-    a, pa = ensemble(loaded, labels)
-    b, pb = ensemble(loaded, permuted)
+    def permuted(run): # the same runs with their test labels shuffled
+        folds, test = run.folds.copy(), (run.folds.split == 'test').to_numpy()
+        folds.loc[test, 'target'] = np.random.default_rng(0).permutation(folds.target[test].to_numpy())
+        return dataclasses.replace(run, folds=folds)
+    a, pa = ensemble(loaded)
+    b, pb = ensemble({name: permuted(run) for name, run in loaded.items()})
     scored_on_test = ['test_accuracy', 'mean_fold_test_accuracy', 'test_macro_f1', 'gap', 'single_gap']
     assert a.drop(columns=scored_on_test).equals(b.drop(columns=scored_on_test))
     for name in pa: assert np.array_equal(pa[name][0], pb[name][0]) and np.array_equal(pa[name][1], pb[name][1])
@@ -94,7 +98,7 @@ def test_hard_vote_ties_and_diversity(runs):
 def test_flip_tta_at_prediction_time(runs, tmp_path):
     shutil.copytree(runs/'cnx', tmp_path/'cnx')
     plain, flipped = load_runs([runs/'cnx', runs/'res'])['cnx'], tta_predictions(tmp_path/'cnx')
-    assert flipped['oof_probs'].shape == plain['oof_probs'].shape and not np.allclose(flipped['oof_probs'], plain['oof_probs'])
+    assert flipped.oof_probs.shape == plain.oof_probs.shape and not np.allclose(flipped.oof_probs, plain.oof_probs)
     assert (tmp_path/'cnx'/'tta_probs.npz').is_file()
 
 

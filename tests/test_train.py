@@ -9,7 +9,7 @@ import dogcls.train as train_module
 from conftest import CLIPART, ROOT, clipart_slice
 from dogcls.core import DataError
 from dogcls.data import load_data
-from dogcls.train import TrainingError, load_run_model, merge_folds, score_run, train_kfold, write_submission
+from dogcls.train import TrainingError, load_run_model, merge_folds, train_kfold, write_submission
 
 FAST = dict(arch='convnextv2', size='cpu', img_size=32, epochs=1, batch_size=8, folds=3, limit_batches=2)
 
@@ -33,7 +33,10 @@ def test_batch_larger_than_the_data(tiny, tmp_path):
         train_kfold(tiny, tmp_path, **{**FAST, 'batch_size': 500})
 
 @pytest.mark.parametrize('kwargs,message', [(dict(epochs=0), 'epochs=0'), (dict(folds=1), 'folds=1'), (dict(lr=-1.0), 'lr=-1.0'),
-                                            (dict(fold=3), 'fold=3'), (dict(policy='cutout'), "policy 'cutout'")])
+                                            (dict(fold=3), 'fold=3'), (dict(policy='cutout'), "policy 'cutout'"),
+                                            (dict(accumulate_grad_batches=0), 'accumulate_grad_batches=0'),
+                                            (dict(ema_decay=1.5), 'ema_decay=1.5'), (dict(drop_path_rate=-0.1), 'drop_path_rate=-0.1'),
+                                            (dict(epoch=3), "'epoch' (did you mean epochs?)")])
 def test_bad_settings(tiny, tmp_path, kwargs, message):
     with pytest.raises(DataError, match=re.escape(message)): train_kfold(tiny, tmp_path, **{**FAST, **kwargs})
 
@@ -46,7 +49,7 @@ def test_class_missing_from_a_folds_training_part(tiny, tmp_path):
     train_kfold(manifest, tmp_path, **FAST, log=lines.append)
     assert any('1 classes are missing from the training part of some folds' in l for l in lines)
     run = merge_folds(tmp_path)
-    assert not np.isnan(run['oof_probs']).any() and run['oof_probs'].shape[1] == 4
+    assert not np.isnan(run.oof_probs).any() and run.oof_probs.shape[1] == 4
 
 def test_nan_loss_stops_with_a_clear_message(tiny, tmp_path, monkeypatch):
     poisoned = lambda config, policy: T.Compose([T.Resize((32, 32)), T.ToTensor(), T.Lambda(lambda x: x * float('nan'))])
@@ -82,7 +85,7 @@ def test_separate_fold_jobs_then_merge_and_resume(tiny, tmp_path):
     for k in range(3): assert train_kfold(tiny, tmp_path, **{**FAST, 'fold': k}) == [k]
     assert train_kfold(tiny, tmp_path, **FAST) == [] # all finished: nothing retrained
     run = merge_folds(tmp_path)
-    assert run['folds_done'] == [0, 1, 2] and not np.isnan(run['oof_probs']).any()
+    assert run.folds_done == [0, 1, 2] and not np.isnan(run.oof_probs).any()
     assert (tmp_path/'oof_probs.npz').is_file() and np.load(tmp_path/'test_probs.npz')['per_fold'].shape[0] == 3
     with pytest.raises(DataError, match='epochs: 1 then, 3 now'): train_kfold(tiny, tmp_path, **{**FAST, 'epochs': 3})
     with pytest.raises(DataError, match='different split'): train_kfold(tiny.iloc[5:], tmp_path, **FAST)
@@ -97,25 +100,26 @@ def test_deterministic_on_cpu(tiny, tmp_path):
 def test_scores_submission_and_reloading(tiny, tmp_path):
     train_kfold(tiny, tmp_path, **FAST)
     run = merge_folds(tmp_path)
-    labels = pd.read_csv(CLIPART/'test_labels.csv').set_index('image_path').target
-    scores = score_run(run, labels)
+    labels = pd.read_csv(CLIPART/'test_labels.csv').set_index('image_path').target # checked against the file itself
+    assert (run.test_targets == pd.Series(run.test_image_path).map(labels).to_numpy()).all()
+    scores = run.scores()
     assert len(scores['per_fold']) == 3 and 0 <= scores['overall']['test_accuracy'] <= 1
     assert scores['overall']['val_test_gap'] == pytest.approx(scores['overall']['oof_accuracy'] - scores['overall']['test_accuracy'])
     # two test scores, named apart: the fold-averaged prediction's, and the mean of the single fold models' (like out-of-fold)
     per_fold = [f['test_accuracy'] for f in scores['per_fold']]
     assert scores['overall']['mean_fold_test_accuracy'] == pytest.approx(np.mean(per_fold))
-    y_test = pd.Series(run['test_image_path']).map(labels).to_numpy()
-    assert scores['overall']['test_accuracy'] == pytest.approx((run['test_probs'].mean(0).argmax(1) == y_test).mean())
+    y_test = pd.Series(run.test_image_path).map(labels).to_numpy()
+    assert scores['overall']['test_accuracy'] == pytest.approx((run.test_probs.mean(0).argmax(1) == y_test).mean())
     assert scores['overall']['val_single_test_gap'] == pytest.approx(scores['overall']['oof_accuracy'] - np.mean(per_fold))
     test_csv = tmp_path/'test.csv'
-    pd.DataFrame(dict(image_path=list(run['test_image_path']) + ['test/unreadable.png'])).to_csv(test_csv, index=False)
+    pd.DataFrame(dict(image_path=list(run.test_image_path) + ['test/unreadable.png'])).to_csv(test_csv, index=False)
     summary = write_submission(run, test_csv, tmp_path/'submission.csv')
     submission, rows = pd.read_csv(tmp_path/'submission.csv', dtype={'image_path': str}), pd.read_csv(test_csv, dtype=str)
     assert summary['rows'] == len(rows) and summary['filled_with_most_frequent_class'] == 1
     assert summary['filled_rows'] == [dict(ID=len(rows) - 1, image_path='test/unreadable.png', target=summary['fallback_class'],
                                            reason=summary['filled_rows'][0]['reason'])]
     assert list(submission.columns) == ['ID', 'image_path', 'target']
-    predicted = dict(zip(run['test_image_path'], run['test_mean'].argmax(1)))
+    predicted = dict(zip(run.test_image_path, run.test_mean.argmax(1)))
     for i, (row, written) in enumerate(zip(submission.itertuples(), rows.image_path)): # row by row against test.csv
         assert (row.ID, row.image_path) == (i, written)
         assert row.target == predicted.get(written, summary['fallback_class'])
@@ -185,3 +189,16 @@ def test_train_notebook_writes_the_report(tmp_path):
     outputs = [o for c in json.loads((tmp_path/'out.ipynb').read_text())['cells'] for o in c.get('outputs', []) if o.get('name') == 'stdout']
     log = ''.join(''.join(o['text']) for o in outputs)
     assert log.count('epoch 2/2') == 3 and 'GPU available' not in log # one line per epoch, no banners
+
+def test_ema_and_gradient_accumulation(tiny, tmp_path):
+    "With ema_decay the fold keeps (and predicts with) the moving average; accumulate_grad_batches=2 halves the optimiser steps."
+    train_kfold(tiny, tmp_path, **{**FAST, 'fold': 0, 'limit_batches': 4, 'ema_decay': 0.9, 'accumulate_grad_batches': 2,
+                                   'keep_checkpoints': True})
+    checkpoint = torch.load(tmp_path/'fold0'/'last.ckpt', weights_only=True)
+    assert checkpoint['global_step'] == 2 # 4 batches, 2 per step
+    best = torch.load(tmp_path/'fold0'/'best.ckpt', weights_only=True)['state_dict']
+    kept = torch.load(tmp_path/'fold0'/'weights.pt', weights_only=True)['state_dict']
+    assert all(torch.equal(v, best['ema.module.' + k.removeprefix('model.')]) for k, v in kept.items())
+    assert any(not torch.equal(v, best[k]) for k, v in kept.items() if v.is_floating_point()) # not the raw weights
+    config = json.loads((tmp_path/'config.json').read_text())
+    assert config['model']['ema_decay'] == 0.9 and config['trainer']['accumulate_grad_batches'] == 2
