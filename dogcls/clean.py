@@ -283,21 +283,21 @@ def propose_cleaning(
                        columns=DECISION_COLUMNS + ['relabel_to'])
     return out
 
-# %% ../nbs/08_clean.ipynb #c9cdca52
+# %% ../nbs/08_clean.ipynb #679016e9
 def runs_oof(
     runs:list,                  # training runs (names under reports/ or folders): one, or several sharing a split
     reports:str|Path|None=None, # the reports folder holding named runs
-)->dict:                        # split (training rows), oof_probs (mean over the runs), names, runs (name -> merge_folds result)
+)->dict:                        # split (training rows), oof_probs (mean over the runs), names, runs (name -> Run)
     "The training rows of one run, or of several runs sharing a split, and their (mean) out-of-fold probabilities."
     from dogcls.data import class_names
     from dogcls.ensemble import _folder, load_runs
-    from dogcls.train import merge_folds
+    from dogcls.run import Run
     runs = list(runs)
     if not runs: raise DataError('runs: name at least one training run, e.g. -p runs \'["efficientnet_lite0"]\'')
     if len(runs) == 1:
         folder = _folder(runs[0], reports)
         if not (folder/'folds.csv').is_file(): raise DataError(f'run {str(runs[0])!r}: {folder} is not a training run (no folds.csv)')
-        try: loaded = {Path(str(runs[0])).name: {**merge_folds(folder), 'folder': folder}}
+        try: loaded = {Path(str(runs[0])).name: Run.load(folder)}
         except DataError as e: raise DataError(f'run {str(runs[0])!r}: {e}') from None
     else: loaded = load_runs(runs, reports)
     first = next(iter(loaded.values()))
