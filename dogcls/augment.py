@@ -41,6 +41,7 @@ def canny_edges(
     if thickness > 1: edges = cv2.dilate(edges, np.ones((thickness, thickness), np.uint8))
     return np.repeat((255 - edges)[..., None], 3, axis=2)
 
+# %% ../nbs/03_augment.ipynb #bbd7b7d3
 def morphology(
     image:np.ndarray,   # H x W x 3 uint8 RGB
     op:str='erode',     # 'erode' (dark strokes thicken), 'dilate' (they thin), 'open' or 'close'
@@ -52,6 +53,7 @@ def morphology(
     if op not in ops: raise DataError(f'morphology op={op!r}: choose one of {", ".join(ops)}')
     return cv2.morphologyEx(image, ops[op], np.ones((kernel, kernel), np.uint8))
 
+# %% ../nbs/03_augment.ipynb #31c42623
 def gaussian_noise(
     image:np.ndarray,   # H x W x 3 uint8 RGB
     sigma:float=12.0,   # standard deviation of the noise, in grey levels
@@ -61,6 +63,7 @@ def gaussian_noise(
     noise = np.random.default_rng(seed).standard_normal(image.shape, dtype=np.float32) * sigma
     return np.clip(image + noise, 0, 255).astype(np.uint8)
 
+# %% ../nbs/03_augment.ipynb #fe17efbb
 def gaussian_blur(
     image:np.ndarray,   # H x W x 3 uint8 RGB
     sigma:float=1.5,    # standard deviation of the Gaussian, in pixels
@@ -70,6 +73,7 @@ def gaussian_blur(
     size = 2 * int(np.ceil(3 * sigma)) + 1
     return cv2.GaussianBlur(image, (size, size), sigma)
 
+# %% ../nbs/03_augment.ipynb #23bf7308
 def motion_blur(
     image:np.ndarray,   # H x W x 3 uint8 RGB
     length:int=9,       # length of the motion in pixels
@@ -113,6 +117,7 @@ def parse_spec(
         steps.append((m.group(1), kwargs))
     return steps
 
+# %% ../nbs/03_augment.ipynb #2f622686
 def apply_spec(
     image:np.ndarray,  # H x W x 3 uint8 RGB
     spec:str|list,     # see `parse_spec` (or its result)
@@ -123,6 +128,7 @@ def apply_spec(
         image = OFFLINE[name](image, seed=seed + 7919 * k, **kwargs)
     return image
 
+# %% ../nbs/03_augment.ipynb #45fb84ae
 def spec_slug(spec:str)->str:
     "A folder-safe name for a specification."
     return re.sub(r'[^A-Za-z0-9]+', '-', spec).strip('-').lower()
@@ -236,6 +242,7 @@ def policy_transforms(
                             'string (rand-m9-mstd0.5, augmix-m5, original-mstd0.5, v0), joined with "+"')
     return steps
 
+# %% ../nbs/03_augment.ipynb #9788744d
 def _timm_policy(factory, name, hparams):
     try: return factory(name, dict(hparams))
     except (AssertionError, KeyError, ValueError) as e: raise DataError(f'timm augmentation policy {name!r} is not valid ({e})') from None

@@ -97,6 +97,7 @@ def confident_joint(
     np.add.at(joint, (y[confident >= 0], confident[confident >= 0]), 1)
     return joint, thresholds, confident
 
+# %% ../nbs/08_clean.ipynb #af5e946c
 def estimate_joint(
     probs:np.ndarray,    # (N, C) out-of-fold probabilities
     targets:np.ndarray,  # (N,) given labels
@@ -132,6 +133,7 @@ def self_confidence_ranking(probs:np.ndarray, targets:np.ndarray)->np.ndarray:
     p, y = check_probs(probs, targets)
     return np.argsort(p[np.arange(len(y)), y], kind='stable')
 
+# %% ../nbs/08_clean.ipynb #538fed73
 def loss_ranking(probs:np.ndarray, targets:np.ndarray)->np.ndarray:
     "Row order, highest cross-entropy of the given label first (a baseline; the same order as self-confidence for one model)."
     p, y = check_probs(probs, targets)

@@ -32,6 +32,7 @@ def default_data_dir()->Path:
     "The embedded clipart data set committed with dogcls (`data/clipart` in the checkout)."
     return project_root()/'data'/'clipart'
 
+# %% ../nbs/00_core.ipynb #f6704056
 def resolve_dir(
     path:str|Path|None, # a folder given by the user; empty or None means `default`
     default:Path,       # used when `path` is empty

@@ -98,6 +98,7 @@ def scan_image(
     except (OSError, SyntaxError, ValueError, EOFError) as e: info['problem'] = f'unreadable: {e}'
     return info
 
+# %% ../nbs/01_data.ipynb #55d2af6a
 SCAN_COLUMNS = ['width', 'height', 'mode', 'format', 'n_bytes', 'sha1', 'problem']
 
 def _file_key(path:str)->tuple|None:
@@ -454,6 +455,7 @@ def assign_folds(
     out.loc[train, 'fold'] = fold
     return out
 
+# %% ../nbs/01_data.ipynb #caf5245e
 def classes_missing_from_training(
     manifest:pd.DataFrame, # with a fold column
 )->pd.DataFrame:           # fold, class_name: one row per class absent from that fold's training part

@@ -74,6 +74,7 @@ def thumbnails(
     with ThreadPoolExecutor(n_threads or cpu_threads()) as pool: list(pool.map(one, range(len(files))))
     return out, problems
 
+# %% ../nbs/02_dedup.ipynb #526a1785
 def to_gray(
     thumbs:np.ndarray, # (..., 3) RGB in [0, 1]
 )->np.ndarray:         # (...) luma in [0, 1]
@@ -95,6 +96,7 @@ def gaussian_bands(
     for j in range(size - 2 * radius): cols[j:j + 2 * radius + 1, j] = kernel
     return torch.from_numpy(cols.T.copy()), torch.from_numpy(cols)
 
+# %% ../nbs/02_dedup.ipynb #b85ada06
 class SSIMIndex:
     "Per-image SSIM statistics of a stack of grayscale images, for scoring many pairs (and their flips) quickly."
     def __init__(self,
@@ -264,6 +266,7 @@ def model_embeddings(
             out.append(torch.stack([model(_flip(x, f)).flatten(1) for f in flips], 1).float().cpu().numpy())
     return _l2(np.concatenate(out)) if out else np.zeros((0, len(flips), 0), np.float32)
 
+# %% ../nbs/02_dedup.ipynb #c9853d00
 def embed(
     manifest:pd.DataFrame, # rows to embed (file)
     backend='pixels',      # 'pixels', 'efficientnet_lite0', 'timm:<name>' or a torch.nn.Module
@@ -385,6 +388,7 @@ def visual_words(
     norm = np.sqrt(np.asarray(x.multiply(x).sum(1)).ravel())
     return (sparse.diags(1 / np.maximum(norm, 1e-12)) @ x).tocsr().astype(np.float32)
 
+# %% ../nbs/02_dedup.ipynb #5815ad1c
 def top_pairs(
     n:int,            # number of items
     similarity,       # function: rows (slice) -> dense (len(rows), n) similarities
@@ -425,6 +429,7 @@ def colour_distance(
     coloured = np.maximum(np.linalg.norm(la, axis=1), np.linalg.norm(lb, axis=1)) >= min_chroma
     return float(np.linalg.norm(la[coloured] - lb[coloured], axis=1).mean()) if coloured.any() else 0.0
 
+# %% ../nbs/02_dedup.ipynb #a0d8a5b1
 GEOMETRIC_COLUMNS = ['a', 'b', 'matches', 'inliers', 'scale', 'angle', 'coverage', 'ncc', 'changed', 'colour', 'confirmed']
 
 def geometric_check(
@@ -488,6 +493,7 @@ def exact_pairs(
     linked = first[first != first.index]
     return pd.DataFrame(dict(a=linked.to_numpy(), b=linked.index.to_numpy(), score=1.0, flip='none', method='exact'))
 
+# %% ../nbs/02_dedup.ipynb #7b511a50
 PAIR_COLUMNS = ['a', 'b', 'image_path_a', 'image_path_b', 'class_a', 'class_b', 'split_a', 'split_b', 'kind', 'method', 'score',
                 'flip', 'colour', 'match']
 SCORE_COLUMNS = ['a', 'b', 'method', 'score', 'threshold', 'flip', 'changed', 'colour', 'scale', 'coverage', 'linked', 'colour_ok']
@@ -648,6 +654,7 @@ def file_facts(
         except Exception: rows.append(dict(width=0, height=0, format=None, mode=None, orientation=1)) # unreadable: never preferred
     return pd.DataFrame(rows, columns=['width', 'height', 'format', 'mode', 'orientation'])
 
+# %% ../nbs/02_dedup.ipynb #1a081e6f
 def _best_first(members:pd.DataFrame)->pd.DataFrame:
     "Members ordered by preference for keeping: most pixels, stored losslessly, not CMYK, upright (no EXIF rotation), then path."
     facts = file_facts(members.file) if 'file' in members else pd.DataFrame(dict(width=0, height=0, format=None, mode=None, orientation=1), index=range(len(members)))

@@ -65,11 +65,13 @@ def soft_vote(probs:list[np.ndarray])->np.ndarray:
     "Mean probability over models."
     return np.mean(probs, axis=0)
 
+# %% ../nbs/06_ensemble.ipynb #6cc70fda
 def hard_vote(probs:list[np.ndarray])->np.ndarray:
     "Share of the models voting for each class; ties go to the class with the higher mean probability."
     votes = np.mean([np.eye(p.shape[1])[p.argmax(1)] for p in probs], axis=0)
     return votes + 1e-6 * soft_vote(probs)
 
+# %% ../nbs/06_ensemble.ipynb #fb7602bf
 def fit_weights(
     probs:list[np.ndarray], # each (N, C) out-of-fold probabilities
     y:np.ndarray,           # (N,) targets
@@ -83,6 +85,7 @@ def fit_weights(
     w = np.exp(z - z.max())
     return w / w.sum()
 
+# %% ../nbs/06_ensemble.ipynb #60dc07da
 def weighted_vote(probs:list[np.ndarray], weights:np.ndarray)->np.ndarray:
     "Weighted mean probability."
     return np.tensordot(weights, np.stack(probs), axes=1)
@@ -118,6 +121,7 @@ class LogLinearPool:
         z = np.exp(z - z.max(1, keepdims=True))
         return z / z.sum(1, keepdims=True)
 
+# %% ../nbs/06_ensemble.ipynb #70eb10f9
 def cross_fit(
     oof:list[np.ndarray],    # each model's (N, C) out-of-fold probabilities
     test:list[np.ndarray],   # each model's test probabilities: (T, C), or (folds, T, C) from each fold model

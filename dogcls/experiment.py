@@ -22,7 +22,7 @@ __all__ = ['Experiment', 'prepare_data', 'test_like_rows', 'run_leak_audit', 'su
            'leakage_section', 'confusion_section', 'top_losses_section', 'train_leakage_arms', 'plot_leakage',
            'plot_model_scores', 'best_ensemble_section', 'diversity_section', 'overview_section', 'images_section',
            'duplicates_section', 'quality_section', 'adversarial_section', 'dedup_summary', 'pairs_section',
-           'clusters_section']
+           'clusters_section', 'clean_summary', 'label_issue_sections', 'retrain_section']
 
 # %% ../nbs/09_experiment.ipynb #f745ca73
 class Experiment:
@@ -98,6 +98,7 @@ def test_like_rows(
                         f'{run.split.image_path[p_test.isna()].iloc[0]!r}; run eda with adversarial validation on the same data')
     return test_like(p_test.to_numpy(), share)
 
+# %% ../nbs/09_experiment.ipynb #e5502ec9
 def run_leak_audit(
     run:Run,                     # a training run
     dedup_decisions:str='',      # decisions.csv of the dedup run applied; its pairs.csv adds near-duplicate links
@@ -131,6 +132,7 @@ def summary_section(report:Report, run:Run, scores:dict, audit:pd.DataFrame, not
                     'data notes': '; '.join(notes) or 'none', 'classes': len(run.names), 'training images': len(run.split),
                     'test images': len(run.test_image_path)})
 
+# %% ../nbs/09_experiment.ipynb #959e6a90
 def folds_section(report:Report, run:Run, scores:dict):
     "'Scores per fold' and 'Learning curves and overfitting', with the classes some folds never train on."
     report.heading('Scores per fold')
@@ -141,6 +143,7 @@ def folds_section(report:Report, run:Run, scores:dict):
     if len(missing): report.text(f'{missing.class_name.nunique()} classes are missing from the training part of some folds '
                                  f'({len(missing)} fold-class pairs): those folds cannot predict them.', note=True)
 
+# %% ../nbs/09_experiment.ipynb #7fdba149
 def leakage_section(report:Report, scores:dict, audit:pd.DataFrame, near_checked:bool=False, limit:float=0.10):
     "'Leakage': the validation - test gaps, a warning beyond `limit`, and the leaking validation images."
     o = scores['overall']
@@ -157,6 +160,7 @@ def leakage_section(report:Report, scores:dict, audit:pd.DataFrame, near_checked
                 ' sits in the training part of the same fold.', note=len(audit) > 0)
     if len(audit): report.table(audit, 'Leaking validation images.', max_rows=50)
 
+# %% ../nbs/09_experiment.ipynb #bb8417fb
 def confusion_section(report:Report, run:Run, csv:str|Path|None=None):
     "'Confusion matrix (out-of-fold)' with the most confused pairs (the full matrix to `csv`), and 'Per-class accuracy'."
     valid = ~np.isnan(run.oof_probs).any(1)
@@ -168,6 +172,7 @@ def confusion_section(report:Report, run:Run, csv:str|Path|None=None):
     report.heading('Per-class accuracy')
     report.table(run.per_class(), 'Worst classes first.', max_rows=500)
 
+# %% ../nbs/09_experiment.ipynb #30026ffe
 def top_losses_section(report:Report, run:Run, k:int=24):
     "'Highest-loss training images (out-of-fold)': a gallery of `run.top_losses(k)`."
     top = run.top_losses(k)
@@ -205,6 +210,7 @@ def train_leakage_arms(
                      'images per epoch': per_epoch, 'seconds': round(time.time() - started, 1)})
     return pd.DataFrame(rows)
 
+# %% ../nbs/09_experiment.ipynb #16340eef
 def plot_leakage(table:pd.DataFrame, title:str):
     "Validation and test accuracy of each arm, with its gap and leak count."
     import matplotlib.pyplot as plt
@@ -237,6 +243,7 @@ def plot_model_scores(table:pd.DataFrame):
     fig.tight_layout()
     return fig
 
+# %% ../nbs/09_experiment.ipynb #e62abffd
 def best_ensemble_section(report:Report, runs:dict[str, Run], predictions:dict, best:str, best_single:str, csv:str|Path|None=None):
     "The best combiner's confusion matrix and most confused pairs, and its per-class gains over the best single model (on test when labelled)."
     from dogcls.report import most_confused, per_class_accuracy
@@ -257,6 +264,7 @@ def best_ensemble_section(report:Report, runs:dict[str, Run], predictions:dict, 
     report.table(gains.sort_values('gain', ascending=False), 'Largest gains first; negative gains are classes the ensemble lost.', max_rows=500)
     return gains
 
+# %% ../nbs/09_experiment.ipynb #5deae161
 def diversity_section(report:Report, runs:dict[str, Run]):
     "Pairwise disagreement and error correlation of the models (`dogcls.ensemble.diversity`) as heat maps."
     import matplotlib.pyplot as plt, seaborn as sns
@@ -286,6 +294,7 @@ def overview_section(report:Report, manifest:pd.DataFrame, problems:pd.DataFrame
     report.heading('Overview'); report.metrics(overview)
     return overview
 
+# %% ../nbs/09_experiment.ipynb #00606060
 def images_section(report:Report, manifest:pd.DataFrame, max_classes:int=120, samples:int=48, seed:int=0):
     "'Images per class' (chart and distribution), 'Samples' (one image of up to `samples` classes), 'Image sizes and colour modes'."
     from dogcls.report import plot_class_counts, plot_image_sizes
@@ -302,6 +311,7 @@ def images_section(report:Report, manifest:pd.DataFrame, max_classes:int=120, sa
     report.figure(plot_image_sizes(manifest), 'As stored on disk, before any conversion; all are read as 8-bit RGB.')
     report.table(manifest[['width', 'height', 'n_bytes']].describe().T, 'Pixels and bytes per file.', index=True)
 
+# %% ../nbs/09_experiment.ipynb #573ee334
 def duplicates_section(report:Report, manifest:pd.DataFrame)->dict:
     "'Exact duplicates (identical files)': sets by content hash, label conflicts first."
     from dogcls.data import exact_duplicates
@@ -317,6 +327,7 @@ def duplicates_section(report:Report, manifest:pd.DataFrame)->dict:
                      'Identical files by content hash, label conflicts first. Near-duplicates are the dedup report\'s job.')
     return summary
 
+# %% ../nbs/09_experiment.ipynb #0008ca9a
 def quality_section(report:Report, manifest:pd.DataFrame, problems:pd.DataFrame, n_folds:int=5, seed:int=0):
     "'Data-quality report': every problem found while reading, and the classes some planned folds would never train on."
     from dogcls.data import assign_folds
@@ -329,6 +340,7 @@ def quality_section(report:Report, manifest:pd.DataFrame, problems:pd.DataFrame,
     report.text(f'With {n_folds} group-aware folds, {missing.class_name.nunique()} classes are missing from the training '
                 f'part of at least one fold ({len(missing)} fold-class pairs).')
 
+# %% ../nbs/09_experiment.ipynb #6f44309d
 def adversarial_section(report:Report, manifest:pd.DataFrame, csv:str|Path, backend:str='auto', seed:int=0, test_like:float=0.25,
                         samples:int=48, enabled:bool=True)->dict:
     "'Adversarial validation': can embeddings tell training from test images? p(test) of every image to `csv`, the most test-like shown."
@@ -374,6 +386,7 @@ def dedup_summary(manifest:pd.DataFrame, pairs:pd.DataFrame, decisions:pd.DataFr
                                                                    test_leaks.image_path_b[test_leaks.split_b == 'test']]).nunique(),
             'decisions': 'your edited decisions.csv (new proposal in decisions-proposed.csv)' if edited else 'as proposed'}
 
+# %% ../nbs/09_experiment.ipynb #f050eca0
 def pairs_section(report:Report, summary:dict, settings:dict, pairs:pd.DataFrame, scored:pd.DataFrame, left_out:pd.DataFrame):
     "'Summary' (figures and settings, pairs by kind and method, files left out) and 'Score distributions' of a dedup run."
     from dogcls.dedup import plot_scores
@@ -392,6 +405,7 @@ def pairs_section(report:Report, summary:dict, settings:dict, pairs:pd.DataFrame
         scored=('score', 'size'), linked=('linked', 'sum'), not_linked_for_colour=('colour_ok', lambda s: int((~s).sum()))), 'Pairs scored per method.', index=True)
     report.table(pairs.match.value_counts().rename_axis('how the pair matched').reset_index(name='pairs'), 'What matched: mirror, rotation, crop, recolour.')
 
+# %% ../nbs/09_experiment.ipynb #5f713657
 def clusters_section(report:Report, decisions:pd.DataFrame, manifest:pd.DataFrame, pairs:pd.DataFrame, decisions_csv:str|Path, max_clusters:int=60):
     "'Clusters' (label conflicts first), 'Test images with a near-copy in training' and 'Decisions' of a dedup run."
     from dogcls.review import report_clusters
@@ -405,3 +419,53 @@ def clusters_section(report:Report, decisions:pd.DataFrame, manifest:pd.DataFram
                  'These inflate held-out accuracy: a model can recognise the copy rather than the class.', max_rows=50)
     report.heading('Decisions')
     report.table(decisions, f'{Path(decisions_csv).name}: edit the action column (keep/drop) and re-run, or use the reviewer.', max_rows=200)
+
+# %% ../nbs/09_experiment.ipynb #c8cd2dc9
+def clean_summary(runs:dict[str, Run], n_images:int, names:list[str], issues:pd.DataFrame, rates:pd.DataFrame, odd:pd.DataFrame,
+                  decisions:pd.DataFrame, edited:bool, empty_classes:list[str])->dict:
+    "The figures of a clean run: label issues, the estimated noise rate, outliers, what is proposed."
+    return {'runs': ', '.join(runs), 'training images': n_images, 'classes': len(names),
+            'label issues (confident learning)': int(issues.is_issue.sum()),
+            'estimated noise rate (all images)': round(float((rates.noise_rate * rates.images).sum() / rates.images.sum()), 4),
+            'outliers': int(odd.is_outlier.sum()),
+            'classes without training images (left out)': ', '.join(empty_classes) or 'none',
+            'proposed': ', '.join(f'{n} {a}' for a, n in decisions.action.value_counts().items()) or 'nothing',
+            'decisions': 'your edited decisions.csv (new proposal in decisions-proposed.csv)' if edited else 'as proposed'}
+
+# %% ../nbs/09_experiment.ipynb #d0e78add
+def label_issue_sections(report:Report, summary:dict, settings:dict, oof_accuracy:float, max_share:float, rates:pd.DataFrame,
+                         issues:pd.DataFrame, odd:pd.DataFrame, decisions:pd.DataFrame, split:pd.DataFrame, gallery:int=48, k:int=10):
+    "'Summary' (with a warning when confident learning flags more than `max_share`), 'Estimated noise rate per class', 'Label issues', 'Outliers'."
+    from dogcls.clean import report_issues
+    report.heading('Summary')
+    report.metrics({**summary, 'out-of-fold accuracy of the runs (mean probabilities)': round(oof_accuracy, 4), **settings})
+    if issues.is_issue.mean() > max_share:
+        report.text(f'Confident learning flags {issues.is_issue.mean():.0%} of the training images, more than max_share={max_share}: '
+                    f'at an out-of-fold accuracy of {oof_accuracy:.2f} it reads the model\'s own errors as label noise. The proposal acts on the '
+                    f'{max_share:.0%} with the lowest label quality and keeps the other flagged images for review; a stronger model '
+                    '(more epochs, a larger architecture, an ensemble: -p runs) makes the ranking more trustworthy.', note=True)
+    report.heading('Estimated noise rate per class')
+    report.text('The share of each class\'s training images whose true class is estimated to be another one (confident learning: '
+                'per-class thresholds, the confident joint, calibrated). Noisiest classes first.')
+    report.table(rates.head(30), f'The 30 noisiest of {len(rates)} classes; all are in noise_rates.csv.')
+    report.heading('Label issues')
+    report_issues(report, decisions, split, 'confident learning', gallery)
+    report.table(issues[issues.is_issue].drop(columns='row'), 'Flagged images, lowest label quality first; label_issues.csv ranks every image.', max_rows=100)
+    report.heading('Outliers')
+    report_issues(report, decisions, split, 'knn outlier', gallery)
+    report.table(odd.head(30).drop(columns='row'), f'The 30 most isolated images (mean cosine distance to their {k} nearest neighbours); '
+                 'outliers.csv has every image.')
+
+# %% ../nbs/09_experiment.ipynb #a02377b3
+def retrain_section(report:Report, run:Run, decisions:pd.DataFrame, folder:str|Path)->pd.DataFrame:
+    "'Before and after cleaning': `run`'s configuration retrained in `folder` on its rows with `decisions` applied, both scored."
+    from dogcls.train import train_kfold
+    train_kfold(apply_decisions(run.folds.drop(columns='fold'), decisions), folder, run.config)
+    overall = {'as given': run.scores()['overall'], 'cleaned': Run.load(folder).scores()['overall']}
+    comparison = pd.DataFrame([{'data': name, **{c: o.get(c) for c in ('oof_accuracy', 'test_accuracy', 'mean_fold_test_accuracy')}}
+                               for name, o in overall.items()])
+    report.heading('Before and after cleaning')
+    report.table(comparison, 'oof_accuracy: against the labels each run was trained with (the given ones, then the cleaned ones), so '
+                 'not comparable between the rows; test_accuracy (the fold-averaged prediction) and mean_fold_test_accuracy (the single fold '
+                 'models) are on the same untouched test labels.')
+    return comparison

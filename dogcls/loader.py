@@ -62,6 +62,7 @@ def to_tensor(
     "An RGB image as a float tensor (torchvision's `ToTensor` without importing torchvision, which costs seconds)."
     return torch.from_numpy(np.array(im, np.uint8)).permute(2, 0, 1).float().div_(255)
 
+# %% ../nbs/01b_loader.ipynb #e03fee3c
 class ImageDataset(Dataset):
     "Images and targets of manifest rows, through an optional transform and cache."
     def __init__(self,
@@ -90,6 +91,7 @@ def cache_side(
     "Side at which even the smallest training crop still has one source pixel per output pixel (evaluation needs less)."
     return math.ceil(img_size / math.sqrt(min_scale))
 
+# %% ../nbs/01b_loader.ipynb #95c33478
 class ImageDataModule(L.LightningDataModule):
     "Training, validation (one fold) and test loaders over a manifest, with a shared image cache."
     def __init__(self,

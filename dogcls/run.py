@@ -171,6 +171,7 @@ def most_confused(self:Run,
     valid = ~np.isnan(self.oof_probs).any(1)
     return confused_pairs(self.split.target.to_numpy()[valid], self.oof_probs[valid].argmax(1), self.names, k)
 
+# %% ../nbs/05b_run.ipynb #b520af10
 @patch
 def per_class(self:Run)->pd.DataFrame: # class, images, out-of-fold accuracy (and test accuracy when test labels exist)
     "Accuracy of each class, worst first."

@@ -89,6 +89,7 @@ def fold_logger(
     logger.log_hyperparams({**params, 'fold': fold})
     return logger
 
+# %% ../nbs/05a_track.ipynb #8e040d95
 def close_logger(logger):
     "Finish a fold's logger (W&B keeps one active run per process: the next fold needs a new one)."
     if logger is False or logger is None: return

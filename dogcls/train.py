@@ -32,6 +32,7 @@ __all__ = ['SUBMISSION_COLUMNS', 'TrainingError', 'Classifier', 'EpochLog', 'pre
 class TrainingError(RuntimeError):
     "Training cannot go on (the message says why and what to change)."
 
+# %% ../nbs/05_train.ipynb #0ea3e49d
 class Classifier(L.LightningModule):
     "An image classifier over a dogcls registry model, built from a `ModelConfig`."
     def __init__(self,
@@ -223,7 +224,7 @@ def train_kfold(
         trained.append(k)
     return trained
 
-# %% ../nbs/05_train.ipynb #4a3449ec
+# %% ../nbs/05_train.ipynb #c5d05cc1
 @contextlib.contextmanager
 def _quiet_lightning():
     "Lightning's start-up banners and hints, and known-harmless warnings, off while a fold trains (EpochLog reports)."
@@ -239,6 +240,7 @@ def _quiet_lightning():
         finally:
             for l, level in zip(loggers, levels): l.setLevel(level)
 
+# %% ../nbs/05_train.ipynb #bb09dcb9
 def _trainer(t, folder:Path, callbacks:list, logger, gpu:bool)->L.Trainer:
     "An `L.Trainer` from a `TrainerConfig`."
     precision = t.precision or (('bf16-mixed' if torch.cuda.is_bf16_supported() else '16-mixed') if gpu else '32-true')
@@ -248,6 +250,7 @@ def _trainer(t, folder:Path, callbacks:list, logger, gpu:bool)->L.Trainer:
                      num_sanity_val_steps=0, limit_train_batches=t.limit_batches, limit_val_batches=t.limit_batches,
                      default_root_dir=folder)
 
+# %% ../nbs/05_train.ipynb #64615a23
 def _train_fold(m, out, k, names, config:TrainConfig, cache, log):
     folder = out/f'fold{k}'; folder.mkdir(exist_ok=True)
     started, d, t = time.time(), config.data, config.trainer
