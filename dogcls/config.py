@@ -64,12 +64,13 @@ class DataConfig:
         else: _positive_int('samples_per_epoch', self.samples_per_epoch)
         _positive_int('num_workers', self.num_workers, 0)
 
-# %% ../nbs/04b_config.ipynb #6f84241e
+# %% ../nbs/04b_config.ipynb #f9bba6d7
 @dataclass
 class TrainerConfig:
     "How long and where: what `L.Trainer` is built from."
     epochs:int=8                    # epochs per fold
     accumulate_grad_batches:int=1   # batches per optimiser step (Lightning's gradient accumulation)
+    gradient_clip_val:float|None=None # clip the gradient norm at this value (Lightning's gradient_clip_val); None: no clipping
     limit_batches:int|None=None     # smoke runs: at most this many training and validation batches per epoch (None or 0: all)
     tta:bool=False                  # flip test-time augmentation of the predictions
     accelerator:str=field(default='auto', compare=False) # Lightning accelerator
@@ -81,6 +82,7 @@ class TrainerConfig:
 
     def __post_init__(self):
         _positive_int('epochs', self.epochs); _positive_int('accumulate_grad_batches', self.accumulate_grad_batches)
+        if self.gradient_clip_val is not None: _fraction('gradient_clip_val', self.gradient_clip_val, float('inf'))
         if self.limit_batches in (0, None): self.limit_batches = None
         else: _positive_int('limit_batches', self.limit_batches)
 

@@ -36,6 +36,7 @@ def test_batch_larger_than_the_data(tiny, tmp_path):
                                             (dict(fold=3), 'fold=3'), (dict(policy='cutout'), "policy 'cutout'"),
                                             (dict(accumulate_grad_batches=0), 'accumulate_grad_batches=0'),
                                             (dict(ema_decay=1.5), 'ema_decay=1.5'), (dict(drop_path_rate=-0.1), 'drop_path_rate=-0.1'),
+                                            (dict(gradient_clip_val=-1.0), 'gradient_clip_val=-1.0'),
                                             (dict(epoch=3), "'epoch' (did you mean epochs?)")])
 def test_bad_settings(tiny, tmp_path, kwargs, message):
     with pytest.raises(DataError, match=re.escape(message)): train_kfold(tiny, tmp_path, **{**FAST, **kwargs})
@@ -202,3 +203,9 @@ def test_ema_and_gradient_accumulation(tiny, tmp_path):
     assert any(not torch.equal(v, best[k]) for k, v in kept.items() if v.is_floating_point()) # not the raw weights
     config = json.loads((tmp_path/'config.json').read_text())
     assert config['model']['ema_decay'] == 0.9 and config['trainer']['accumulate_grad_batches'] == 2
+
+def test_trainer_options_reach_lightning(tmp_path):
+    "A TrainerConfig field named like an L.Trainer argument is passed on as it is."
+    from dogcls.config import TrainerConfig
+    trainer = train_module._trainer(TrainerConfig(epochs=3, accumulate_grad_batches=4, gradient_clip_val=0.5), tmp_path, [], False, gpu=False)
+    assert (trainer.max_epochs, trainer.accumulate_grad_batches, trainer.gradient_clip_val) == (3, 4, 0.5)
