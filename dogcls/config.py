@@ -64,7 +64,7 @@ class DataConfig:
         else: _positive_int('samples_per_epoch', self.samples_per_epoch)
         _positive_int('num_workers', self.num_workers, 0)
 
-# %% ../nbs/04b_config.ipynb #f9bba6d7
+# %% ../nbs/04b_config.ipynb #6f84241e
 @dataclass
 class TrainerConfig:
     "How long and where: what `L.Trainer` is built from."
