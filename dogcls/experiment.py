@@ -163,7 +163,7 @@ def leakage_section(report:Report, scores:dict, audit:pd.DataFrame, near_checked
 # %% ../nbs/09_experiment.ipynb #bb8417fb
 def confusion_section(report:Report, run:Run, csv:str|Path|None=None):
     "'Confusion matrix (out-of-fold)' with the most confused pairs (the full matrix to `csv`), and 'Per-class accuracy'."
-    valid = ~np.isnan(run.oof_probs).any(1)
+    valid = run.has_oof
     y, pred = run.split.target.to_numpy()[valid], run.oof_probs[valid].argmax(1)
     report.heading('Confusion matrix (out-of-fold)')
     report.figure(plot_confusion(y, pred, run.names, 'Out-of-fold confusion, row-normalised, confused classes together'), dpi=90)

@@ -88,6 +88,11 @@ class Run:
     def names(self)->list[str]: return class_names(self.split)
 
     @property
+    def has_oof(self)->np.ndarray:
+        "Boolean mask over the training rows: those with out-of-fold probabilities (their fold is finished)."
+        return ~np.isnan(self.oof_probs).any(1)
+
+    @property
     def test_mean(self)->np.ndarray:
         "The fold-averaged test probabilities (what the submission holds)."
         return self.test_probs.mean(0) if len(self.test_probs) else np.zeros((0, self.oof_probs.shape[1]), np.float32)
@@ -152,7 +157,7 @@ def top_losses(self:Run,
                k:int=24, # images returned
               )->pd.DataFrame: # image_path, file, true, predicted (class names), probability of the prediction, loss
     "The `k` training images with the highest out-of-fold cross-entropy, highest first."
-    valid = ~np.isnan(self.oof_probs).any(1)
+    valid = self.has_oof
     rows, probs = self.split[valid].reset_index(drop=True), self.oof_probs[valid]
     y = rows.target.to_numpy()
     loss = -np.log(np.clip(probs[np.arange(len(probs)), y], 1e-9, 1))
@@ -168,14 +173,14 @@ def most_confused(self:Run,
                   k:int=20, # pairs returned
                  )->pd.DataFrame: # true, predicted, count, share of true class
     "The most frequent (true, predicted) out-of-fold mistakes."
-    valid = ~np.isnan(self.oof_probs).any(1)
+    valid = self.has_oof
     return confused_pairs(self.split.target.to_numpy()[valid], self.oof_probs[valid].argmax(1), self.names, k)
 
 # %% ../nbs/05b_run.ipynb #b520af10
 @patch
 def per_class(self:Run)->pd.DataFrame: # class, images, out-of-fold accuracy (and test accuracy when test labels exist)
     "Accuracy of each class, worst first."
-    valid = ~np.isnan(self.oof_probs).any(1)
+    valid = self.has_oof
     table = per_class_accuracy(self.split.target.to_numpy()[valid], self.oof_probs[valid].argmax(1), self.names)
     if self.test_targets is not None:
         test = per_class_accuracy(self.test_targets, self.test_mean.argmax(1), self.names)[['class', 'accuracy']]
