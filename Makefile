@@ -12,7 +12,9 @@ SUDO := $(shell [ "$$(id -u)" -eq 0 ] || echo sudo)
 export PYTHONDONTWRITEBYTECODE := 1
 export MPLBACKEND := Agg
 
-.PHONY: install demo demo-quick pipeline browser test check-clean check-export nbtest pytest bench bench-scale
+.PHONY: install demo demo-quick pipeline browser test check-clean check-export check-readme readme docs lab nbtest pytest bench bench-scale
+PORT ?= 8888
+IP ?= 127.0.0.1
 comma := ,
 space := $(empty) $(empty)
 
@@ -21,6 +23,7 @@ $(STAMP): setup.py settings.ini constraints.txt
 	$(PIP) -q torch==2.14.1 torchvision==0.29.1
 	$(PIP) -q -e '.[dev,trackers]'
 	$(BIN)/pip check
+	$(BIN)/python -m ipykernel install --sys-prefix --name dogcls --display-name dogcls >/dev/null
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -50,6 +53,18 @@ pipeline:
 	@echo "Report written: $(CURDIR)/reports/ensemble$(SUFFIX)/report.html"
 	@echo "All runs: $(CURDIR)/reports/index.html"
 
+# the documentation site in _docs/ from the notebooks (nbdev's processing, Sphinx + MyST-NB; no Quarto), links crawled
+docs: install
+	$(BIN)/python tools/docs.py site --out _docs
+
+# README.md is written from nbs/index.ipynb
+readme: install
+	$(BIN)/python tools/docs.py readme
+
+# JupyterLab from .venv with the kernel "dogcls" (PORT=8888 IP=127.0.0.1 by default; a taken port: the next free one)
+lab: install
+	$(BIN)/python tools/lab.py --port $(PORT) --ip $(IP)
+
 # headless Chromium for the browser test (Debian packages)
 browser:
 	@command -v chromium >/dev/null && command -v chromedriver >/dev/null || \
@@ -66,13 +81,17 @@ check-export: install
 	git diff --exit-code --stat -- dogcls || { echo 'dogcls/ differs from nbs/: run nbdev_export and commit'; exit 1; }
 	@test -z "$$(git status --porcelain --untracked-files=all -- dogcls)" || { git status --short -- dogcls; echo 'nbdev_export made files that are not committed'; exit 1; }
 
+# README.md is what nbs/index.ipynb gives
+check-readme: install
+	$(BIN)/python tools/docs.py readme --check
+
 nbtest: install
 	$(BIN)/nbdev_test --timing
 
 pytest: install browser
 	DOGCLS_REQUIRE_BROWSER=1 $(BIN)/pytest -q tests
 
-test: check-clean check-export nbtest pytest
+test: check-clean check-export check-readme nbtest pytest
 
 bench: install
 	$(BIN)/python bench/loader.py

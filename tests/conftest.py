@@ -1,5 +1,5 @@
-"Fixtures: tiny data sets written into pytest's tmp_path; nothing is downloaded."
-import hashlib
+"Fixtures: tiny data sets written into pytest's tmp_path; nothing is downloaded. Headless Chromium for the browser tests."
+import hashlib, os, shutil
 from pathlib import Path
 
 import pytest
@@ -92,3 +92,47 @@ def as_shipped(root: Path) -> Path:
         table['image_path'] = table.image_path.str.slice(len(folder))
         table.to_csv(root/name, index=False)
     return root
+
+
+# ---------------------------------------------------------------- headless Chromium
+CHROMIUM, DRIVER = shutil.which('chromium'), shutil.which('chromedriver')
+ARTIFACTS = ROOT/'test-artifacts'
+
+
+def require_browser():
+    """Skip the calling test module when Debian's chromium and chromium-driver are missing (`make browser`); `make test`
+    sets DOGCLS_REQUIRE_BROWSER=1 so that a missing browser fails instead of skipping."""
+    if CHROMIUM and DRIVER: return
+    if os.environ.get('DOGCLS_REQUIRE_BROWSER'): raise RuntimeError('chromium and chromedriver are required: run `make browser`')
+    pytest.skip('chromium/chromedriver not installed (make browser)', allow_module_level=True)
+
+
+@pytest.fixture
+def browser(tmp_path):
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for arg in ('--headless=new', '--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update',
+                '--disable-sync', '--no-first-run', '--disable-quic', '--window-size=1300,1800', f'--user-data-dir={tmp_path/"chrome"}'):
+        options.add_argument(arg)
+    options.set_capability('goog:loggingPrefs', {'browser': 'ALL'})
+    driver = webdriver.Chrome(service=Service(DRIVER), options=options)
+    driver.set_page_load_timeout(60)
+    yield driver
+    driver.quit()
+
+
+def screenshot(driver, name: str):
+    ARTIFACTS.mkdir(exist_ok=True)
+    driver.save_screenshot(str(ARTIFACTS/f'{name}.png'))
+
+
+def page_is_healthy(driver, name: str):
+    "Every image decoded, no JavaScript error or failed load in the console; keep a screenshot."
+    images = driver.execute_script('return Array.from(document.images).map(i => [i.complete, i.naturalWidth, i.src.slice(0, 80)])')
+    assert all(done and width > 0 for done, width, _ in images), images
+    errors = [e for e in driver.get_log('browser') if e['level'] == 'SEVERE']
+    assert errors == [], errors
+    screenshot(driver, name)
+    return len(images)

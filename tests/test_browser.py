@@ -1,44 +1,11 @@
 """Headless Chromium opens the reports index and a report: every image loads, no JavaScript error, the index sorts.
-Needs Debian's chromium and chromium-driver (`make browser`); `make test` sets DOGCLS_REQUIRE_BROWSER=1 so that a
-missing browser fails instead of skipping. Screenshots are kept in test-artifacts/."""
-import os, shutil
+The browser comes from conftest (`browser`); screenshots are kept in test-artifacts/."""
+import papermill as pm
 
-import papermill as pm, pytest
-
-from conftest import ROOT, clipart_slice
+from conftest import ROOT, clipart_slice, page_is_healthy, require_browser
 from dogcls.report import Report, finish_run
 
-CHROMIUM, DRIVER = shutil.which('chromium'), shutil.which('chromedriver')
-ARTIFACTS = ROOT/'test-artifacts'
-if not (CHROMIUM and DRIVER):
-    if os.environ.get('DOGCLS_REQUIRE_BROWSER'): raise RuntimeError('chromium and chromedriver are required: run `make browser`')
-    pytest.skip('chromium/chromedriver not installed (make browser)', allow_module_level=True)
-
-
-@pytest.fixture
-def browser(tmp_path):
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-    options = webdriver.ChromeOptions()
-    options.binary_location = CHROMIUM
-    for arg in ('--headless=new', '--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update',
-                '--disable-sync', '--no-first-run', '--disable-quic', '--window-size=1300,1800', f'--user-data-dir={tmp_path/"chrome"}'):
-        options.add_argument(arg)
-    options.set_capability('goog:loggingPrefs', {'browser': 'ALL'})
-    driver = webdriver.Chrome(service=Service(DRIVER), options=options)
-    yield driver
-    driver.quit()
-
-
-def page_is_healthy(driver, name: str):
-    "Every image decoded, no JavaScript error or failed load in the console; keep a screenshot."
-    images = driver.execute_script('return Array.from(document.images).map(i => [i.complete, i.naturalWidth])')
-    assert all(done and width > 0 for done, width in images), images
-    errors = [e for e in driver.get_log('browser') if e['level'] == 'SEVERE']
-    assert errors == [], errors
-    ARTIFACTS.mkdir(exist_ok=True)
-    driver.save_screenshot(str(ARTIFACTS/f'{name}.png'))
-    return len(images)
+require_browser()
 
 
 def test_index_and_report_in_chromium(tmp_path, browser):

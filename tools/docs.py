@@ -1,0 +1,450 @@
+"""The documentation site and README.md, built from the notebooks offline (no Quarto).
+
+    python tools/docs.py site [--out _docs]   # nbdev's own processing, Quarto cell options translated, Sphinx + MyST-NB
+    python tools/docs.py readme [--check]     # README.md from nbs/index.ipynb (--check: fail when README.md differs)
+    python tools/docs.py links [--out _docs]  # crawl the built site: every internal link, image and anchor resolves
+
+Steps of `site`: every notebook goes through nbdev's processors (`FilterDefaults`: show_doc cells added and rendered
+as Markdown, hidden and export cells removed, backtick names linked), in worker processes as `nbdev.serve.proc_nbs`
+does; the Quarto cell options those leave (`echo`, `output: asis`, `include`, ...) become MyST-NB tags or Markdown
+cells; each API entry gets the anchor nbdev's links use (`run.html#run.top_losses`); each experiment notebook gets its
+papermill command and a table of its parameters; Sphinx renders the stored outputs with MyST-NB (nothing is executed)
+and the PyData theme. A notebook that cannot be processed stops the build with its name and cell, not a stack trace.
+"""
+from __future__ import annotations
+import argparse, concurrent.futures as futures, html, html.parser, json, multiprocessing, os, re, shutil, subprocess, sys, time
+from configparser import ConfigParser
+from pathlib import Path
+from urllib.parse import unquote, urlsplit
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+NBS = ROOT/'nbs'
+LIBRARY, EXPERIMENTS = 'Library', 'Experiments'
+# nbdev's own directives (`#| export`), written without a colon, and the test flags of settings.ini
+NBDEV_FLAGS = {'export', 'exports', 'exporti', 'hide', 'default_exp', 'exec_doc', 'hide_line', 'filter_stream'}
+BOOL_OPTIONS = {'echo', 'include', 'eval', 'warning', 'error'}
+
+
+class DocsError(Exception):
+    "A notebook the site cannot be built from: the message names the notebook, the cell and the fix."
+
+
+def settings(root:Path=ROOT)->dict:
+    config = ConfigParser(delimiters=['='])
+    config.read(root/'settings.ini', encoding='utf-8')
+    return dict(config['DEFAULT'])
+
+
+def page_name(path:Path)->str:
+    "The page of a notebook, as nbdev names it: `05b_run.ipynb` -> `run`; an experiment notebook goes under `experiments/`."
+    stem = re.sub(r'^\d+[a-zA-Z0-9]*_', '', path.stem.lower())
+    return f'experiments/{stem}' if is_experiment(path) else stem
+
+
+def is_experiment(path:Path)->bool:
+    "An experiment notebook is one that papermill parameterizes: it has a cell tagged `parameters`."
+    cells = json.loads(Path(path).read_text(encoding='utf-8'))['cells']
+    return any('parameters' in c.get('metadata', {}).get('tags', []) for c in cells)
+
+
+def notebooks(nbs:Path=NBS)->list[Path]:
+    "The notebooks of the site in nbdev's order (file names sorted; `_` scratch notebooks and checkpoints skipped)."
+    return sorted(p for p in nbs.glob('*.ipynb') if not p.name.startswith(('_', '.')))
+
+
+# ---------------------------------------------------------------- cell options
+def _source(cell)->str:
+    s = cell.get('source', '')
+    return ''.join(s) if isinstance(s, list) else s
+
+
+def cell_options(source:str, where:str)->tuple[dict, list[str], str]:
+    """The leading `#|` lines of a cell: (Quarto options as parsed YAML, nbdev flags, the code without them).
+    A line that is neither raises `DocsError` naming `where` and the fix."""
+    options, flags, lines = {}, [], source.splitlines()
+    while lines and lines[0].lstrip().startswith('#|'):
+        line = lines.pop(0).strip()[2:].strip()
+        if not line: continue
+        key = line.split()[0]
+        if ':' in key and not key.endswith(':'): key = key.split(':')[0] + ':'
+        if key.endswith(':'):
+            try: parsed = yaml.safe_load(line)
+            except yaml.YAMLError as e:
+                raise DocsError(f'{where}: the cell option `#| {line}` is not valid YAML ({str(e).splitlines()[0]}); '
+                                'write it as `#| key: value`, e.g. `#| echo: false`') from None
+            if not isinstance(parsed, dict) or len(parsed) != 1:
+                raise DocsError(f'{where}: the cell option `#| {line}` is not one `key: value`; e.g. `#| echo: false`')
+            (name, value), = parsed.items()
+            if name in BOOL_OPTIONS and not isinstance(value, bool):
+                raise DocsError(f'{where}: `#| {line}`: {name} takes true or false')
+            if name == 'output' and value not in (True, False, 'asis'):
+                raise DocsError(f'{where}: `#| {line}`: output takes true, false or asis')
+            options[name] = value
+        elif key in NBDEV_FLAGS or key in _test_flags():
+            flags.append(key)
+        else:
+            hint = f' (did you mean `#| {key}: {" ".join(line.split()[1:])}`?)' if len(line.split()) > 1 else ''
+            raise DocsError(f'{where}: unknown cell option `#| {line}`{hint}; Quarto options are written `#| key: value`, '
+                            f'nbdev directives are {", ".join(sorted(NBDEV_FLAGS))}')
+    return options, flags, '\n'.join(lines)
+
+
+def _test_flags()->set[str]:
+    return set(settings().get('tst_flags', '').split())
+
+
+def check_options(path:Path):
+    "Parse every cell option of a notebook before processing it, so that a typo is reported with its cell number."
+    for i, cell in enumerate(json.loads(path.read_text(encoding='utf-8'))['cells']):
+        if cell['cell_type'] == 'code': cell_options(_source(cell), f'{_rel(path)}, cell {i}')
+
+
+def _rel(path:Path)->str:
+    try: return Path(path).resolve().relative_to(ROOT).as_posix()
+    except ValueError: return str(path)
+
+
+# ---------------------------------------------------------------- nbdev's processing, in worker processes
+def _process(src:Path, dest:Path)->str|None:
+    "Run nbdev's processors over one notebook into `dest`; an error comes back as text naming the notebook and cell."
+    os.environ['IN_TEST'] = '1' # as nbdev.serve_drv does: notebooks skip their slow work while being documented
+    from execnb.nbio import read_nb, write_nb
+    from nbdev.processors import FilterDefaults
+    nb = read_nb(src)
+    try: FilterDefaults()(nb)
+    except Exception as e:
+        cause = e.__cause__ or e
+        match = re.search(r' in cell \d+ :\n(.*)', str(e), re.S)
+        code = match.group(1) if match else ''
+        original = json.loads(Path(src).read_text(encoding='utf-8'))['cells']
+        stripped = lambda s: '\n'.join(l for l in s.splitlines() if not l.lstrip().startswith('#|')).strip()
+        index = next((i for i, c in enumerate(original) if code and stripped(_source(c)) == stripped(code)), None)
+        cell = f'cell {index}' if index is not None else 'a cell nbdev added'
+        return (f'{_rel(src)}, {cell} (`{stripped(code).splitlines()[0] if stripped(code) else "?"}`): '
+                f'{type(cause).__name__}: {cause}'.rstrip() + '. Fix the cell (a show_doc of a name that no longer exists: '
+                'show the new name or delete the cell) and build again.')
+    write_nb(nb, dest)
+
+
+def process(paths:list[Path], dest:Path, workers:int|None=None):
+    "nbdev's processing of every notebook into `dest`, in parallel; every failing notebook is reported together."
+    for p in paths: check_options(p)
+    dest.mkdir(parents=True, exist_ok=True)
+    workers = workers or min(len(paths), os.cpu_count() or 1)
+    with futures.ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context('spawn')) as pool:
+        errors = [e for e in pool.map(_process, paths, [dest/p.name for p in paths]) if e]
+    if errors: raise DocsError('\n'.join(errors))
+
+
+# ---------------------------------------------------------------- Quarto options -> MyST-NB
+_LINK_ATTRS = re.compile(r'(\]\([^)]*\))\{[^}]*\}') # [source](url){target="_blank" style=...}: Quarto link attributes
+_ENTRY = re.compile(r'^(#{2,4}) (\S+)\s*$', re.M)      # a show_doc heading: `### Run.top_losses`
+
+
+def docutils_id(text:str)->str:
+    from docutils.nodes import make_id
+    return make_id(text)
+
+
+def show_doc_markdown(text:str)->tuple[str, str|None]:
+    """show_doc's Markdown as a page section: the entry's heading first, with the anchor nbdev's links use (the lowercased
+    name) where Sphinx's own id differs, then its source link; Quarto's rule and link attributes dropped. Returns the
+    Markdown and the entry's name."""
+    text = re.sub(r'^\s*---\s*\n', '', _LINK_ATTRS.sub(r'\1', text)) # Quarto's rule above each entry: a section may not open with one
+    source = re.match(r'\s*(\[source\]\([^)]*\))\s*\n', text)
+    if source: text = text[source.end():]
+    entry = _ENTRY.search(text)
+    if not entry: return text, None
+    name = entry.group(2).lower()
+    anchor = '' if docutils_id(name) == name else f'<a id="{name}"></a>\n\n'
+    heading = entry.group(0) + (f'\n\n{source.group(1)}' if source else '')
+    return text[:entry.start()] + anchor + heading + text[entry.end():], name
+
+
+def relink(text:str, depth:int, host:str, pages:dict[str, str], entries:dict[str, set])->str:
+    """Links made relative to a page `depth` folders down: nbdev's absolute links to this site (a name whose page has no
+    entry for it, e.g. a private helper, stays code without a link), and links to notebooks (their pages)."""
+    up = '../' * depth
+    def api(m):
+        page, anchor = m.group(2)[:-len('.html')], m.group(3)
+        if anchor and anchor not in entries.get(page, set()): return m.group(1)
+        return f'[{m.group(1)}]({up}{m.group(2)}{"#" + anchor if anchor else ""})'
+    text = re.sub(r'\[([^\]]*)\]\(' + re.escape(host) + r'([\w/.-]+\.html)(?:#([^)\s]+))?\)', api, text)
+    def notebook(m):
+        target = Path(m.group(2)).name
+        return f'{m.group(1)}({up}{pages[target]}.html{m.group(3) or ""})' if target in pages else m.group(0)
+    return re.sub(r'(\[[^\]]*\])\((?!https?:)([^)#\s]+\.ipynb)(#[^)\s]*)?\)', notebook, text)
+
+
+def _markdown(text:str)->dict:
+    return dict(cell_type='markdown', metadata={}, source=text)
+
+
+def translate(nb:dict, where:str)->tuple[dict, set[str]]:
+    """A processed notebook for MyST-NB: Quarto options as tags or Markdown cells, front matter as the title, each
+    show_doc entry once (nbdev adds one after a definition that the notebook may show again). Returns it and its entries."""
+    cells, entries = [], set()
+    for i, cell in enumerate(nb['cells']):
+        if 'source' not in cell: continue # removed by nbdev (hidden, exported)
+        src = _source(cell)
+        if cell['cell_type'] == 'raw' and src.strip().startswith('---'):
+            front = yaml.safe_load(src.strip().strip('-')) or {}
+            if front.get('title'): cells.append(_markdown(f'# {front["title"]}\n\n' + (f'{front["description"]}' if front.get('description') else '')))
+            continue
+        if cell['cell_type'] == 'markdown':
+            cells.append(_markdown(src)); continue
+        if cell['cell_type'] != 'code': continue
+        options, _, code = cell_options(src, f'{where}, processed cell {i}')
+        if options.get('include') is False: continue
+        outputs = cell.get('outputs', [])
+        if options.get('output') == 'asis':
+            for o in outputs:
+                data = o.get('data', {})
+                text = data.get('text/markdown') or data.get('text/plain') or o.get('text')
+                if not text: continue
+                text, entry = show_doc_markdown(_source(dict(source=text)))
+                if entry in entries: continue
+                if entry: entries.add(entry)
+                cells.append(_markdown(text))
+            continue
+        tags = [t for t in cell.get('metadata', {}).get('tags', [])]
+        if options.get('echo') is False: tags.append('remove-input')
+        if options.get('output') is False: tags.append('remove-output')
+        if not code.strip() and not outputs: continue
+        cells.append(dict(cell_type='code', metadata={'tags': tags} if tags else {}, source=code, outputs=outputs, execution_count=None))
+    for n, cell in enumerate(cells): cell['id'] = f'cell{n}'
+    nb = dict(nb, cells=cells)
+    nb['metadata'] = {k: v for k, v in nb.get('metadata', {}).items() if k in ('kernelspec', 'language_info')}
+    return nb, entries
+
+
+# ---------------------------------------------------------------- experiment pages
+def parameters_markdown(path:Path)->str:
+    "How to run an experiment notebook: its papermill command and every parameter with its default and comment."
+    import papermill as pm
+    params = pm.inspect_notebook(str(path))
+    pipes = lambda text: text.replace('|', '\\|')
+    rows = '\n'.join(f'| `{p["name"]}` | `{pipes(p["default"])}` | {pipes(html.escape(p["help"], quote=False))} |' for p in params.values())
+    return (f'## Run it\n\n```bash\npapermill nbs/{path.name} reports/my-{path.stem}/{path.name} -p run_name my-{path.stem}\n```\n\n'
+            'Every parameter below can be changed with `-p name value` (a list as a JSON string, or with `-y \'name: [a, b]\'`); '
+            f'the outputs go to `reports/<run_name>/`.\n\n| parameter | default | what it is |\n|---|---|---|\n{rows}\n')
+
+
+# ---------------------------------------------------------------- the site
+CONF = '''# written by tools/docs.py
+project = {title!r}
+author = {author!r}
+copyright = {copyright!r}
+release = {version!r}
+extensions = ['myst_nb']
+nb_execution_mode = 'off'          # the stored outputs are rendered; nothing runs
+myst_all_links_external = True     # links are written as URLs (nbdev's links, made relative): no cross-reference lookup
+myst_heading_anchors = 0
+suppress_warnings = ['myst.header'] # show_doc entries are level-3 headings under the page title
+html_theme = 'pydata_sphinx_theme'
+html_title = {title!r}
+html_show_sourcelink = False
+html_copy_source = False
+html_theme_options = dict(navigation_with_keys=False, show_toc_level=2, secondary_sidebar_items=['page-toc'],
+                          footer_start=['copyright'], footer_end=[])
+html_sidebars = {{'index': []}}
+html_static_path = ['_static']
+html_favicon = '_static/favicon.png'
+html_css_files = ['dogcls.css']
+html_context = dict(default_mode='light') # the theme logs a console error while no mode is stored
+'''
+
+
+def toctree(pages:list[str], caption:str='')->str:
+    return '```{toctree}\n:hidden:\n' + (f':caption: {caption}\n' if caption else '') + '\n' + '\n'.join(pages) + '\n```\n'
+
+
+def front_matter(nb:dict)->dict:
+    "The title and description nbdev's processing put in a notebook's front matter."
+    raw = next((_source(c) for c in nb['cells'] if c['cell_type'] == 'raw' and _source(c).strip().startswith('---')), '')
+    return yaml.safe_load(raw.strip().strip('-')) or {} if raw else {}
+
+
+def section_page(title:str, intro:str, pages:list[tuple[str, dict]], depth:int)->str:
+    "A section's own page: what each of its pages is, and the page tree of the section."
+    items = '\n'.join(f'- [{f.get("title", page)}]({page.split("/")[-1] if depth else page}.html): {f.get("description", "")}' for page, f in pages)
+    return f'# {title}\n\n{intro}\n\n{items}\n\n' + toctree([page.split('/')[-1] if depth else page for page, _ in pages])
+
+
+CSS = """/* written by tools/docs.py: room for the notebooks' 120-character code lines */
+.bd-page-width { max-width: 110rem; }
+.bd-main .bd-content .bd-article-container { max-width: 100%; }
+"""
+
+
+def favicon(path:Path):
+    "A small icon, so that a browser showing the site does not ask the server for /favicon.ico and log a 404."
+    from PIL import Image, ImageDraw
+    im = Image.new('RGB', (32, 32), (13, 110, 253))
+    ImageDraw.Draw(im).rectangle((8, 8, 23, 23), outline='white', width=3)
+    im.save(path)
+
+
+def stage(paths:list[Path], processed:Path, source:Path):
+    "Write the Sphinx source folder: one MyST-NB notebook per page, the section pages, conf.py, styles and images."
+    cfg = settings()
+    host = cfg['doc_host'].rstrip('/') + cfg['doc_baseurl'].rstrip('/') + '/'
+    pages = {p.name: page_name(p) for p in paths}
+    translated, entries, fronts = {}, {}, {}
+    for p in paths:
+        nb = json.loads((processed/p.name).read_text(encoding='utf-8'))
+        fronts[p] = front_matter(nb)
+        translated[p], entries[pages[p.name]] = translate(nb, _rel(p))
+    library = [(pages[p.name], fronts[p]) for p in paths if pages[p.name] != 'index' and not is_experiment(p)]
+    experiments = [(pages[p.name], fronts[p]) for p in paths if is_experiment(p)]
+    for p, nb in translated.items():
+        page = pages[p.name]
+        for cell in nb['cells']:
+            if cell['cell_type'] == 'markdown': cell['source'] = relink(cell['source'], page.count('/'), host, pages, entries)
+        if is_experiment(p): nb['cells'].insert(1, dict(_markdown(parameters_markdown(p)), id='parameters-table'))
+        if page == 'index': nb['cells'].append(dict(_markdown(toctree(['library', 'experiments/index'])), id='toctree'))
+        out = source/f'{page}.ipynb'
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(nb, indent=1, ensure_ascii=False), encoding='utf-8')
+    (source/'library.md').write_text(section_page(LIBRARY, 'The modules of `dogcls`, one notebook each, in pipeline order: '
+                                                  'their functions and classes with an example and a check after each.', library, 0))
+    (source/'experiments').mkdir(exist_ok=True)
+    (source/'experiments'/'index.md').write_text(section_page(EXPERIMENTS, 'The notebooks papermill runs into a report: '
+                                                              'each page shows its parameters and its papermill command.', experiments, 1))
+    for folder in ('images',):
+        if (NBS/folder).is_dir(): shutil.copytree(NBS/folder, source/folder, dirs_exist_ok=True)
+    (source/'_static').mkdir(exist_ok=True)
+    (source/'_static'/'dogcls.css').write_text(CSS)
+    favicon(source/'_static'/'favicon.png')
+    (source/'conf.py').write_text(CONF.format(**cfg))
+
+
+def sphinx(source:Path, out:Path, pages:dict[str, Path]):
+    "Sphinx over the staged pages into `out` (MyST-NB writes beside it); any warning fails the build, named by its notebook."
+    proc = subprocess.run([sys.executable, '-m', 'sphinx', '-b', 'html', '-q', '-E', '-W', '--keep-going', '-j', 'auto',
+                           '-d', str(out.parent/'doctrees'), str(source), str(out)], capture_output=True, text=True)
+    if proc.returncode:
+        text = proc.stderr
+        for page, nb in pages.items(): text = text.replace(str(source/f'{page}.ipynb'), _rel(nb))
+        raise DocsError(f'Sphinx could not build the site:\n{text.strip()}')
+
+
+def build_site(out:Path=ROOT/'_docs', work:Path=ROOT/'_proc', nbs:Path=NBS)->dict:
+    "Build the site into `out`; returns the figures of the build (pages, seconds)."
+    started = time.time()
+    paths = notebooks(nbs)
+    if not any(p.name == 'index.ipynb' for p in paths): raise DocsError(f'{_rel(nbs)}: no index.ipynb (the home page and README)')
+    shutil.rmtree(work, ignore_errors=True)
+    process(paths, work/'nbdev')
+    processed_at = time.time()
+    stage(paths, work/'nbdev', work/'site')
+    sphinx(work/'site', work/'html', {page_name(p): p for p in paths})
+    shutil.rmtree(out, ignore_errors=True)
+    shutil.move(work/'html', out)
+    return dict(pages=len(paths), process_seconds=round(processed_at - started, 1), seconds=round(time.time() - started, 1))
+
+
+# ---------------------------------------------------------------- README.md from nbs/index.ipynb
+README_HEADER = '<!-- written by `python tools/docs.py readme` from nbs/index.ipynb: edit the notebook, not this file -->\n\n'
+
+
+def readme_text(index:Path=NBS/'index.ipynb')->str:
+    "README.md as nbs/index.ipynb gives it (nbconvert's Markdown; `#| hide` cells dropped, relative links into nbs/)."
+    import nbformat
+    from nbconvert import MarkdownExporter
+    nb = nbformat.read(index, as_version=4)
+    keep = []
+    for i, cell in enumerate(nb.cells):
+        if cell.cell_type == 'raw': continue
+        if cell.cell_type == 'code':
+            options, flags, code = cell_options(cell.source, f'{_rel(index)}, cell {i}')
+            if 'hide' in flags or options.get('include') is False: continue
+            cell.source = code
+        keep.append(cell)
+    nb.cells = keep
+    body, _ = MarkdownExporter().from_notebook_node(nb)
+    def local(m):
+        target = m.group(2)
+        path, _, anchor = target.partition('#')
+        if re.match(r'[a-z]+:|#|/', target) or not (index.parent/path).exists(): return m.group(0)
+        return f'{m.group(1)}({(index.parent/path).resolve().relative_to(ROOT).as_posix()}{"#" + anchor if anchor else ""})'
+    body = re.sub(r'(!?\[[^\]]*\])\(([^)\s]+)\)', local, body)
+    return README_HEADER + re.sub(r'\n{3,}', '\n\n', body).strip() + '\n'
+
+
+def write_readme(check:bool=False, path:Path=ROOT/'README.md')->bool:
+    "Write README.md; with `check`, only say whether it is what nbs/index.ipynb gives."
+    text = readme_text()
+    if check: return path.is_file() and path.read_text(encoding='utf-8') == text
+    path.write_text(text, encoding='utf-8')
+    return True
+
+
+# ---------------------------------------------------------------- the crawler
+class _Page(html.parser.HTMLParser):
+    def __init__(self):
+        super().__init__(convert_charrefs=True)
+        self.ids, self.links = [], []
+    def handle_starttag(self, tag, attrs):
+        a = dict(attrs)
+        for key in ('id', 'name' if tag == 'a' else None):
+            if key and a.get(key): self.ids.append(a[key])
+        for key in ('href', 'src'):
+            if a.get(key) and not (tag == 'link' and a.get('rel') in ('canonical',)): self.links.append((tag, key, a[key]))
+
+
+def check_links(site:Path)->dict:
+    """Every internal link, image, script and stylesheet of every page resolves to a file, and every `#anchor` to an id
+    on its page; ids are unique on a page. Returns counts and the broken ones (external links are not followed)."""
+    pages, broken, checked, duplicates = {}, [], 0, []
+    for path in sorted(p for p in site.rglob('*.html') if '_static' not in p.relative_to(site).parts): # _static: theme templates
+        parser = _Page(); parser.feed(path.read_text(encoding='utf-8')); pages[path.resolve()] = parser
+        seen = set()
+        for i in parser.ids:
+            if i in seen: duplicates.append(f'{path.relative_to(site)}: id {i!r} twice')
+            seen.add(i)
+    for path, parser in pages.items():
+        for tag, key, link in parser.links:
+            url = urlsplit(link)
+            if url.scheme in ('http', 'https', 'mailto', 'data', 'javascript') or link.startswith('//'): continue
+            checked += 1
+            target = path if not url.path else (path.parent/unquote(url.path)).resolve()
+            if target.is_dir(): target = target/'index.html'
+            where = f'{path.relative_to(site.resolve())}: <{tag} {key}="{link}">'
+            if not target.is_file(): broken.append(f'{where}: no file {target}'); continue
+            if url.fragment and target.suffix == '.html':
+                ids = pages[target].ids if target in pages else []
+                if unquote(url.fragment) not in ids: broken.append(f'{where}: no anchor #{url.fragment} on {target.name}')
+    return dict(pages=len(pages), links=checked, broken=broken, duplicate_ids=duplicates)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument('what', choices=['site', 'readme', 'links'])
+    parser.add_argument('--out', default=str(ROOT/'_docs'), help='site folder (site, links)')
+    parser.add_argument('--check', action='store_true', help='readme: fail when README.md is not what nbs/index.ipynb gives')
+    args = parser.parse_args(argv)
+    try:
+        if args.what == 'readme':
+            if write_readme(args.check): print('README.md is what nbs/index.ipynb gives' if args.check else 'README.md written from nbs/index.ipynb')
+            else: sys.exit('README.md differs from what nbs/index.ipynb gives: run `python tools/docs.py readme` '
+                           '(make readme) and commit README.md; edit nbs/index.ipynb, not README.md')
+            return
+        out = Path(args.out)
+        if args.what == 'site':
+            figures = build_site(out)
+            print(f'{figures["pages"]} pages built into {out} in {figures["seconds"]} s (nbdev processing {figures["process_seconds"]} s)')
+        links = check_links(out)
+        print(f'{links["pages"]} HTML files, {links["links"]} internal links checked, {len(links["broken"])} broken, '
+              f'{len(links["duplicate_ids"])} duplicate ids')
+        if links['broken'] or links['duplicate_ids']: sys.exit('\n'.join(links['broken'] + links['duplicate_ids']))
+    except DocsError as e:
+        sys.exit(f'make docs: {e}')
+
+
+if __name__ == '__main__': # as the module `docs`, so that worker processes find its functions
+    sys.path.insert(0, str(Path(__file__).parent))
+    import docs
+    docs.main()
