@@ -68,7 +68,7 @@ class DataConfig:
 @dataclass
 class TrainerConfig:
     "How long and where: what `L.Trainer` is built from."
-    epochs:int=8                    # epochs per fold
+    epochs:int=6                    # epochs per fold
     accumulate_grad_batches:int=1   # batches per optimiser step (Lightning's gradient accumulation)
     gradient_clip_val:float|None=None # clip the gradient norm at this value (Lightning's gradient_clip_val); None: no clipping
     limit_batches:int|None=None     # smoke runs: at most this many training and validation batches per epoch (None or 0: all)

@@ -209,3 +209,23 @@ def test_trainer_options_reach_lightning(tmp_path):
     from dogcls.config import TrainerConfig
     trainer = train_module._trainer(TrainerConfig(epochs=3, accumulate_grad_batches=4, gradient_clip_val=0.5), tmp_path, [], False, gpu=False)
     assert (trainer.max_epochs, trainer.accumulate_grad_batches, trainer.gradient_clip_val) == (3, 4, 0.5)
+
+
+# ---------------------------------------------------------------- one source of defaults
+NOTEBOOK_ONLY = {'data', 'run_name', 'reports', 'offline_manifest', 'dedup_decisions', 'clean_decisions', 'test_like_from', 'test_like',
+                 'fold', 'merge_only', 'gallery', 'submission_columns'} # what the notebook does around training, not how it trains
+
+def test_train_notebook_defaults_are_the_config_defaults():
+    "The parameters cell of nbs/train.ipynb lists every TrainConfig option with the dataclass's default, as TrainConfig reads it."
+    import ast
+    from dogcls.config import TrainConfig
+    params = pm.inspect_notebook(str(ROOT/'nbs'/'train.ipynb'))
+    defaults = TrainConfig().flat()
+    assert sorted(set(defaults) - set(params)) == [], 'training options missing from the parameters cell'
+    assert sorted(set(params) - set(defaults) - NOTEBOOK_ONLY) == [], 'parameters that are neither options nor notebook settings'
+    drift = {}
+    for name, default in defaults.items():
+        as_read = TrainConfig.from_flat(**{name: ast.literal_eval(params[name]['default'])}).flat()[name] # img_size 0 -> None
+        if as_read != default: drift[name] = (params[name]['default'], default)
+        assert params[name]['help'], f'{name}: no comment in the parameters cell'
+    assert drift == {}, f'notebook default vs TrainConfig: {drift}'
