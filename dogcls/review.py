@@ -85,13 +85,16 @@ class DuplicateReviewer:
         for idx, r in members.iterrows():
             relabel = str(r.get('relabel_to', '') or '')
             toggle = W.ToggleButtons(options=['keep', 'drop'] + ([f'relabel → {relabel}'] if relabel else []),
-                                     value=f'relabel → {relabel}' if str(r.action).strip().lower() == 'relabel' else str(r.action).strip().lower())
+                                     value=f'relabel → {relabel}' if str(r.action).strip().lower() == 'relabel' else str(r.action).strip().lower(),
+                                     style=W.ToggleButtonsStyle(button_width='auto'), layout=W.Layout(width='100%'))
             toggle.observe(lambda change, i=idx: self.choose(i, change['new']), names='value')
             self.toggles.append(toggle)
-            image = W.Image(value=image_png(open_image(self.files[r.image_path], max_side=2 * self.thumb), self.thumb), format='png')
-            label = W.HTML(f'<small>{html.escape(r.image_path)}<br>{html.escape(_caption(r))}'
-                           + (f'<br>{html.escape(r.reason)}' if self.per_page > 1 else '') + '</small>')
-            tiles.append(W.VBox([image, label, toggle], layout=W.Layout(width=f'{self.thumb + 40}px')))
+            image = W.Image(value=image_png(open_image(self.files[r.image_path], max_side=2 * self.thumb), self.thumb), format='png',
+                            layout=W.Layout(width=f'{self.thumb}px', height=f'{self.thumb}px', object_fit='contain'))
+            # long paths wrap inside the tile instead of widening it (seen in JupyterLab: cut off behind a scroll bar)
+            label = W.HTML(f'<div style="overflow-wrap:anywhere; line-height:1.25"><small>{html.escape(r.image_path)}<br>{html.escape(_caption(r))}'
+                           + (f'<br>{html.escape(r.reason)}' if self.per_page > 1 else '') + '</small></div>', layout=W.Layout(width='100%'))
+            tiles.append(W.VBox([image, label, toggle], layout=W.Layout(width=f'{self.thumb + 60}px', margin='0 8px 12px 0', overflow='hidden')))
         self.tiles.children = tiles
 
     def choose(self, row, action:str):

@@ -43,6 +43,7 @@ def main(argv=None):
                          f'`{sys.executable} -m ipykernel install --sys-prefix --name {KERNEL} --display-name {KERNEL}`)')
     port = choose_port(args.ip, args.port)
     if port != args.port: print(f'port {args.port} is taken on {args.ip}; using {port} (or pass one: make lab PORT=...)', flush=True)
+    os.environ.pop('MPLBACKEND', None) # the Makefile's Agg (for papermill and tests) would keep the kernels' figures out of the notebook
     jupyter = Path(sys.executable).parent/'jupyter'
     os.execv(jupyter, [str(jupyter), 'lab', '--no-browser', f'--ip={args.ip}', f'--port={port}', '--ServerApp.port_retries=0',
                        f'--ServerApp.root_dir={ROOT}'] + (['--allow-root'] if os.geteuid() == 0 else [])) # root: containers, CI
