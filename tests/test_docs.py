@@ -179,3 +179,23 @@ def test_site_in_chromium(served, browser):
     heading = browser.find_element(By.ID, 'find-duplicates').find_element(By.TAG_NAME, 'h3')
     assert heading.text.startswith('find_duplicates')
     screenshot(browser, 'docs-search-landed')
+
+
+# ---------------------------------------------------------------- make lab
+def test_notebooks_name_the_project_kernel():
+    for nb in docs.notebooks():
+        assert json.loads(nb.read_text())['metadata']['kernelspec']['name'] == 'dogcls', nb # make install registers it in .venv
+
+
+def test_make_lab_takes_the_next_free_port_when_one_is_taken():
+    import importlib.util, socket
+    spec = importlib.util.spec_from_file_location('lab_launcher', ROOT/'tools'/'lab.py')
+    launcher = importlib.util.module_from_spec(spec); spec.loader.exec_module(launcher)
+    with socket.socket() as taken:
+        taken.bind(('127.0.0.1', 0)); taken.listen()
+        port = taken.getsockname()[1]
+        assert not launcher.port_is_free('127.0.0.1', port)
+        chosen = launcher.choose_port('127.0.0.1', port)
+        assert chosen > port and launcher.port_is_free('127.0.0.1', chosen)
+        with pytest.raises(SystemExit, match=rf'ports {port} to {port} on 127.0.0.1 are all taken: choose another, e.g. `make lab PORT='):
+            launcher.choose_port('127.0.0.1', port, tries=1)
