@@ -84,17 +84,22 @@ class DuplicateReviewer:
         tiles, self.toggles = [], []
         for idx, r in members.iterrows():
             relabel = str(r.get('relabel_to', '') or '')
+            action = str(r.action).strip().lower()
             toggle = W.ToggleButtons(options=['keep', 'drop'] + ([f'relabel → {relabel}'] if relabel else []),
-                                     value=f'relabel → {relabel}' if str(r.action).strip().lower() == 'relabel' else str(r.action).strip().lower(),
+                                     value=f'relabel → {relabel}' if action == 'relabel' else action,
                                      style=W.ToggleButtonsStyle(button_width='auto'), layout=W.Layout(width='100%'))
             toggle.observe(lambda change, i=idx: self.choose(i, change['new']), names='value')
             self.toggles.append(toggle)
-            image = W.Image(value=image_png(open_image(self.files[r.image_path], max_side=2 * self.thumb), self.thumb), format='png',
-                            layout=W.Layout(width=f'{self.thumb}px', height=f'{self.thumb}px', object_fit='contain'))
+            picture = image_png(open_image(self.files[r.image_path], max_side=2 * self.thumb), self.thumb)
+            side = f'{self.thumb}px'
+            image = W.Image(value=picture, format='png', layout=W.Layout(width=side, height=side, object_fit='contain'))
             # long paths wrap inside the tile instead of widening it (seen in JupyterLab: cut off behind a scroll bar)
-            label = W.HTML(f'<div style="overflow-wrap:anywhere; line-height:1.25"><small>{html.escape(r.image_path)}<br>{html.escape(_caption(r))}'
-                           + (f'<br>{html.escape(r.reason)}' if self.per_page > 1 else '') + '</small></div>', layout=W.Layout(width='100%'))
-            tiles.append(W.VBox([image, label, toggle], layout=W.Layout(width=f'{self.thumb + 60}px', margin='0 8px 12px 0', overflow='hidden')))
+            lines = [r.image_path, _caption(r)] + ([r.reason] if self.per_page > 1 else [])
+            text = '<br>'.join(map(html.escape, lines))
+            label = W.HTML(f'<div style="overflow-wrap:anywhere; line-height:1.25"><small>{text}</small></div>',
+                           layout=W.Layout(width='100%'))
+            tile = W.Layout(width=f'{self.thumb + 60}px', margin='0 8px 12px 0', overflow='hidden')
+            tiles.append(W.VBox([image, label, toggle], layout=tile))
         self.tiles.children = tiles
 
     def choose(self, row, action:str):
