@@ -10,7 +10,7 @@ from pathlib import Path
 import pandas as pd, papermill as pm, psutil, pytest
 from PIL import ImageOps
 
-from conftest import ROOT, clipart_slice, require_browser, screenshot
+from conftest import ARTIFACTS, ROOT, clipart_slice, require_browser, screenshot
 
 require_browser()
 KERNEL = 'dogcls'
@@ -224,8 +224,8 @@ def panel_screenshot(driver, name: str):
     from selenium.webdriver.common.by import By
     panel = driver.find_elements(By.CSS_SELECTOR, '.jp-OutputArea .jupyter-widgets.widget-vbox')[0]
     driver.execute_script('arguments[0].scrollIntoView()', panel)
-    (ROOT/'test-artifacts').mkdir(exist_ok=True)
-    panel.screenshot(str(ROOT/'test-artifacts'/f'{name}.png'))
+    ARTIFACTS.mkdir(exist_ok=True)
+    panel.screenshot(str(ARTIFACTS/f'{name}.png'))
 
 
 def prepare(notebook: str, root: Path, **parameters)->str:
@@ -330,4 +330,4 @@ def test_a_dead_kernel_is_a_clear_failure(lab, browser):
     with pytest.raises(KernelDied, match=r'the kernel of sleeps.ipynb \(pid \d+\) died'):
         run_all(browser, lab, 'sleeps.ipynb', kernel, timeout=120)
     assert time.time() - started < 60 # seen at once, not at the timeout
-    assert (ROOT/'test-artifacts'/'lab-sleeps-kernel-died.png').is_file()
+    assert (ARTIFACTS/'lab-sleeps-kernel-died.png').is_file()

@@ -12,7 +12,7 @@ papermill command and a table of its parameters; Sphinx renders the stored outpu
 and the PyData theme. A notebook that cannot be processed stops the build with its name and cell, not a stack trace.
 """
 from __future__ import annotations
-import argparse, concurrent.futures as futures, html, html.parser, json, multiprocessing, os, re, shutil, subprocess, sys, time
+import argparse, concurrent.futures as futures, functools, html, html.parser, json, multiprocessing, os, re, shutil, subprocess, sys, time
 from configparser import ConfigParser
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
@@ -91,7 +91,9 @@ def cell_options(source:str, where:str)->tuple[dict, list[str], str]:
     return options, flags, '\n'.join(lines)
 
 
+@functools.cache
 def _test_flags()->set[str]:
+    "The test flags of settings.ini (`#| slow`), read once: every `#|` line of every notebook is checked against them."
     return set(settings().get('tst_flags', '').split())
 
 
@@ -178,6 +180,10 @@ def relink(text:str, depth:int, host:str, pages:dict[str, str], entries:dict[str
     return re.sub(r'(\[[^\]]*\])\((?!https?:)([^)#\s]+\.ipynb)(#[^)\s]*)?\)', notebook, text)
 
 
+def _front_matter(raw:str)->dict:
+    return (yaml.safe_load(raw.strip().strip('-')) or {}) if raw else {}
+
+
 def _markdown(text:str)->dict:
     return dict(cell_type='markdown', metadata={}, source=text)
 
@@ -190,7 +196,7 @@ def translate(nb:dict, where:str)->tuple[dict, set[str]]:
         if 'source' not in cell: continue # removed by nbdev (hidden, exported)
         src = _source(cell)
         if cell['cell_type'] == 'raw' and src.strip().startswith('---'):
-            front = yaml.safe_load(src.strip().strip('-')) or {}
+            front = _front_matter(src)
             if front.get('title'): cells.append(_markdown(f'# {front["title"]}\n\n' + (f'{front["description"]}' if front.get('description') else '')))
             continue
         if cell['cell_type'] == 'markdown':
@@ -264,13 +270,14 @@ def toctree(pages:list[str], caption:str='')->str:
 def front_matter(nb:dict)->dict:
     "The title and description nbdev's processing put in a notebook's front matter."
     raw = next((_source(c) for c in nb['cells'] if c['cell_type'] == 'raw' and _source(c).strip().startswith('---')), '')
-    return yaml.safe_load(raw.strip().strip('-')) or {} if raw else {}
+    return _front_matter(raw)
 
 
 def section_page(title:str, intro:str, pages:list[tuple[str, dict]], depth:int)->str:
     "A section's own page: what each of its pages is, and the page tree of the section."
-    items = '\n'.join(f'- [{f.get("title", page)}]({page.split("/")[-1] if depth else page}.html): {f.get("description", "")}' for page, f in pages)
-    return f'# {title}\n\n{intro}\n\n{items}\n\n' + toctree([page.split('/')[-1] if depth else page for page, _ in pages])
+    names = [(page.split('/')[-1] if depth else page, f) for page, f in pages] # relative to the section page
+    items = '\n'.join(f'- [{f.get("title", name)}]({name}.html): {f.get("description", "")}' for name, f in names)
+    return f'# {title}\n\n{intro}\n\n{items}\n\n' + toctree([name for name, _ in names])
 
 
 CSS = """/* written by tools/docs.py: room for the notebooks' 120-character code lines */
@@ -292,18 +299,19 @@ def stage(paths:list[Path], processed:Path, source:Path):
     cfg = settings()
     host = cfg['doc_host'].rstrip('/') + cfg['doc_baseurl'].rstrip('/') + '/'
     pages = {p.name: page_name(p) for p in paths}
+    experiment = {p: pages[p.name].startswith('experiments/') for p in paths}
     translated, entries, fronts = {}, {}, {}
     for p in paths:
         nb = json.loads((processed/p.name).read_text(encoding='utf-8'))
         fronts[p] = front_matter(nb)
         translated[p], entries[pages[p.name]] = translate(nb, _rel(p))
-    library = [(pages[p.name], fronts[p]) for p in paths if pages[p.name] != 'index' and not is_experiment(p)]
-    experiments = [(pages[p.name], fronts[p]) for p in paths if is_experiment(p)]
+    library = [(pages[p.name], fronts[p]) for p in paths if pages[p.name] != 'index' and not experiment[p]]
+    experiments = [(pages[p.name], fronts[p]) for p in paths if experiment[p]]
     for p, nb in translated.items():
         page = pages[p.name]
         for cell in nb['cells']:
             if cell['cell_type'] == 'markdown': cell['source'] = relink(cell['source'], page.count('/'), host, pages, entries)
-        if is_experiment(p): nb['cells'].insert(1, dict(_markdown(parameters_markdown(p)), id='parameters-table'))
+        if experiment[p]: nb['cells'].insert(1, dict(_markdown(parameters_markdown(p)), id='parameters-table'))
         if page == 'index': nb['cells'].append(dict(_markdown(toctree(['library', 'experiments/index'])), id='toctree'))
         out = source/f'{page}.ipynb'
         out.parent.mkdir(parents=True, exist_ok=True)
