@@ -18,10 +18,10 @@ from .data import MAX_PIXELS, open_image
 
 # %% auto #0
 __all__ = ['VIEWS', 'FLIPS', 'VIEW_SETS', 'VIEW_WORDS', 'GEOMETRIC_COLUMNS', 'PAIR_COLUMNS', 'SCORE_COLUMNS', 'CONFLICT_POLICIES',
-           'DECISION_COLUMNS', 'LOSSLESS_FORMATS', 'thumbnails', 'to_gray', 'gaussian_bands', 'SSIMIndex',
-           'within_class_ssim', 'pixel_embeddings', 'model_embeddings', 'embed', 'cosine_pairs', 'decode_all',
-           'visual_words', 'top_pairs', 'colour_distance', 'geometric_check', 'exact_pairs', 'find_duplicates',
-           'plot_scores', 'file_facts', 'propose_decisions', 'apply_decisions', 'save_decisions']
+           'WITHIN_POLICIES', 'DECISION_COLUMNS', 'LOSSLESS_FORMATS', 'thumbnails', 'to_gray', 'gaussian_bands',
+           'SSIMIndex', 'within_class_ssim', 'pixel_embeddings', 'model_embeddings', 'embed', 'cosine_pairs',
+           'decode_all', 'visual_words', 'top_pairs', 'colour_distance', 'geometric_check', 'exact_pairs',
+           'find_duplicates', 'plot_scores', 'file_facts', 'propose_decisions', 'apply_decisions', 'save_decisions']
 
 # %% ../nbs/02_dedup.ipynb #8e7898fb
 VIEWS = ('none', 'h', 'v', 'hv', 'r90', 'r270', 'r90h', 'r90v') # the square's 8 symmetries: flips, rotations by 90 degrees, transposes
@@ -269,7 +269,7 @@ def model_embeddings(
 # %% ../nbs/02_dedup.ipynb #c9853d00
 def embed(
     manifest:pd.DataFrame, # rows to embed (file)
-    backend='pixels',      # 'pixels', 'efficientnet_lite0', 'timm:<name>' or a torch.nn.Module
+    backend='pixels',      # 'pixels', 'efficientnet_lite0/1/2', 'timm:<name>' or a torch.nn.Module
     flips=FLIPS,           # views per image
     size:int=32,           # thumbnail side of the 'pixels' backend
     thumbs:np.ndarray|None=None, # precomputed `thumbnails` for 'pixels'
@@ -283,7 +283,7 @@ def embed(
     from dogcls import models
     if isinstance(backend, str): model = models.feature_extractor(backend)
     elif isinstance(backend, torch.nn.Module): model = backend
-    else: raise DataError(f'backend={backend!r}: use "pixels", "efficientnet_lite0", "timm:<name>" or a torch.nn.Module')
+    else: raise DataError(f'backend={backend!r}: use "pixels", "efficientnet_lite0/1/2", "timm:<name>" or a torch.nn.Module')
     transform = transform or models.eval_transform(model)
     return model_embeddings(manifest.file, model, transform, flips, batch_size)
 
@@ -637,6 +637,7 @@ def _components(n:int, a:np.ndarray, b:np.ndarray)->np.ndarray:
     return connected_components(coo_matrix((np.ones(len(a)), (a, b)), shape=(n, n)), directed=False)[1]
 
 CONFLICT_POLICIES = ('drop_all', 'keep_all', 'majority')
+WITHIN_POLICIES = ('group', 'drop') # within one class: keep all in one fold group, or keep the best file and drop the rest
 DECISION_COLUMNS = ['cluster', 'image_path', 'class_name', 'action', 'proposed', 'review', 'reason', 'score', 'method', 'flip']
 
 LOSSLESS_FORMATS = ('PNG', 'BMP', 'GIF', 'TIFF', 'PPM', 'TGA', 'ICO', 'QOI') # stored without loss (WebP and JPEG may lose)
@@ -664,10 +665,12 @@ def _best_first(members:pd.DataFrame)->pd.DataFrame:
                                                                  for w, h, fmt, mode, o in facts.itertuples(index=False)]
                           ).sort_values(['_pixels', '_lossless', '_cmyk', '_rotated', 'image_path'], ascending=[False, False, True, True, True], kind='stable')
 
-def _decide(members:pd.DataFrame, policy:str)->tuple[dict, bool, str]:
+def _decide(members:pd.DataFrame, policy:str, within:str='drop')->tuple[dict, bool, str]:
     "Action per image_path, the review flag and the reason prefix for one cluster."
     counts = members.class_name.value_counts()
     ordered = _best_first(members)
+    if len(counts) == 1 and within == 'group':
+        return dict.fromkeys(members.image_path, 'keep'), False, 'within-class near-duplicates: all kept in one fold group (policy group)'
     if len(counts) == 1:
         keep = {ordered.image_path.iloc[0]}
         return {p: 'keep' if p in keep else 'drop' for p in members.image_path}, False, 'within-class near-duplicates'
@@ -688,10 +691,13 @@ def propose_decisions(
     manifest:pd.DataFrame,        # the manifest the pairs were found in
     pairs:pd.DataFrame,           # from `find_duplicates`
     conflict_policy:str='drop_all', # for clusters spanning classes: 'drop_all', 'keep_all' or 'majority'
+    within_policy:str='group',      # for clusters within one class: 'group' (keep all, one fold group) or 'drop' (keep the best file)
 )->pd.DataFrame:                  # one row per clustered training image (DECISION_COLUMNS)
     "Cluster the training images linked by pairs and propose keep/drop for each, with reasons."
     if conflict_policy not in CONFLICT_POLICIES:
         raise DataError(f'conflict_policy={conflict_policy!r}: choose one of {", ".join(CONFLICT_POLICIES)}')
+    if within_policy not in WITHIN_POLICIES:
+        raise DataError(f'within_policy={within_policy!r}: choose one of {", ".join(WITHIN_POLICIES)}')
     train_pairs = pairs[(pairs.split_a == 'train') & (pairs.split_b == 'train')]
     position = pd.Series(np.arange(len(manifest)), index=manifest.index)
     label = _components(len(manifest), position[train_pairs.a].to_numpy(), position[train_pairs.b].to_numpy())
@@ -702,13 +708,14 @@ def propose_decisions(
                           ).sort_values('score', ascending=False).drop_duplicates('a').set_index('a')
     rows = []
     for number, (_, members) in enumerate(linked.groupby('_cluster', sort=True)):
-        actions, review, note = _decide(members, conflict_policy)
+        actions, review, note = _decide(members, conflict_policy, within_policy)
         kept = [p for p in members.image_path if actions[p] == 'keep']
         facts = _best_first(members).set_index('image_path')._facts
         for idx, r in members.iterrows():
             link = best_link.loc[idx]
             how = f' ({link.match})' if isinstance(link.get('match'), str) and link.match != 'same picture' else ''
-            reason = (f'{note}; kept: {facts[r.image_path]} (keeper rule: most pixels, lossless, not CMYK, upright, then name)'
+            reason = (note if len(kept) == len(members) else
+                      f'{note}; kept: {facts[r.image_path]} (keeper rule: most pixels, lossless, not CMYK, upright, then name)'
                       if actions[r.image_path] == 'keep' else
                       f'{note}; near-duplicate of {kept[0]}{how}' if kept else f'{note}{how}')
             rows.append(dict(cluster=number, image_path=r.image_path, class_name=r.class_name, action=actions[r.image_path],

