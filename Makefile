@@ -17,7 +17,7 @@ SUDO := $(shell [ "$$(id -u)" -eq 0 ] || echo sudo)
 export PYTHONDONTWRITEBYTECODE := 1
 export MPLBACKEND := Agg
 
-.PHONY: install demo demo-quick pipeline browser test check-clean check-export check-readme readme docs lab nbtest pytest bench bench-scale
+.PHONY: install demo demo-quick pipeline browser test check-clean check-export check-readme readme docs lab nbtest pytest bench bench-scale bench-smoke
 PORT ?= 8888
 IP ?= 127.0.0.1
 comma := ,
@@ -94,7 +94,15 @@ nbtest: install
 pytest: install browser
 	DOGCLS_REQUIRE_BROWSER=1 $(BIN)/pytest -q tests
 
-test: check-clean check-export check-readme nbtest pytest
+test: check-clean check-export check-readme nbtest pytest bench-smoke
+
+# every benchmark script in its tiny mode (seconds each, on the embedded set): they cannot rot unseen; their figures mean nothing
+BENCH_SMOKE := adversarial augment dedup frontier gpu loader noise scale train_loop
+bench-smoke: install
+	@for b in $(BENCH_SMOKE); do echo "bench/$$b.py --smoke"; $(BIN)/python bench/$$b.py --smoke > /tmp/dogcls-bench-$$b.log 2>&1 || \
+	  { tail -30 /tmp/dogcls-bench-$$b.log; echo "bench/$$b.py --smoke failed"; exit 1; }; done
+	@test "$$(ls bench/*.py | xargs -n1 basename | sed 's/\.py$$//' | sort | tr '\n' ' ')" = "$$(echo $(BENCH_SMOKE) | tr ' ' '\n' | sort | tr '\n' ' ')" || \
+	  { echo 'bench/ has a script that bench-smoke does not run (or the reverse): add it to BENCH_SMOKE with a --smoke mode'; exit 1; }
 
 bench: install
 	$(BIN)/python bench/loader.py

@@ -4,7 +4,7 @@ split as shipped (expected near 0.5) and on two deliberately shifted test splits
   - recoloured: every test image with its colour channels rotated (RGB -> BRG), the same drawings otherwise.
 Both embedding backends are measured; the time of each embedding pass is printed.
 
-    .venv/bin/python bench/adversarial.py [--backends efficientnet_lite0,pixels]
+    .venv/bin/python bench/adversarial.py [--backends efficientnet_lite0,pixels] [--smoke]
 """
 import argparse, sys, tempfile, time
 from pathlib import Path
@@ -19,11 +19,13 @@ sys.path.insert(0, str(ROOT))
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument('--backends', default='efficientnet_lite0,pixels')
+    parser.add_argument('--smoke', action='store_true', help='seconds on a slice of the embedded set: checks the script runs; its figures mean nothing')
     args = parser.parse_args()
     from dogcls.clean import adversarial_validation
     from dogcls.data import load_data
     from dogcls.dedup import embed
     manifest, _ = load_data()
+    if args.smoke: args.backends, manifest = 'pixels', manifest.groupby('split').head(60).reset_index(drop=True)
     is_test = (manifest.split == 'test').to_numpy()
     test = manifest[is_test].reset_index(drop=True)
     few = test.target.isin(sorted(test.target.unique())[:5]).to_numpy()

@@ -2,7 +2,7 @@
 (128-px images, one copy per image for each of the five transforms), with one worker thread and with one per core,
 into a folder on disk and, where the machine has one, into memory (/dev/shm) to separate compute from file creation.
 
-    .venv/bin/python bench/augment.py [--repeats 3] [--dirs /tmp /dev/shm]
+    .venv/bin/python bench/augment.py [--repeats 3] [--dirs /tmp /dev/shm] [--smoke]
 """
 import argparse, os, statistics, tempfile, time
 from pathlib import Path
@@ -24,8 +24,10 @@ def main():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument('--repeats', type=int, default=3)
     p.add_argument('--dirs', nargs='+', default=[tempfile.gettempdir()] + (['/dev/shm'] if os.path.isdir('/dev/shm') else []))
+    p.add_argument('--smoke', action='store_true', help='seconds on a slice of the embedded set: checks the script runs; its figures mean nothing')
     args = p.parse_args()
     manifest, _ = load_data()
+    if args.smoke: args.repeats, args.dirs, manifest = 1, args.dirs[:1], manifest.head(12)
     n = (manifest.split == 'train').sum()
     cores = os.cpu_count()
     print(f'{n} training images x {len(SPECS)} transforms = {n * len(SPECS)} copies (decode, transform, PNG encode, write, hash)')

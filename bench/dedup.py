@@ -16,6 +16,7 @@
    with the share of the geometric check; SSIM against scikit-image; cosine search memory.
 
     .venv/bin/python bench/dedup.py [--icons /usr/share/icons/oxygen/base] [--per_kind 40] [--scale] [--skip_old] [--skip_skimage] [--skip_search]
+    .venv/bin/python bench/dedup.py --smoke   # seconds: the clipart benchmark with 12 sources and one timing on 300 images
 """
 import argparse, colorsys, itertools, os, shutil, statistics, subprocess, sys, tempfile, time
 from pathlib import Path
@@ -488,7 +489,13 @@ def main():
     p.add_argument('--skip_old', action='store_true')
     p.add_argument('--skip_skimage', action='store_true')
     p.add_argument('--skip_search', action='store_true')
+    p.add_argument('--smoke', action='store_true', help='seconds: the clipart benchmark on 12 sources and one timing on 300 images '
+                   '(not the icon benchmark: it needs oxygen-icon-theme and minutes); the figures mean nothing')
     args = p.parse_args()
+    if args.smoke:
+        embedded_benchmark(12)
+        speed(load_data(decode=False)[0].head(300), 'Embedded set, first 300 images', 1)
+        return
     if not any(args.icons.glob('*x*/*/*.png')): sys.exit(f'{args.icons}: no icons; install them with: apt-get install oxygen-icon-theme')
     icon_benchmark(args.icons, args.per_kind)
     if not args.skip_old: embedded_benchmark(args.sources)

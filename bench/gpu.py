@@ -3,7 +3,7 @@
 Prints training images/s, prediction images/s and the peak GPU memory of each. Meant to finish within 8 minutes.
 
     bash bench/gpu.sh                     # on a machine with a CUDA GPU, after `make install`
-    .venv/bin/python bench/gpu.py --dry-run   # the same code path on the CPU with the cpu presets (checks the script)
+    .venv/bin/python bench/gpu.py --dry-run   # the same code path on the CPU with the cpu presets (checks the script; --smoke too)
 
 Weights are randomly initialised (the throughput does not depend on them, and the hub may be out of reach).
 """
@@ -21,7 +21,7 @@ def main():
     p.add_argument('--archs', default='convnextv2,swin')
     p.add_argument('--batches', type=int, default=40, help='training (and validation) batches of the one fold')
     p.add_argument('--batch_size', type=int, default=32)
-    p.add_argument('--dry-run', action='store_true', help='run on the CPU with the cpu presets, a few batches')
+    p.add_argument('--dry-run', '--smoke', action='store_true', help='run on the CPU with the cpu presets, a few batches')
     args = p.parse_args()
     gpu = torch.cuda.is_available()
     if not gpu and not args.dry_run: sys.exit('no CUDA GPU here: run this on a GPU machine, or pass --dry-run to check the script on the CPU')

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# GPU check (issue 10): one fold of the full preset of convnextv2 and swin, limited batches, bf16/16-mixed; prints images/s
+# GPU check: one fold of the full preset of convnextv2 and swin, limited batches, bf16/16-mixed; prints images/s
 # and peak GPU memory. Run alone on a CUDA machine after `make install`; about 8 minutes at most.
 set -euo pipefail
 cd "$(dirname "$0")/.."

@@ -1,7 +1,7 @@
 """Loader benchmark: images/s of the data layer over the embedded clipart set, first epoch (decoding from disk
 into the cache) against later epochs (served from the cache), and an uncached epoch as the baseline.
 
-    .venv/bin/python bench/loader.py [--repeats 3] [--img_size 128] [--batch_size 64]
+    .venv/bin/python bench/loader.py [--repeats 3] [--img_size 128] [--batch_size 64] [--smoke]
 """
 import argparse, statistics, time
 
@@ -25,9 +25,11 @@ def main():
     p.add_argument('--repeats', type=int, default=3)
     p.add_argument('--img_size', type=int, default=128)
     p.add_argument('--batch_size', type=int, default=64)
+    p.add_argument('--smoke', action='store_true', help='seconds on a slice of the embedded set: checks the script runs; its figures mean nothing')
     args = p.parse_args()
     torch.set_num_threads(1)
     manifest, _ = load_data()
+    if args.smoke: args.repeats, manifest = 1, manifest.head(64)
     transform = T.Compose([T.Resize((args.img_size, args.img_size)), T.ToTensor()])
     n = len(manifest)
     first, later, uncached = [], [], []

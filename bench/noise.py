@@ -13,6 +13,7 @@ class drawn uniformly); its test set is untouched. Then, each step through paper
     .venv/bin/python bench/noise.py                  # every step (about 35 minutes on 2 cores; finished runs are reused)
     .venv/bin/python bench/noise.py --build-only     # only write the noisy copy and print where it is
     .venv/bin/python bench/noise.py --quick          # smoke settings (3 folds, 1 epoch, 3 batches): checks the wiring only
+    .venv/bin/python bench/noise.py --smoke          # seconds: the noisy copy in a temporary folder, read back by load_data
 
 Runs land in `--reports` (default: reports/ of the project, run names noise-*); re-running resumes finished folds.
 Run it alone on the machine when you want its times; the accuracies do not depend on the load (same seed, CPU).
@@ -61,6 +62,18 @@ def papermill(notebook: str, run_name: str, reports: Path, *params: str) -> floa
     return time.time() - started
 
 
+def smoke_check(source: Path, rate: float, seed: int):
+    "The noisy copy in a temporary folder, read back by load_data: the flipped labels are what the data set says."
+    import tempfile
+    from dogcls.data import load_data
+    with tempfile.TemporaryDirectory() as d:
+        flipped = build(source, Path(d)/'noisy', rate, seed)
+        manifest, _ = load_data(Path(d)/'noisy', decode=False, scan_cache=False)
+        given = manifest.set_index('image_path').class_name[flipped.image_path]
+        print(f'noisy copy: {len(flipped)} training labels flipped; load_data reads {int((given.to_numpy() != flipped.true_class.to_numpy()).sum())} '
+              'of them under another class than the true one')
+
+
 def metrics(reports: Path, run: str) -> dict: return json.loads((reports/run/'metrics.json').read_text())
 
 
@@ -73,9 +86,11 @@ def main():
     parser.add_argument('--quick', action='store_true', help='smoke settings: checks the wiring, the figures mean nothing')
     parser.add_argument('--build-only', action='store_true')
     parser.add_argument('--stop-after-noisy', action='store_true', help='train the clean and noisy runs only')
+    parser.add_argument('--smoke', action='store_true', help='the noisy copy in a temporary folder, read back (seconds)')
     args = parser.parse_args()
     from dogcls.core import cache_dir, default_data_dir
     source = default_data_dir()
+    if args.smoke: return smoke_check(source, args.rate, args.seed)
     dest = cache_dir()/f'clipart-noisy-{args.rate:g}-{args.seed}'
     flipped = build(source, dest, args.rate, args.seed)
     print(f'noisy copy: {dest} ({len(flipped)} of {len(pd.read_csv(source/"train.csv"))} training labels flipped)')

@@ -2,13 +2,14 @@
 augmentation, metrics, logging) against a bare timm forward/backward/step loop on random tensors, same model, batch
 size and resolution, measured in the same run (medians of several windows).
 
-    .venv/bin/python bench/train_loop.py [--arch resnet] [--batch_size 32] [--steps 30] [--repeats 3]
+    .venv/bin/python bench/train_loop.py [--arch resnet] [--batch_size 32] [--steps 30] [--repeats 3] [--smoke]
 """
 import argparse, statistics, time
 
 import lightning as L, torch
 
 from dogcls.augment import train_transform
+from dogcls.config import ModelConfig
 from dogcls.data import load_data
 from dogcls.loader import ImageCache, ImageDataModule, cache_side
 from dogcls.models import create_model, data_config, eval_transform
@@ -34,7 +35,7 @@ class Timer(L.Callback):
 
 
 def dogcls_loop(arch, manifest, img_size, batch_size, warmup, steps, cache) -> float:
-    module = Classifier(arch, int(manifest.target.max()) + 1, 'cpu', img_size, pretrained=False)
+    module = Classifier(int(manifest.target.max()) + 1, ModelConfig(arch=arch, size='cpu', img_size=img_size, pretrained=False))
     config = data_config(module.model)
     dm = ImageDataModule(manifest, fold=0, batch_size=batch_size, train_transform=train_transform(config, 'randaugment+hflip'),
                          eval_transform=eval_transform(module.model), cache=cache, max_side=cache_side(img_size))
@@ -55,8 +56,10 @@ def main():
     p.add_argument('--steps', type=int, default=30)
     p.add_argument('--warmup', type=int, default=5)
     p.add_argument('--repeats', type=int, default=3)
+    p.add_argument('--smoke', action='store_true', help='seconds on a slice of the embedded set: checks the script runs; its figures mean nothing')
     args = p.parse_args()
     manifest, _ = load_data()
+    if args.smoke: args.img_size, args.batch_size, args.steps, args.warmup, args.repeats = 32, 8, 2, 1, 1
     cache = ImageCache(1024).preload(manifest.file, cache_side(args.img_size)) # later epochs: decoded images in memory
     n = int(manifest.target.max()) + 1
     ours, theirs = [], []

@@ -1,7 +1,8 @@
-"""Notebook shape figures for issue 13: code lines of each experiment notebook, and of the library notebooks the mean lines
-per exported cell, exported definitions, and example/check cells per exported definition.
+"""Notebook shape figures (they measure code, not speed: a tool, not a benchmark): code lines of each experiment
+notebook, and of the library notebooks the mean lines per exported cell, exported definitions, and example/check cells
+per exported definition.
 
-    .venv/bin/python bench/notebook_stats.py [--rev GIT_REV]   # default: the working tree; a rev reads nbs/ at that commit
+    .venv/bin/python tools/notebook_stats.py [--rev GIT_REV]   # default: the working tree; a rev reads nbs/ at that commit
 """
 import argparse, ast, json, re, subprocess
 from pathlib import Path
