@@ -97,7 +97,7 @@ pytest: install browser
 test: check-clean check-export check-readme nbtest pytest bench-smoke
 
 # every benchmark script in its tiny mode (seconds each, on the embedded set): they cannot rot unseen; their figures mean nothing
-BENCH_SMOKE := adversarial augment dedup frontier gpu loader noise scale train_loop
+BENCH_SMOKE := adversarial augment dedup dedup_sets frontier gpu loader noise scale train_loop
 bench-smoke: install
 	@for b in $(BENCH_SMOKE); do echo "bench/$$b.py --smoke"; $(BIN)/python bench/$$b.py --smoke > /tmp/dogcls-bench-$$b.log 2>&1 || \
 	  { tail -30 /tmp/dogcls-bench-$$b.log; echo "bench/$$b.py --smoke failed"; exit 1; }; done
