@@ -665,12 +665,12 @@ def _best_first(members:pd.DataFrame)->pd.DataFrame:
                                                                  for w, h, fmt, mode, o in facts.itertuples(index=False)]
                           ).sort_values(['_pixels', '_lossless', '_cmyk', '_rotated', 'image_path'], ascending=[False, False, True, True, True], kind='stable')
 
-def _decide(members:pd.DataFrame, policy:str, within:str='drop')->tuple[dict, bool, str]:
+def _decide(members:pd.DataFrame, policy:str, within:str)->tuple[dict, bool, str]:
     "Action per image_path, the review flag and the reason prefix for one cluster."
     counts = members.class_name.value_counts()
-    ordered = _best_first(members)
     if len(counts) == 1 and within == 'group':
         return dict.fromkeys(members.image_path, 'keep'), False, 'within-class near-duplicates: all kept in one fold group (policy group)'
+    ordered = _best_first(members)
     if len(counts) == 1:
         keep = {ordered.image_path.iloc[0]}
         return {p: 'keep' if p in keep else 'drop' for p in members.image_path}, False, 'within-class near-duplicates'
