@@ -9,7 +9,6 @@ Both embedding backends are measured; the time of each embedding pass is printed
 import argparse, sys, tempfile, time
 from pathlib import Path
 
-import numpy as np
 from PIL import Image
 
 ROOT = Path(__file__).resolve().parents[1]
