@@ -714,7 +714,7 @@ def propose_decisions(
         for idx, r in members.iterrows():
             link = best_link.loc[idx]
             how = f' ({link.match})' if isinstance(link.get('match'), str) and link.match != 'same picture' else ''
-            reason = (note if len(kept) == len(members) else
+            reason = (note if not review and within_policy == 'group' else # every copy kept: no keeper to explain
                       f'{note}; kept: {facts[r.image_path]} (keeper rule: most pixels, lossless, not CMYK, upright, then name)'
                       if actions[r.image_path] == 'keep' else
                       f'{note}; near-duplicate of {kept[0]}{how}' if kept else f'{note}{how}')
