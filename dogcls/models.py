@@ -74,19 +74,19 @@ def convert_efficientnet_lite(
     name:str='tf_efficientnet_lite0', # the timm model it is for
 )->dict:                              # the same tensors under timm's names
     "Map the package's state dict onto timm's layout, checking count, kind and shape tensor by tensor."
-    _offline_package(name)
+    package, _ = _offline_package(name)
     target = timm.create_model(name, pretrained=False).state_dict()
     skip = lambda k: k.endswith('num_batches_tracked')
     names, theirs = [k for k in target if not skip(k)], [k for k in source if not skip(k)]
     if len(names) != len(theirs):
         raise DataError(f'{name} conversion: the checkpoint has {len(theirs)} tensors, timm expects {len(names)}; '
-                        f'is it the checkpoint of {OFFLINE_WEIGHTS[name][0]}?')
+                        f'is it the checkpoint of {package}?')
     converted = {}
     for ours, key in zip(names, theirs):
         tensor, kind = source[key], ours.rsplit('.', 1)[-1]
         if key.rsplit('.', 1)[-1] != kind or tensor.shape != target[ours].shape:
             raise DataError(f'{name} conversion: {ours} {tuple(target[ours].shape)} cannot take the checkpoint\'s {key} '
-                            f'{tuple(tensor.shape)}; is it the checkpoint of {OFFLINE_WEIGHTS[name][0]}?')
+                            f'{tuple(tensor.shape)}; is it the checkpoint of {package}?')
         converted[ours] = tensor
     return converted
 
