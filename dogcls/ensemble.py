@@ -18,8 +18,8 @@ from .run import Run, _scores
 from .train import load_run_model, predict_probs
 
 # %% auto #0
-__all__ = ['load_runs', 'soft_vote', 'hard_vote', 'fit_weights', 'weighted_vote', 'LogLinearPool', 'cross_fit', 'tta_predictions',
-           'ensemble', 'gap_warnings', 'diversity']
+__all__ = ['TEST_MEASURES', 'load_runs', 'soft_vote', 'hard_vote', 'fit_weights', 'weighted_vote', 'LogLinearPool', 'cross_fit',
+           'tta_predictions', 'ensemble', 'best_of', 'gap_warnings', 'diversity']
 
 # %% ../nbs/06_ensemble.ipynb #cae36af5
 def _folder(run:str|Path, reports:str|Path|None=None)->Path:
@@ -218,6 +218,20 @@ def ensemble(
     table = pd.DataFrame(rows)
     table.attrs['weights'] = dict(zip(names, np.round(weights, 4).tolist()))
     return table, predictions
+
+# %% ../nbs/06_ensemble.ipynb #dd233347
+TEST_MEASURES = {'test_accuracy': 'the fold-averaged prediction', 'mean_fold_test_accuracy': 'the single fold models (mean)'}
+
+def best_of(
+    table:pd.DataFrame, # from `ensemble`
+)->dict:                # best_single, best (names) and gains: {test measure: best minus best_single}
+    "The best single model and the best combiner by out-of-fold accuracy, and the combiner's gain on each test measure."
+    by_kind = {kind: rows.sort_values('oof_accuracy', ascending=False).model.iloc[0] for kind, rows in table.groupby('kind')}
+    best_single, best = by_kind['single model'], by_kind['ensemble']
+    by_model = table.set_index('model')
+    gains = {c: float(by_model[c][best] - by_model[c][best_single]) for c in TEST_MEASURES
+             if c in by_model and by_model[c].notna()[[best, best_single]].all()}
+    return dict(best_single=best_single, best=best, gains=gains)
 
 # %% ../nbs/06_ensemble.ipynb #e7a1c003
 def gap_warnings(
