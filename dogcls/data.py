@@ -16,8 +16,8 @@ from .core import DataError, atomic_write, cache_dir, cpu_threads, default_data_
 
 # %% auto #0
 __all__ = ['MAX_PIXELS', 'IMAGE_EXTENSIONS', 'SCAN_COLUMNS', 'PROBLEM_COLUMNS', 'FIXES', 'MANIFEST_COLUMNS', 'to_rgb',
-           'open_image', 'scan_image', 'scan_images', 'resolve_paths', 'read_competition', 'read_image_folder',
-           'load_data', 'class_names', 'test_labels', 'exact_duplicates', 'assign_folds',
+           'open_image', 'thumbnail', 'scan_image', 'scan_images', 'resolve_paths', 'read_competition',
+           'read_image_folder', 'load_data', 'class_names', 'test_labels', 'exact_duplicates', 'assign_folds',
            'classes_missing_from_training']
 
 # %% ../nbs/01_data.ipynb #cd132858
@@ -73,12 +73,20 @@ def open_image(
         raise DataError(f'{path}: cannot decode the image ({e}); the file is truncated or corrupt: re-export it or remove it') from None
     return _downscale(rgb, max_side) if max_side else rgb
 
+def thumbnail(
+    im:Image.Image, # RGB image, as `open_image` returns it
+    size:int=32,    # side of the square thumbnail
+)->np.ndarray:      # (size, size, 3) uint8
+    "A square thumbnail, squashed to shape: area-downscaled to at most 4 x `size` first, then bilinear."
+    return np.asarray(_downscale(im, 4 * size).resize((size, size), Image.Resampling.BILINEAR, reducing_gap=2.0))
+
 # %% ../nbs/01_data.ipynb #054a0050
 def scan_image(
     path:str|Path,             # an image file
     decode:bool=True,          # decode the pixels fully (finds truncated files); False reads the header only
     max_pixels:int=MAX_PIXELS, # images above this are reported as decompression bombs
-)->dict:                       # width, height, mode, format, n_bytes, sha1 and problem (None when the file is fine)
+    thumb:int=0,               # with `decode`, also the `thumbnail` of this side made from the decoded pixels
+)->dict:                       # width, height, mode, format, n_bytes, sha1, problem (None when the file is fine); thumb if asked
     "Facts about one image file and, if it cannot be used, the problem."
     info = dict(width=None, height=None, mode=None, format=None, n_bytes=None, sha1=None, problem=None)
     path = Path(path)
@@ -90,9 +98,11 @@ def scan_image(
         with Image.open(path) as im:
             info.update(width=im.width, height=im.height, mode=im.mode, format=im.format)
             if im.width * im.height > max_pixels: return {**info, 'problem': 'decompression bomb'}
-            if decode: # a JPEG decodes at 1/8 scale: every byte is still read and checked, at half the cost
-                if im.format == 'JPEG': im.draft(im.mode, (max(1, im.width // 8), max(1, im.height // 8)))
+            if decode: # a JPEG decodes at 1/8 scale (or the smallest that still covers the thumbnail): every byte is
+                if im.format == 'JPEG': # still read and checked, at a fraction of the cost
+                    im.draft(im.mode, tuple(max(1, side // 8, min(side, thumb)) for side in im.size))
                 im.load()
+                if thumb: info['thumb'] = thumbnail(to_rgb(im), thumb)
     except UnidentifiedImageError: info['problem'] = 'not an image'
     except Image.DecompressionBombError: info['problem'] = 'decompression bomb'
     except (OSError, SyntaxError, ValueError, EOFError) as e: info['problem'] = f'unreadable: {e}'
@@ -121,11 +131,12 @@ def scan_images(
     max_pixels:int=MAX_PIXELS, # bomb limit
     n_threads:int|None=None,   # threads (default: `cpu_threads()`; Pillow decodes without holding the GIL)
     cache:str|Path|None=None,  # a CSV kept between calls: files whose size and modification time are unchanged are not read again
+    thumb:int=0,               # with `decode`, also a `thumb` column: each file's thumbnail (every file is then read again)
 )->pd.DataFrame:               # one row per path, in order, with the columns of `scan_image`
     "`scan_image` over many files, in parallel threads, reusing earlier results of unchanged files."
     paths = [str(p) for p in paths]
     keys = [_file_key(p) for p in paths]
-    earlier = _earlier_scans(Path(cache), decode, max_pixels) if cache is not None else {}
+    earlier = _earlier_scans(Path(cache), decode, max_pixels) if cache is not None and not (decode and thumb) else {}
     rows, todo = [None] * len(paths), []
     for i, (p, key) in enumerate(zip(paths, keys)):
         r = earlier.get(p)
@@ -133,12 +144,13 @@ def scan_images(
             rows[i] = {c: (None if r[c] == '' else int(float(r[c])) if c in ('width', 'height', 'n_bytes') else r[c]) for c in SCAN_COLUMNS}
         else: todo.append(i)
     with ThreadPoolExecutor(n_threads or cpu_threads()) as pool:
-        for i, row in zip(todo, pool.map(lambda i: scan_image(paths[i], decode, max_pixels), todo)): rows[i] = row
+        for i, row in zip(todo, pool.map(lambda i: scan_image(paths[i], decode, max_pixels, thumb if decode else 0), todo)): rows[i] = row
     scan = pd.DataFrame(rows, columns=SCAN_COLUMNS)
+    if decode and thumb: scan['thumb'] = [r.get('thumb') for r in rows]
     if cache is not None and todo:
         known, scanned = np.array([k is not None for k in keys], bool), set(todo)
         decoded = [decode if i in scanned else earlier[p]['decoded'] == 'True' for i, p in enumerate(paths)] # reused rows keep theirs
-        record = scan[known].assign(file=np.array(paths)[known], size=[k[0] for k in keys if k], mtime_ns=[k[1] for k in keys if k],
+        record = scan[SCAN_COLUMNS][known].assign(file=np.array(paths)[known], size=[k[0] for k in keys if k], mtime_ns=[k[1] for k in keys if k],
                                     decoded=np.array(decoded)[known], max_pixels=max_pixels)
         Path(cache).parent.mkdir(parents=True, exist_ok=True)
         with atomic_write(cache) as tmp: record.to_csv(tmp, index=False)
@@ -350,6 +362,7 @@ def load_data(
     n_folds:int=5,             # classes with fewer training images than this are reported
     max_pixels:int=MAX_PIXELS, # decompression-bomb limit
     scan_cache:bool=True,      # take the facts of unchanged files from this folder's last scan (kept in `cache_dir()`)
+    thumb:int=0,               # with `decode`, also a `thumb` column: each image's `thumbnail` of this side, from the same decoding
 )->tuple[pd.DataFrame, pd.DataFrame]: # (manifest, problems)
     "Read, check and describe a data set: the manifest of usable images and the table of problems found."
     root = resolve_dir(root, default_data_dir())
@@ -357,10 +370,11 @@ def load_data(
     if layout == 'auto': layout = 'competition' if (root/'train.csv').is_file() else 'folder'
     if layout not in ('competition', 'folder'): raise DataError(f"layout={layout!r}: use 'competition', 'folder' or 'auto'")
     if errors not in ('skip', 'raise'): raise DataError(f"errors={errors!r}: use 'skip' or 'raise'")
+    if thumb and not decode: raise DataError(f'thumb={thumb}: thumbnails are made from the decoded pixels; pass decode=True')
     rows, problems = (read_competition if layout == 'competition' else read_image_folder)(root)
     rows['file'] = [str(root/p) for p in rows.image_path]
     rows['group'] = rows.image_path
-    scan = scan_images(rows.file, decode=decode, max_pixels=max_pixels, cache=_scan_cache(root) if scan_cache else None)
+    scan = scan_images(rows.file, decode=decode, max_pixels=max_pixels, cache=_scan_cache(root) if scan_cache else None, thumb=thumb)
     manifest = pd.concat([rows[MANIFEST_COLUMNS].reset_index(drop=True), scan], axis=1)
     bad = manifest.problem.notna()
     problems += [_problem(r.image_path, r.class_name, r.split, r.problem) for r in manifest[bad].itertuples()]

@@ -14,7 +14,7 @@ from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
 from .core import DataError, atomic_write, cpu_threads
-from .data import MAX_PIXELS, open_image
+from .data import MAX_PIXELS, open_image, thumbnail
 
 # %% auto #0
 __all__ = ['VIEWS', 'FLIPS', 'VIEW_SETS', 'VIEW_WORDS', 'GEOMETRIC_COLUMNS', 'PAIR_COLUMNS', 'SCORE_COLUMNS', 'CONFLICT_POLICIES',
@@ -68,8 +68,7 @@ def thumbnails(
     out, problems = np.zeros((len(files), size, size, 3), np.float32), [None] * len(files) # filled in place: no copies
     def one(k):
         try: # a JPEG decodes at the smallest DCT scale of at least 2 x size: the thumbnail needs no more
-            im = open_image(files[k], max_side=4 * size, max_pixels=max_pixels, draft=2 * size)
-            out[k] = np.asarray(im.resize((size, size), Image.Resampling.BILINEAR, reducing_gap=2.0), np.float32) / 255
+            out[k] = thumbnail(open_image(files[k], max_pixels=max_pixels, draft=2 * size), size).astype(np.float32) / 255
         except DataError as e: problems[k] = str(e)
     with ThreadPoolExecutor(n_threads or cpu_threads()) as pool: list(pool.map(one, range(len(files))))
     return out, problems

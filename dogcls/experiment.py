@@ -342,7 +342,7 @@ def quality_section(report:Report, manifest:pd.DataFrame, problems:pd.DataFrame,
 
 # %% ../nbs/09_experiment.ipynb #6f44309d
 def adversarial_section(report:Report, manifest:pd.DataFrame, csv:str|Path, backend:str='auto', seed:int=0, test_like:float=0.25,
-                        samples:int=48, enabled:bool=True)->dict:
+                        samples:int=48, enabled:bool=True, thumbs:np.ndarray|None=None)->dict:
     "'Adversarial validation': can embeddings tell training from test images? p(test) of every image to `csv`, the most test-like shown."
     import torch
     from dogcls.clean import adversarial_validation, test_like as most_test_like
@@ -353,7 +353,8 @@ def adversarial_section(report:Report, manifest:pd.DataFrame, csv:str|Path, back
         report.text('Skipped: ' + ('adversarial=False.' if not enabled else f'{len(test_rows)} test images (5 or more needed).'))
         return {}
     chosen = backend if backend != 'auto' else 'efficientnet_lite0' if torch.cuda.is_available() else 'pixels'
-    emb = embed(manifest, chosen, flips=('none',))[:, 0]
+    pixels = None if thumbs is None else thumbs.astype(np.float32) / 255 # load_data(thumb=32): the pixels backend decodes nothing
+    emb = embed(manifest, chosen, flips=('none',), thumbs=pixels)[:, 0]
     is_test = (manifest.split == 'test').to_numpy()
     adv = adversarial_validation(emb[~is_test], emb[is_test], seed=seed)
     scored = pd.concat([train[['image_path', 'class_name']].assign(split='train', p_test=adv['p_test_train']),
