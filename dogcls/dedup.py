@@ -20,8 +20,9 @@ from .data import MAX_PIXELS, open_image, thumbnail
 __all__ = ['VIEWS', 'FLIPS', 'VIEW_SETS', 'VIEW_WORDS', 'GEOMETRIC_COLUMNS', 'PAIR_COLUMNS', 'SCORE_COLUMNS', 'CONFLICT_POLICIES',
            'WITHIN_POLICIES', 'DECISION_COLUMNS', 'LOSSLESS_FORMATS', 'thumbnails', 'to_gray', 'gaussian_bands',
            'SSIMIndex', 'within_class_ssim', 'pixel_embeddings', 'model_embeddings', 'embed', 'cosine_pairs',
-           'decode_all', 'visual_words', 'top_pairs', 'colour_distance', 'geometric_check', 'exact_pairs',
-           'find_duplicates', 'plot_scores', 'file_facts', 'propose_decisions', 'apply_decisions', 'save_decisions']
+           'decode_all', 'visual_words', 'top_pairs', 'colour_distances', 'colour_distance', 'geometric_check',
+           'exact_pairs', 'find_duplicates', 'plot_scores', 'file_facts', 'propose_decisions', 'apply_decisions',
+           'save_decisions']
 
 # %% ../nbs/02_dedup.ipynb #8e7898fb
 VIEWS = ('none', 'h', 'v', 'hv', 'r90', 'r270', 'r90h', 'r90v') # the square's 8 symmetries: flips, rotations by 90 degrees, transposes
@@ -370,6 +371,7 @@ def visual_words(
     descriptors:list,   # per image, (k, 32) uint8 ORB descriptors
     n_words:int=1000,   # vocabulary size (words are descriptors sampled from the data)
     seed:int=0,
+    chunk:int=100_000,  # descriptors matched at once (in `cpu_threads()` threads)
 )->sparse.csr_matrix:   # (n, n_words) tf-idf bag of visual words, rows L2-normalised
     "Bag-of-visual-words vectors: each descriptor counts for its nearest word (Hamming), weighted by inverse document frequency."
     n = len(descriptors)
@@ -378,7 +380,8 @@ def visual_words(
     everything = np.concatenate([d for d in descriptors if d is not None and len(d)])
     n_words = min(n_words, len(everything))
     vocabulary = everything[np.random.default_rng(seed).choice(len(everything), n_words, replace=False)]
-    words = np.array([m.trainIdx for m in cv2.BFMatcher(cv2.NORM_HAMMING).match(everything, vocabulary)])
+    nearest = lambda s: cv2.batchDistance(everything[s:s + chunk], vocabulary, cv2.CV_32S, normType=cv2.NORM_HAMMING, K=1)[1].ravel()
+    with ThreadPoolExecutor(cpu_threads()) as pool: words = np.concatenate(list(pool.map(nearest, range(0, len(everything), chunk))))
     owner = np.repeat(np.arange(n), counts)
     x = sparse.csr_matrix((np.ones(len(words), np.float32), (owner, words)), shape=(n, n_words))
     x.sum_duplicates()
@@ -416,17 +419,29 @@ def _share_changed(za:np.ndarray, zb:np.ndarray)->float:
     "Share of pixels where mean-centred grey levels za and zb differ by more than 10 % of the range once zb's gain is fitted to za."
     return float((np.abs(za - (za * zb).sum() / max(float((zb * zb).sum()), 1e-6) * zb) > 25.5).mean())
 
+def colour_distances(
+    a:np.ndarray, b:np.ndarray, # (pairs, pixels, 3) aligned RGB uint8 pixels of each pair
+    mask:np.ndarray|None=None,  # (pairs, pixels) pixels to compare (default: all)
+    min_chroma:float=8.0,       # only pixels with at least this chroma in one of the images count
+)->np.ndarray:                  # (pairs,) mean CIELAB a*b* (chroma-plane) distance over the pixels coloured in either; 0 if none
+    "How differently the pictures of each pair are coloured, ignoring lightness (brightness changes) and grey pixels."
+    pixels = np.ascontiguousarray(np.concatenate([a, b]).reshape(-1, 1, 3), np.uint8) # the conversion is per pixel: one call for all
+    ab = cv2.cvtColor(pixels, cv2.COLOR_RGB2LAB).reshape(2, *a.shape)[..., 1:].astype(np.float32) - 128
+    squared = lambda x: np.einsum('...i,...i->...', x, x)
+    coloured = np.maximum(*squared(ab)) >= min_chroma ** 2 # squared chromas of integer a*, b*: exact
+    if mask is not None: coloured &= mask
+    n = coloured.sum(1)
+    distance = np.einsum('kp,kp->k', np.sqrt(squared(ab[0] - ab[1])), coloured.astype(np.float32))
+    return np.where(n > 0, distance / np.maximum(n, 1), 0.0).astype(np.float32)
+
 def colour_distance(
     a:np.ndarray, b:np.ndarray, # aligned RGB uint8 images of one shape
     mask:np.ndarray|None=None,  # pixels to compare (default: all)
     min_chroma:float=8.0,       # only pixels with at least this chroma in one of the images count
-)->float:                       # mean CIELAB a*b* (chroma-plane) distance over the pixels coloured in either; 0 if none
+)->float:                       # `colour_distances` of this one pair
     "How differently two aligned pictures are coloured, ignoring lightness (brightness changes) and grey pixels."
-    la, lb = (cv2.cvtColor(np.ascontiguousarray(x), cv2.COLOR_RGB2LAB).astype(np.float32)[..., 1:] - 128 for x in (a, b))
-    if mask is not None: la, lb = la[mask], lb[mask]
-    la, lb = la.reshape(-1, 2), lb.reshape(-1, 2)
-    coloured = np.maximum(np.linalg.norm(la, axis=1), np.linalg.norm(lb, axis=1)) >= min_chroma
-    return float(np.linalg.norm(la[coloured] - lb[coloured], axis=1).mean()) if coloured.any() else 0.0
+    one = lambda x: None if x is None else x.reshape(1, -1, *x.shape[2:])
+    return float(colour_distances(one(a), one(b), one(mask), min_chroma)[0])
 
 # %% ../nbs/02_dedup.ipynb #a0d8a5b1
 GEOMETRIC_COLUMNS = ['a', 'b', 'matches', 'inliers', 'scale', 'angle', 'coverage', 'ncc', 'changed', 'colour', 'confirmed']
@@ -447,10 +462,11 @@ def geometric_check(
     out = dict(a=a, b=b, matches=0, inliers=0, scale=np.nan, angle=np.nan, coverage=0.0, ncc=np.nan, changed=np.nan, colour=np.nan, confirmed=False)
     da, db = decoded['descriptors'][a], decoded['descriptors'][b]
     if da is None or db is None or len(da) < 2 or len(db) < 2: return out
-    good = [m[0] for m in cv2.BFMatcher(cv2.NORM_HAMMING).knnMatch(db, da, k=2) if len(m) == 2 and m[0].distance < ratio * m[1].distance]
+    distance, nearest = cv2.batchDistance(db, da, cv2.CV_32S, normType=cv2.NORM_HAMMING, K=2) # b's two nearest in a, as arrays
+    good = np.nonzero(distance[:, 0] < ratio * distance[:, 1])[0]
     out['matches'] = len(good)
     if len(good) < min_inliers: return out
-    src = decoded['points'][b][[m.queryIdx for m in good]]; dst = decoded['points'][a][[m.trainIdx for m in good]]
+    src, dst = decoded['points'][b][good], decoded['points'][a][nearest[good, 0]]
     fit, inliers = cv2.estimateAffinePartial2D(src, dst, method=cv2.RANSAC, ransacReprojThreshold=3.0, maxIters=2000, confidence=0.995)
     if fit is None: return out
     scale, angle = float(np.hypot(fit[0, 0], fit[1, 0])), float(np.degrees(np.arctan2(fit[1, 0], fit[0, 0])))
@@ -510,11 +526,16 @@ def _match(method:str, flip:str, colour:float, scale:float=np.nan, coverage:floa
     if colour >= recolour: words.append(f'recolour (ΔE {colour:.0f})')
     return ', '.join(words) or 'same picture'
 
-def _colour_of_pairs(thumbs:np.ndarray, a:np.ndarray, b:np.ndarray, views:list)->np.ndarray:
-    "`colour_distance` of thumbnail pairs (a[k], view[k] of b[k])."
-    t = torch.from_numpy((thumbs * 255).round().astype(np.uint8)).permute(0, 3, 1, 2)
-    hwc = lambda x: x.permute(1, 2, 0).contiguous().numpy()
-    return np.array([colour_distance(hwc(t[i]), hwc(_flip(t[j], v))) for i, j, v in zip(a, b, views)], np.float32)
+def _colour_of_pairs(thumbs:np.ndarray, a:np.ndarray, b:np.ndarray, views:list, chunk:int=4096)->np.ndarray:
+    "`colour_distances` of thumbnail pairs (a[k], view[k] of b[k]), a chunk of pairs at a time."
+    out, views = np.zeros(len(a), np.float32), np.asarray(views, object)
+    as_bytes = lambda rows: torch.from_numpy((thumbs[rows] * 255).round().astype(np.uint8)).permute(0, 3, 1, 2)
+    for s in range(0, len(a), chunk):
+        ta, tb, v = as_bytes(a[s:s + chunk]), as_bytes(b[s:s + chunk]), views[s:s + chunk]
+        for view in set(v): tb[v == view] = _flip(tb[v == view], view)
+        pixels = lambda t: t.permute(0, 2, 3, 1).reshape(len(t), -1, 3).numpy()
+        out[s:s + chunk] = colour_distances(pixels(ta), pixels(tb))
+    return out
 
 def _changed_share(decoded:dict, a:int, b:int, view:str, side:int=64)->float:
     "Share of the picture that differs between a and `view` of b (squashed to side x side, blurred, b's grey levels fitted to a's): > 10 %."
@@ -525,8 +546,8 @@ def _changed_share(decoded:dict, a:int, b:int, view:str, side:int=64)->float:
 
 def _candidates(decoded:dict, embeddings:np.ndarray, k:int, min_words:float=0.15)->pd.DataFrame:
     "Each image's k nearest by visual words (at least `min_words` similar) and its k nearest by embedding (the image itself, view 0)."
-    words = visual_words(decoded['descriptors'])
-    by_words = top_pairs(len(embeddings), lambda rows: (words[rows] @ words.T).toarray(), k, min_words)
+    words = torch.from_numpy(visual_words(decoded['descriptors']).toarray()) # dense: a BLAS product beats a sparse one 3 to 1 here
+    by_words = top_pairs(len(embeddings), lambda rows: (words[rows] @ words.T).numpy(), k, min_words)
     # view 0 only: flipped and rotated copies are the SSIM and cosine paths' job; a crop keeps its orientation
     by_embedding = top_pairs(len(embeddings), lambda rows: embeddings[rows, 0] @ embeddings[:, 0].T, k)
     return pd.concat([by_words, by_embedding]).drop_duplicates(['a', 'b'])
@@ -586,9 +607,11 @@ def find_duplicates(
         done = {frozenset(p) for p in zip(position[scored.a[scored.linked]], position[scored.b[scored.linked]])}
         cand = cand[[frozenset(p) not in done for p in zip(cand.a, cand.b)]]
         angles = _angles(flips)
+        first, second = cand.a.to_numpy(), cand.b.to_numpy()
+        check = lambda s: [geometric_check(decoded, i, j, angles, min_ncc=min_ncc, max_changed=max_changed)
+                           for i, j in zip(first[s:s + 512], second[s:s + 512])] # 512 pairs a task: less time waiting for the GIL
         with ThreadPoolExecutor(n_threads or cpu_threads()) as pool:
-            checks = pd.DataFrame(list(pool.map(lambda ab: geometric_check(decoded, ab[0], ab[1], angles, min_ncc=min_ncc, max_changed=max_changed), zip(cand.a, cand.b))),
-                                  columns=GEOMETRIC_COLUMNS)
+            checks = pd.DataFrame([c for part in pool.map(check, range(0, len(cand), 512)) for c in part], columns=GEOMETRIC_COLUMNS)
         checks = checks[checks.ncc.notna()] # aligned: the pictures' geometry agreed
         scored = pd.concat([scored, pd.DataFrame(dict(
             a=m.index[checks.a.to_numpy(int)], b=m.index[checks.b.to_numpy(int)], method='geometric', score=checks.ncc.to_numpy(float),
