@@ -173,21 +173,25 @@ def test_decisions_drive_groups_and_folds_and_never_touch_files(tmp_path):
         assert set(survivors.image_path) == kept and survivors.group.nunique() <= 1 and survivors.fold.nunique() <= 1
     assert tree_state(root) == before
 
+@pytest.fixture(scope='module')
+def clipart_proposal():
+    "The embedded set's manifest and proposed decisions, searched once for the tests that only read them."
+    manifest, _ = load_data(CLIPART)
+    return manifest, propose_decisions(manifest, find_duplicates(manifest)[0])
+
 @pytest.mark.parametrize('edit,message', [
     (lambda d: d.assign(action=d.action.where(d.index != 0, 'maybe')), "has 'maybe'"),
     (lambda d: d.drop(columns='action'), 'missing column'),
     (lambda d: pd.concat([d, d.head(1)]), 'more than one decision'),
     (lambda d: d.assign(image_path=d.image_path.where(d.index != 0, 'train/nowhere.png')), 'not in the manifest'),
 ])
-def test_apply_decisions_refuses_bad_csv(tmp_path, edit, message):
-    manifest, _ = load_data(CLIPART)
-    decisions = propose_decisions(manifest, find_duplicates(manifest)[0])
+def test_apply_decisions_refuses_bad_csv(tmp_path, clipart_proposal, edit, message):
+    manifest, decisions = (x.copy() for x in clipart_proposal)
     edit(decisions).to_csv(tmp_path/'decisions.csv', index=False)
     with pytest.raises(DataError, match=message): apply_decisions(manifest, tmp_path/'decisions.csv')
 
-def test_reviewer_records_choices(tmp_path):
-    manifest, _ = load_data(CLIPART)
-    decisions = propose_decisions(manifest, find_duplicates(manifest)[0])
+def test_reviewer_records_choices(tmp_path, clipart_proposal):
+    manifest, decisions = (x.copy() for x in clipart_proposal)
     path = tmp_path/'decisions.csv'
     save_decisions(decisions, path)
     reviewer = DuplicateReviewer(path, manifest, only_review=True)
