@@ -17,7 +17,7 @@ SUDO := $(shell [ "$$(id -u)" -eq 0 ] || echo sudo)
 export PYTHONDONTWRITEBYTECODE := 1
 export MPLBACKEND := Agg
 
-.PHONY: install demo demo-quick pipeline browser test check-clean check-export check-readme readme docs lab nbtest pytest bench bench-scale bench-smoke
+.PHONY: install demo demo-quick pipeline browser test lint check-clean check-export check-readme readme docs lab nbtest pytest bench bench-scale bench-smoke
 PORT ?= 8888
 IP ?= 127.0.0.1
 comma := ,
@@ -94,7 +94,11 @@ nbtest: install
 pytest: install browser
 	DOGCLS_REQUIRE_BROWSER=1 $(BIN)/pytest -q tests
 
-test: check-clean check-export check-readme nbtest pytest bench-smoke
+test: lint check-clean check-export check-readme nbtest pytest bench-smoke
+
+# pyflakes' rules (ruff.toml) on the notebooks, the library, the tests, the benchmarks and the tools: no finding
+lint: install
+	$(BIN)/ruff check nbs dogcls tests bench tools
 
 # every benchmark script in its tiny mode (seconds each, on the embedded set): they cannot rot unseen; their figures mean nothing
 BENCH_SMOKE := adversarial augment dedup dedup_sets frontier gpu loader noise scale train_loop

@@ -1,6 +1,6 @@
 """Label issues, outliers and train-test shift end to end: the clean notebook on a trained run, its (edited) decisions
 applied by training, adversarial validation on a shifted test set, and the clear errors of bad input."""
-import json, shutil
+import json
 
 import numpy as np, pandas as pd, papermill as pm, pytest
 from PIL import Image, ImageOps

@@ -2,7 +2,7 @@
 import json, shutil, subprocess, sys
 from pathlib import Path
 
-import numpy as np, pandas as pd, papermill as pm, pytest
+import numpy as np, pandas as pd, papermill as pm
 
 from conftest import ROOT, as_shipped, clipart_slice, tree_state
 
