@@ -13,7 +13,7 @@ from dogcls.config import ModelConfig
 from dogcls.data import load_data
 from dogcls.loader import ImageCache, ImageDataModule, cache_side
 from dogcls.models import create_model, data_config, eval_transform
-from dogcls.train import Classifier, _quiet_lightning
+from dogcls.train import Classifier, quiet_lightning
 
 
 def bare(arch, num_classes, img_size, batch_size, warmup, steps) -> float:
@@ -40,7 +40,7 @@ def dogcls_loop(arch, manifest, img_size, batch_size, warmup, steps, cache) -> f
     dm = ImageDataModule(manifest, fold=0, batch_size=batch_size, train_transform=train_transform(config, 'randaugment+hflip'),
                          eval_transform=eval_transform(module.model), cache=cache, max_side=cache_side(img_size))
     timer = Timer(warmup)
-    with _quiet_lightning():
+    with quiet_lightning():
         trainer = L.Trainer(max_steps=warmup + steps, logger=False, enable_progress_bar=False, enable_model_summary=False,
                             enable_checkpointing=False, num_sanity_val_steps=0, limit_val_batches=0, callbacks=[timer],
                             accelerator='cpu', deterministic=True)

@@ -293,12 +293,12 @@ def runs_oof(
 )->dict:                        # split (training rows), oof_probs (mean over the runs), names, runs (name -> Run)
     "The training rows of one run, or of several runs sharing a split, and their (mean) out-of-fold probabilities."
     from dogcls.data import class_names
-    from dogcls.ensemble import _folder, load_runs
+    from dogcls.ensemble import run_folder, load_runs
     from dogcls.run import Run
     runs = list(runs)
     if not runs: raise DataError('runs: name at least one training run, e.g. -p runs \'["efficientnet_lite0"]\'')
     if len(runs) == 1:
-        folder = _folder(runs[0], reports)
+        folder = run_folder(runs[0], reports)
         if not (folder/'folds.csv').is_file(): raise DataError(f'run {str(runs[0])!r}: {folder} is not a training run (no folds.csv)')
         try: loaded = {Path(str(runs[0])).name: Run.load(folder)}
         except DataError as e: raise DataError(f'run {str(runs[0])!r}: {e}') from None

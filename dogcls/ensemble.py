@@ -14,15 +14,19 @@ from .core import DataError, atomic_write, run_dir
 from .data import class_names
 from .models import eval_transform
 from .loader import ImageDataModule, cache_side
-from .run import Run, _scores
+from .run import Run, prediction_scores
 from .train import load_run_model, predict_probs
 
 # %% auto #0
-__all__ = ['TEST_MEASURES', 'load_runs', 'soft_vote', 'hard_vote', 'fit_weights', 'weighted_vote', 'LogLinearPool', 'cross_fit',
-           'tta_predictions', 'ensemble', 'best_of', 'gap_warnings', 'diversity']
+__all__ = ['TEST_MEASURES', 'run_folder', 'load_runs', 'soft_vote', 'hard_vote', 'fit_weights', 'weighted_vote', 'LogLinearPool',
+           'cross_fit', 'tta_predictions', 'ensemble', 'best_of', 'gap_warnings', 'diversity']
 
 # %% ../nbs/06_ensemble.ipynb #cae36af5
-def _folder(run:str|Path, reports:str|Path|None=None)->Path:
+def run_folder(
+    run:str|Path,               # a run folder, or the name of a run under `reports`
+    reports:str|Path|None=None, # the reports folder (default: reports/ in the project root)
+)->Path:
+    "The folder of a run given by folder or by name (not created)."
     path = Path(run)
     return path if path.is_dir() else run_dir(str(run), reports, create=False)
 
@@ -36,7 +40,7 @@ def load_runs(
     if len(set(map(str, runs))) < len(runs): raise DataError(f'runs {runs} name the same run twice')
     loaded = {}
     for run in runs:
-        folder = _folder(run, reports)
+        folder = run_folder(run, reports)
         if not (folder/'folds.csv').is_file(): raise DataError(f'run {str(run)!r}: {folder} is not a finished training run (no folds.csv)')
         try: loaded[Path(str(run)).name] = Run.load(folder)
         except DataError as e: raise DataError(f'run {str(run)!r}: {e}') from None
@@ -161,7 +165,7 @@ def tta_predictions(
     batch_size:int=64,
 )->Run:              # the run with flip-TTA oof_probs and test_probs
     "Out-of-fold and test probabilities of a run re-predicted with flip test-time augmentation (cached)."
-    result = run if isinstance(run, Run) else Run.load(_folder(run))
+    result = run if isinstance(run, Run) else Run.load(run_folder(run))
     folder = Path(result.folder)
     cache, fingerprint = folder/'tta_probs.npz', _models_fingerprint(folder, result.folds_done)
     if cache.is_file():
@@ -207,11 +211,11 @@ def ensemble(
     test_y = first.test_targets # the test labels load_data gave the runs (folds.csv), for scoring only
     rows = []
     for name, (o, t) in predictions.items():
-        s = _scores(y, o)
+        s = prediction_scores(y, o)
         row = dict(model=name, kind='single model' if name in runs else 'ensemble', oof_accuracy=s['accuracy'], oof_macro_f1=s['macro_f1'])
         if test_y is not None:
-            s = _scores(test_y, t)
-            single = float(np.mean([_scores(test_y, combine[name](p))['accuracy'] for p in per_fold])) if per_fold else None
+            s = prediction_scores(test_y, t)
+            single = float(np.mean([prediction_scores(test_y, combine[name](p))['accuracy'] for p in per_fold])) if per_fold else None
             row.update(test_accuracy=s['accuracy'], mean_fold_test_accuracy=single, test_macro_f1=s['macro_f1'],
                        gap=row['oof_accuracy'] - s['accuracy'], single_gap=None if single is None else row['oof_accuracy'] - single)
         rows.append(row)

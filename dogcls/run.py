@@ -19,7 +19,7 @@ from .data import class_names
 from .report import most_confused as confused_pairs, per_class_accuracy
 
 # %% auto #0
-__all__ = ['read_folds', 'Run']
+__all__ = ['read_folds', 'prediction_scores', 'Run']
 
 # %% ../nbs/05b_run.ipynb #9b3ee6ef
 def read_folds(
@@ -31,7 +31,7 @@ def read_folds(
     return pd.read_csv(path, keep_default_na=False, dtype={'image_path': str, 'group': str, 'class_name': str, 'sha1': str, 'file': str})
 
 # %% ../nbs/05b_run.ipynb #56d465d2
-def _scores(y, probs)->dict:
+def prediction_scores(y, probs)->dict:
     "Accuracy and macro-F1 of the rows of `probs` that have probabilities (no NaN), and how many those are."
     keep = ~np.isnan(probs).any(1)
     if keep.sum() == 0: return dict(accuracy=None, macro_f1=None, n=0)
@@ -134,12 +134,12 @@ def scores(self:Run,
     for i, k in enumerate(self.folds_done):
         in_fold = (split.fold == k).to_numpy()
         last = history[history.fold == k].sort_values('epoch').iloc[-1] if len(history) else None
-        entry = dict(fold=k, train_acc=None if last is None else float(last.train_acc), **{f'val_{a}': b for a, b in _scores(y[in_fold], oof[in_fold]).items()})
-        if test_y is not None: entry.update({f'test_{a}': b for a, b in _scores(test_y, self.test_probs[i]).items()})
+        entry = dict(fold=k, train_acc=None if last is None else float(last.train_acc), **{f'val_{a}': b for a, b in prediction_scores(y[in_fold], oof[in_fold]).items()})
+        if test_y is not None: entry.update({f'test_{a}': b for a, b in prediction_scores(test_y, self.test_probs[i]).items()})
         per_fold.append(entry)
-    overall = {f'oof_{a}': b for a, b in _scores(y, oof).items()}
+    overall = {f'oof_{a}': b for a, b in prediction_scores(y, oof).items()}
     if test_y is not None:
-        overall.update({f'test_{a}': b for a, b in _scores(test_y, self.test_mean).items()}) # the fold-averaged prediction
+        overall.update({f'test_{a}': b for a, b in prediction_scores(test_y, self.test_mean).items()}) # the fold-averaged prediction
         singles = [f['test_accuracy'] for f in per_fold if f.get('test_accuracy') is not None]
         overall['mean_fold_test_accuracy'] = float(np.mean(singles)) if singles else None # the single fold models, averaged
     overall['train_acc'] = float(np.mean([f['train_acc'] for f in per_fold if f['train_acc'] is not None])) if per_fold else None

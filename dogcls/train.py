@@ -25,8 +25,8 @@ from .run import Run, read_folds
 from .track import check_logger, close_logger, fold_logger, start_tracking
 
 # %% auto #0
-__all__ = ['SUBMISSION_COLUMNS', 'TrainingError', 'Classifier', 'EpochLog', 'predict_probs', 'train_kfold', 'merge_folds',
-           'write_submission', 'load_run_model']
+__all__ = ['SUBMISSION_COLUMNS', 'TrainingError', 'Classifier', 'EpochLog', 'predict_probs', 'train_kfold', 'quiet_lightning',
+           'merge_folds', 'write_submission', 'load_run_model']
 
 # %% ../nbs/05_train.ipynb #daa546e7
 class TrainingError(RuntimeError):
@@ -226,7 +226,7 @@ def train_kfold(
 
 # %% ../nbs/05_train.ipynb #c5d05cc1
 @contextlib.contextmanager
-def _quiet_lightning():
+def quiet_lightning():
     "Lightning's start-up banners and hints, and known-harmless warnings, off while a fold trains (EpochLog reports)."
     loggers = [logging.getLogger(n) for n in ('lightning.pytorch', 'lightning.fabric', 'lightning')]
     levels = [l.level for l in loggers]
@@ -266,7 +266,7 @@ def _train_fold(m, out, k, names, config:TrainConfig, cache, log):
                                                enable_version_counter=False)
     history = EpochLog(k, d.folds, folder/'history.csv', log)
     tracker = fold_logger(out, k, config.flat()) # the run's experiment tracker (tracker.json)
-    with _quiet_lightning():
+    with quiet_lightning():
         trainer = _trainer(t, folder, [best, history], tracker, gpu)
         resume = folder/'last.ckpt'
         ckpt_path = None
