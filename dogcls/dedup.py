@@ -17,12 +17,12 @@ from .core import DataError, atomic_write, cpu_threads
 from .data import MAX_PIXELS, open_image, thumbnail
 
 # %% auto #0
-__all__ = ['VIEWS', 'FLIPS', 'VIEW_SETS', 'VIEW_WORDS', 'GEOMETRIC_COLUMNS', 'PAIR_COLUMNS', 'SCORE_COLUMNS', 'CONFLICT_POLICIES',
-           'WITHIN_POLICIES', 'DECISION_COLUMNS', 'LOSSLESS_FORMATS', 'thumbnails', 'to_gray', 'gaussian_bands',
-           'SSIMIndex', 'within_class_ssim', 'pixel_embeddings', 'model_embeddings', 'embed', 'cosine_pairs',
-           'decode_all', 'visual_words', 'top_pairs', 'colour_distances', 'colour_distance', 'geometric_check',
-           'exact_pairs', 'find_duplicates', 'plot_scores', 'file_facts', 'propose_decisions', 'apply_decisions',
-           'save_decisions']
+__all__ = ['VIEWS', 'FLIPS', 'VIEW_SETS', 'VIEW_WORDS', 'GEOMETRIC_COLUMNS', 'PAIR_COLUMNS', 'SCORE_COLUMNS',
+           'MATCH_SUMMARY_COLUMNS', 'CONFLICT_POLICIES', 'WITHIN_POLICIES', 'DECISION_COLUMNS', 'LOSSLESS_FORMATS',
+           'thumbnails', 'to_gray', 'gaussian_bands', 'SSIMIndex', 'within_class_ssim', 'pixel_embeddings',
+           'model_embeddings', 'embed', 'cosine_pairs', 'decode_all', 'visual_words', 'top_pairs', 'colour_distances',
+           'colour_distance', 'geometric_check', 'exact_pairs', 'find_duplicates', 'plot_scores', 'match_summary',
+           'file_facts', 'propose_decisions', 'apply_decisions', 'save_decisions']
 
 # %% ../nbs/02_dedup.ipynb #8e7898fb
 VIEWS = ('none', 'h', 'v', 'hv', 'r90', 'r270', 'r90h', 'r90v') # the square's 8 symmetries: flips, rotations by 90 degrees, transposes
@@ -652,6 +652,24 @@ def plot_scores(
     axes[0][0].legend(fontsize=7)
     fig.tight_layout()
     return fig
+
+# %% ../nbs/02_dedup.ipynb #183c2e9a
+MATCH_SUMMARY_COLUMNS = ['orientation', 'change', 'pairs', 'recoloured', 'ΔE median', 'ΔE 90th percentile', 'ΔE max']
+
+def match_summary(
+    pairs:pd.DataFrame, # from `find_duplicates`
+    recolour:float=5.0, # pairs whose aligned colours differ at least this much (CIELAB a*b*) count as recoloured, as in `match`
+)->pd.DataFrame:        # MATCH_SUMMARY_COLUMNS, one row per orientation and change, most pairs first
+    "How the pairs matched: by orientation and change (identical bytes, same picture, crop), their colour difference as a distribution."
+    if not len(pairs): return pd.DataFrame(columns=MATCH_SUMMARY_COLUMNS)
+    crop = pairs.match.str.contains('crop, shift or rescale', regex=False)
+    rows = pairs.assign(orientation=pairs.flip.map(VIEW_WORDS), recoloured=pairs.colour >= recolour,
+                        change=np.select([pairs.method == 'exact', crop], ['identical bytes', 'crop, shift or rescale'], 'same picture'))
+    table = rows.groupby(['orientation', 'change']).agg(
+        pairs=('colour', 'size'), recoloured=('recoloured', 'sum'), median=('colour', 'median'),
+        p90=('colour', lambda c: c.quantile(0.9)), largest=('colour', 'max')).round(1).reset_index()
+    table.columns = MATCH_SUMMARY_COLUMNS
+    return table.sort_values(['pairs', 'orientation', 'change'], ascending=[False, True, True], ignore_index=True)
 
 # %% ../nbs/02_dedup.ipynb #9dbabc54
 def _components(n:int, a:np.ndarray, b:np.ndarray)->np.ndarray:

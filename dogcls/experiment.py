@@ -390,7 +390,7 @@ def dedup_summary(manifest:pd.DataFrame, pairs:pd.DataFrame, decisions:pd.DataFr
 # %% ../nbs/09_experiment.ipynb #f050eca0
 def pairs_section(report:Report, summary:dict, settings:dict, pairs:pd.DataFrame, scored:pd.DataFrame, left_out:pd.DataFrame):
     "'Summary' (figures and settings, pairs by kind and method, files left out) and 'Score distributions' of a dedup run."
-    from dogcls.dedup import plot_scores
+    from dogcls.dedup import match_summary, plot_scores
     report.heading('Summary')
     report.metrics({**summary, **settings})
     report.table(pairs.groupby(['kind', 'method']).size().unstack(fill_value=0), 'Pairs at or above the thresholds, by kind and method. '
@@ -404,7 +404,8 @@ def pairs_section(report:Report, summary:dict, settings:dict, pairs:pd.DataFrame
     report.figure(plot_scores(scored), 'Pairs per score, by method.')
     report.table(scored.assign(colour_ok=scored.colour_ok.astype(bool)).groupby('method').agg(
         scored=('score', 'size'), linked=('linked', 'sum'), not_linked_for_colour=('colour_ok', lambda s: int((~s).sum()))), 'Pairs scored per method.', index=True)
-    report.table(pairs.match.value_counts().rename_axis('how the pair matched').reset_index(name='pairs'), 'What matched: mirror, rotation, crop, recolour.')
+    report.table(match_summary(pairs), 'What matched, by orientation and change: identical bytes, the same picture, or a crop, shift or '
+                 'rescale; "recoloured" pairs differ in colour by ΔE 5 or more (CIELAB a*b*), the ΔE columns give the spread.')
 
 # %% ../nbs/09_experiment.ipynb #5f713657
 def clusters_section(report:Report, decisions:pd.DataFrame, manifest:pd.DataFrame, pairs:pd.DataFrame, decisions_csv:str|Path, max_clusters:int=60):
