@@ -4,7 +4,7 @@
 
 # %% ../nbs/06_ensemble.ipynb #6b9558fc
 from __future__ import annotations
-import json
+import copy, json
 from pathlib import Path
 
 import numpy as np, pandas as pd, torch
@@ -18,8 +18,9 @@ from .run import Run, prediction_scores
 from .train import load_run_model, predict_probs
 
 # %% auto #0
-__all__ = ['TEST_MEASURES', 'run_folder', 'load_runs', 'soft_vote', 'hard_vote', 'fit_weights', 'weighted_vote', 'LogLinearPool',
-           'cross_fit', 'tta_predictions', 'ensemble', 'best_of', 'gap_warnings', 'diversity']
+__all__ = ['COMBINERS', 'TEST_MEASURES', 'run_folder', 'load_runs', 'soft_vote', 'hard_vote', 'fit_weights', 'weighted_vote',
+           'LogLinearPool', 'WeightedVote', 'cross_fit', 'tta_predictions', 'ensemble', 'best_of', 'gap_warnings',
+           'diversity']
 
 # %% ../nbs/06_ensemble.ipynb #cae36af5
 def run_folder(
@@ -126,21 +127,32 @@ class LogLinearPool:
         return z / z.sum(1, keepdims=True)
 
 # %% ../nbs/06_ensemble.ipynb #70eb10f9
+class WeightedVote:
+    "Weighted soft voting as an estimator: `fit_weights` on the rows it is fitted on, `weighted_vote` to predict."
+    def fit(self, probs:list[np.ndarray], y:np.ndarray)->'WeightedVote':
+        self.weights_ = fit_weights(probs, y)
+        return self
+
+    def predict_proba(self, probs:list[np.ndarray])->np.ndarray: return weighted_vote(probs, self.weights_)
+
+COMBINERS = {'weighted': WeightedVote, 'stacking': LogLinearPool} # the learning combiners known by name
+
 def cross_fit(
     oof:list[np.ndarray],    # each model's (N, C) out-of-fold probabilities
     test:list[np.ndarray],   # each model's test probabilities: (T, C), or (folds, T, C) from each fold model
     y:np.ndarray,            # (N,) training targets
     folds:np.ndarray,        # (N,) fold of each training row (the runs' shared split)
-    method:str,              # 'weighted' or 'stacking'
-)->tuple[np.ndarray, np.ndarray, object]: # (cross-fitted out-of-fold probs, test probs, the model fitted on all rows)
+    combiner,                # a name in COMBINERS, or any estimator with fit(probs, y) and predict_proba(probs) (copied per fit)
+)->tuple[np.ndarray, np.ndarray, object]: # (cross-fitted out-of-fold probs, test probs, the combiner fitted on all rows)
     "A learning combiner, scored by cross-fitting over the runs' folds and then fitted on every out-of-fold row."
-    if method not in ('weighted', 'stacking'): raise DataError(f"method={method!r}: use 'weighted' or 'stacking'")
+    if isinstance(combiner, str) and combiner not in COMBINERS:
+        raise DataError(f'combiner={combiner!r}: use one of {sorted(COMBINERS)}, or an estimator with fit(probs, y) and predict_proba(probs)')
+    if not isinstance(combiner, str) and not (hasattr(combiner, 'fit') and hasattr(combiner, 'predict_proba')):
+        raise DataError(f'combiner={combiner!r} has no fit(probs, y) and predict_proba(probs)')
+    fresh = COMBINERS[combiner] if isinstance(combiner, str) else lambda: copy.deepcopy(combiner)
     out = np.zeros_like(oof[0], dtype=float)
-    def fit(rows):
-        if method == 'weighted': return fit_weights([p[rows] for p in oof], y[rows])
-        return LogLinearPool().fit([p[rows] for p in oof], y[rows])
-    def apply(model, probs):
-        return weighted_vote(probs, model) if method == 'weighted' else model.predict_proba(probs)
+    fit = lambda rows: fresh().fit([p[rows] for p in oof], y[rows])
+    apply = lambda model, probs: model.predict_proba(probs)
     for k in np.unique(folds):
         held = folds == k
         out[held] = apply(fit(~held), [p[held] for p in oof])
@@ -199,13 +211,13 @@ def ensemble(
     predictions = {n: (o, t) for n, o, t in zip(names, oof, test)}
     predictions['soft voting'] = (soft_vote(oof), soft_vote(test))
     predictions['hard voting'] = (hard_vote(oof), hard_vote(test))
-    crossed, tested, weights = cross_fit(oof, test, y, folds, 'weighted')
+    crossed, tested, weighted = cross_fit(oof, test, y, folds, 'weighted')
     predictions['weighted soft voting'] = (crossed, tested)
     crossed, tested, stacker = cross_fit(oof, [runs[n].test_probs for n in names], y, folds, 'stacking')
     predictions['stacking'] = (crossed, tested)
     # each predictor applied to the test probabilities of one fold model per run at a time: the like-for-like partner of out-of-fold
     combine = {**{n: (lambda p, i=i: p[i]) for i, n in enumerate(names)}, 'soft voting': soft_vote, 'hard voting': hard_vote,
-               'weighted soft voting': lambda p: weighted_vote(p, weights), 'stacking': stacker.predict_proba}
+               'weighted soft voting': weighted.predict_proba, 'stacking': stacker.predict_proba}
     n_fold_models = min(len(runs[n].test_probs) for n in names)
     per_fold = [[runs[n].test_probs[k] for n in names] for k in range(n_fold_models)]
     test_y = first.test_targets # the test labels load_data gave the runs (folds.csv), for scoring only
@@ -220,7 +232,7 @@ def ensemble(
                        gap=row['oof_accuracy'] - s['accuracy'], single_gap=None if single is None else row['oof_accuracy'] - single)
         rows.append(row)
     table = pd.DataFrame(rows)
-    table.attrs['weights'] = dict(zip(names, np.round(weights, 4).tolist()))
+    table.attrs['weights'] = dict(zip(names, np.round(weighted.weights_, 4).tolist()))
     return table, predictions
 
 # %% ../nbs/06_ensemble.ipynb #dd233347

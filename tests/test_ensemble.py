@@ -84,10 +84,10 @@ def test_cross_fitting_never_scores_a_row_it_was_fitted_on():
     model_a = np.eye(3)[y] * 0.9 + 0.1 / 3 # a perfect model
     model_b = np.full((90, 3), 1 / 3)
     leaked = model_a.copy(); leaked[folds == 0] = np.eye(3)[(y[folds == 0] + 1) % 3] * 0.9 + 0.1 / 3 # wrong on fold 0 only
-    crossed, _, weights = cross_fit([leaked, model_b], [leaked[:5], model_b[:5]], y, folds, 'weighted')
+    crossed, _, _ = cross_fit([leaked, model_b], [leaked[:5], model_b[:5]], y, folds, 'weighted')
     # weights fitted without fold 0 trust the first model, so fold 0 (scored by them) is wrong: no peeking at its labels
     assert (crossed[folds == 0].argmax(1) != y[folds == 0]).all()
-    with pytest.raises(DataError, match="method='median'"): cross_fit([leaked], [leaked], y, folds, 'median')
+    with pytest.raises(DataError, match="combiner='median'"): cross_fit([leaked], [leaked], y, folds, 'median')
 
 def test_hard_vote_ties_and_diversity(runs):
     p1, p2 = np.array([[0.9, 0.1]]), np.array([[0.4, 0.6]])
