@@ -20,9 +20,10 @@ from .core import DataError, atomic_write, cpu_threads, write_json
 from .data import assign_folds, open_image
 
 # %% auto #0
-__all__ = ['OFFLINE', 'OFFLINE_VERSION', 'POLICIES', 'LEAKAGE_ARMS', 'canny_edges', 'morphology', 'gaussian_noise',
-           'gaussian_blur', 'motion_blur', 'parse_spec', 'apply_spec', 'spec_slug', 'write_offline', 'attach_copies',
-           'policy_transforms', 'train_transform', 'augmentation_gallery', 'row_folds', 'leakage_arms', 'leak_audit']
+__all__ = ['OFFLINE', 'OFFLINE_VERSION', 'POLICIES', 'POLICY_STEPS', 'TIMM_POLICY_STRINGS', 'LEAKAGE_ARMS', 'canny_edges',
+           'morphology', 'gaussian_noise', 'gaussian_blur', 'motion_blur', 'parse_spec', 'apply_spec', 'spec_slug',
+           'write_offline', 'attach_copies', 'policy_transforms', 'train_transform', 'augmentation_gallery',
+           'row_folds', 'leakage_arms', 'leak_audit']
 
 # %% ../nbs/03_augment.ipynb #407e4766
 def canny_edges(
@@ -218,6 +219,15 @@ POLICIES = {'none': 'no augmentation beyond the crop', 'randaugment': "timm's ra
             'trivialaugment': "torchvision's TrivialAugmentWide", 'hflip': 'horizontal flip (p=0.5)',
             'vflip': 'vertical flip (p=0.5)'}
 
+# what each named step builds from timm's hyper-parameters; add an entry (and its POLICIES line) to add a policy
+POLICY_STEPS = {'randaugment': lambda hparams: rand_augment_transform('rand-m9-mstd0.5', dict(hparams)),
+                'autoaugment': lambda hparams: auto_augment_transform('original', dict(hparams)),
+                'trivialaugment': lambda hparams: T.TrivialAugmentWide(),
+                'hflip': lambda hparams: T.RandomHorizontalFlip(), 'vflip': lambda hparams: T.RandomVerticalFlip()}
+# timm's own policy strings, by their prefix
+TIMM_POLICY_STRINGS = [(r'^rand(-|$)', rand_augment_transform), (r'^augmix', augment_and_mix_transform),
+                       (r'^(original|originalr|v0|v0r)(-|$)', auto_augment_transform)]
+
 def policy_transforms(
     policy:str,               # names from POLICIES or timm policy strings, joined with '+'
     img_size:int=224,         # for timm's translate range
@@ -229,17 +239,12 @@ def policy_transforms(
     for name in str(policy).split('+'):
         name = name.strip().lower()
         if name in ('', 'none'): continue
-        elif name == 'randaugment': steps.append(rand_augment_transform('rand-m9-mstd0.5', dict(hparams)))
-        elif name == 'autoaugment': steps.append(auto_augment_transform('original', dict(hparams)))
-        elif name == 'trivialaugment': steps.append(T.TrivialAugmentWide())
-        elif name == 'hflip': steps.append(T.RandomHorizontalFlip())
-        elif name == 'vflip': steps.append(T.RandomVerticalFlip())
-        elif re.match(r'^rand(-|$)', name): steps.append(_timm_policy(rand_augment_transform, name, hparams))
-        elif name.startswith('augmix'): steps.append(_timm_policy(augment_and_mix_transform, name, hparams))
-        elif re.match(r'^(original|originalr|v0|v0r)(-|$)', name): steps.append(_timm_policy(auto_augment_transform, name, hparams))
-        else:
-            raise DataError(f'augmentation policy {name!r} in {policy!r}: choose from {", ".join(POLICIES)} or a timm policy '
-                            'string (rand-m9-mstd0.5, augmix-m5, original-mstd0.5, v0), joined with "+"')
+        if name in POLICY_STEPS: steps.append(POLICY_STEPS[name](hparams)); continue
+        factory = next((f for pattern, f in TIMM_POLICY_STRINGS if re.match(pattern, name)), None)
+        if factory is None:
+            raise DataError(f'augmentation policy {name!r} in {policy!r}: choose from {", ".join(["none", *POLICY_STEPS])} or a timm '
+                            'policy string (rand-m9-mstd0.5, augmix-m5, original-mstd0.5, v0), joined with "+"')
+        steps.append(_timm_policy(factory, name, hparams))
     return steps
 
 # %% ../nbs/03_augment.ipynb #9788744d
