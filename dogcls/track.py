@@ -11,26 +11,56 @@ from .config import TrainConfig
 from .core import DataError, write_json
 
 # %% auto #0
-__all__ = ['LOGGERS', 'SUMMARY_FILES', 'check_logger', 'start_tracking', 'fold_logger', 'close_logger', 'final_metrics',
-           'log_run']
+__all__ = ['TRACKERS', 'LOGGERS', 'SUMMARY_FILES', 'Tracker', 'NoTracker', 'CSVTracker', 'TensorBoardTracker', 'MLflowTracker',
+           'WandbTracker', 'check_logger', 'start_tracking', 'fold_logger', 'close_logger', 'final_metrics', 'log_run']
 
 # %% ../nbs/05a_track.ipynb #8a8f467c
-LOGGERS = ('csv', 'tensorboard', 'mlflow', 'wandb', 'none')
-_PACKAGES = {'tensorboard': 'tensorboard', 'mlflow': 'mlflow', 'wandb': 'wandb'}
+class Tracker:
+    "One experiment tracker: the package it needs, what it keeps in tracker.json, each fold's Lightning logger, the run's summary."
+    package:str|None = None # the Python package it needs (checked before training starts)
 
-def check_logger(
-    kind:str, # one of LOGGERS
-)->str:       # the kind
-    "Refuse an unknown logger, or a tracker that is not installed, before any training starts."
-    if kind not in LOGGERS: raise DataError(f'logger={kind!r}: choose one of {", ".join(LOGGERS)}')
-    package = _PACKAGES.get(kind)
-    if package:
-        import importlib.util
-        if importlib.util.find_spec(package) is None:
-            raise DataError(f"logger={kind!r} needs the {package} package: pip install -e '.[trackers]' (or pip install {package})")
-    return kind
+    def start(self, out:Path, record:dict)->dict: return record # open (or find again) the run: fill the record
+    def fold_logger(self, out:Path, fold:int, record:dict): raise NotImplementedError # a Lightning logger, or False
+    def close(self, logger): logger.finalize('success') # a fold has finished
+    def log_run(self, out:Path, record:dict, params:dict, values:dict, files:list)->str: # the run's summary; where it went, in words
+        raise NotImplementedError
+
+TRACKERS:dict[str, Tracker] = {} # logger name -> its Tracker (filled below); adding a tracker is adding an entry
 
 # %% ../nbs/05a_track.ipynb #b26242cc
+def _lightning_loggers():
+    from lightning.pytorch import loggers
+    return loggers
+
+class NoTracker(Tracker):
+    "logger='none': nothing is logged."
+    def fold_logger(self, out, fold, record): return False
+    def close(self, logger): pass
+    def log_run(self, out, record, params, values, files): return 'no tracker (logger none)'
+
+class CSVTracker(Tracker):
+    "Lightning's CSVLogger in the run folder: logs/fold<k>/metrics.csv, logs/summary for the run."
+    def fold_logger(self, out, fold, record): # a resumed fold logs into a new folder: CSVLogger would delete the earlier metrics.csv
+        attempt = next(n for n in range(1, 1000) if not (out/'logs'/(f'fold{fold}' + (f'-attempt{n}' if n > 1 else ''))/'metrics.csv').exists())
+        return _lightning_loggers().CSVLogger(out, name='logs', version=f'fold{fold}' + (f'-attempt{attempt}' if attempt > 1 else ''))
+
+    def log_run(self, out, record, params, values, files):
+        logger = _lightning_loggers().CSVLogger(out, name='logs', version='summary')
+        logger.log_hyperparams(params); logger.log_metrics(values, step=0); logger.finalize('success')
+        return f'{logger.log_dir}'
+
+class TensorBoardTracker(Tracker):
+    "TensorBoard event files in the run folder: tensorboard/fold<k>, tensorboard/summary (its hparams view)."
+    package = 'tensorboard'
+    def _logger(self, out, version): return _lightning_loggers().TensorBoardLogger(out, name='tensorboard', version=version, default_hp_metric=False)
+    def fold_logger(self, out, fold, record): return self._logger(out, f'fold{fold}')
+
+    def log_run(self, out, record, params, values, files):
+        logger = self._logger(out, 'summary')
+        logger.log_hyperparams(params, values) # TensorBoard's hparams view: parameters against final metrics
+        logger.log_metrics(values, step=0); logger.finalize('success')
+        return f'{logger.log_dir}'
+
 def _mlflow_uri(out:Path)->str:
     return os.environ.get('MLFLOW_TRACKING_URI') or f'sqlite:///{(out.parent/"mlflow.db").resolve()}'
 
@@ -41,25 +71,91 @@ def _mlflow_experiment(client, name:str, out:Path)->str:
     default_store = not os.environ.get('MLFLOW_TRACKING_URI')
     return client.create_experiment(name, artifact_location=(out.parent/'mlartifacts').resolve().as_uri() if default_store else None)
 
-def _wandb_mode()->str: return os.environ.get('WANDB_MODE', 'offline')
-
-def start_tracking(
-    out:str|Path, # the run folder
-    kind:str,     # one of LOGGERS
-)->dict:          # the tracker record, also written to out/tracker.json
-    "Open (or find again) the run in its tracker and remember it in `tracker.json`."
-    out = Path(out); kind = check_logger(kind)
-    path = out/'tracker.json'
-    record = json.loads(path.read_text()) if path.is_file() else {}
-    if record.get('logger') != kind: record = dict(logger=kind)
-    if kind == 'mlflow':
+class MLflowTracker(Tracker):
+    "One parent MLflow run per training run, a child run per fold (MLFLOW_TRACKING_URI, default: sqlite next to the run)."
+    package = 'mlflow'
+    def start(self, out, record):
         from mlflow import MlflowClient
         uri, name = _mlflow_uri(out), os.environ.get('MLFLOW_EXPERIMENT_NAME', 'dogcls')
         if record.get('tracking_uri') != uri or record.get('experiment_name') != name or not record.get('parent_run_id'):
             client = MlflowClient(uri)
             parent = client.create_run(_mlflow_experiment(client, name, out), run_name=out.name, tags={'dogcls.run': out.name})
             record.update(tracking_uri=uri, experiment_name=name, experiment_id=parent.info.experiment_id, parent_run_id=parent.info.run_id)
-    if kind == 'wandb': record.update(project=os.environ.get('WANDB_PROJECT', 'dogcls'), group=out.name, mode=_wandb_mode())
+        return record
+
+    def fold_logger(self, out, fold, record):
+        return _lightning_loggers().MLFlowLogger(
+            run_name=f'{out.name} fold {fold}', tracking_uri=record['tracking_uri'], experiment_name=record['experiment_name'],
+            tags={'mlflow.parentRunId': record['parent_run_id'], 'dogcls.run': out.name, 'dogcls.fold': str(fold)})
+
+    def log_run(self, out, record, params, values, files):
+        from mlflow import MlflowClient
+        client, run_id = MlflowClient(record['tracking_uri']), record['parent_run_id']
+        logged = client.get_run(run_id).data.params
+        for k, v in params.items():
+            if k not in logged: client.log_param(run_id, k, str(v))
+        for k, v in values.items(): client.log_metric(run_id, k, v)
+        for f in files: client.log_artifact(run_id, str(f))
+        client.set_terminated(run_id)
+        return f'MLflow run {run_id} in {record["tracking_uri"]}'
+
+def _wandb_mode()->str: return os.environ.get('WANDB_MODE', 'offline')
+
+class WandbTracker(Tracker):
+    "Weights & Biases, offline unless WANDB_MODE says otherwise: a run per fold and one for the summary, grouped by run name."
+    package = 'wandb'
+    def start(self, out, record):
+        record.update(project=os.environ.get('WANDB_PROJECT', 'dogcls'), group=out.name, mode=_wandb_mode())
+        return record
+
+    def fold_logger(self, out, fold, record):
+        import wandb
+        if wandb.run is not None: wandb.finish()
+        return _lightning_loggers().WandbLogger(name=f'{out.name}-fold{fold}', save_dir=str(out), project=record['project'],
+                                                group=record['group'], job_type='fold', mode=record['mode'])
+
+    def close(self, logger): # W&B keeps one active run per process: the next fold needs a new one
+        import wandb
+        logger.finalize('success'); wandb.finish()
+
+    def log_run(self, out, record, params, values, files):
+        import wandb
+        if wandb.run is not None: wandb.finish()
+        run = wandb.init(project=record['project'], group=record['group'], name=f'{out.name}-summary', job_type='summary', dir=str(out),
+                         mode=record['mode'], config=params)
+        run.summary.update(values)
+        if files:
+            artifact = wandb.Artifact(re.sub(r'[^\w.-]', '_', f'{out.name}-outputs'), type='run-outputs') # W&B's allowed characters
+            for f in files: artifact.add_file(str(f))
+            run.log_artifact(artifact)
+        folder = run.dir; run.finish()
+        return f'W&B run {folder} ({record["mode"]})'
+
+TRACKERS.update(csv=CSVTracker(), tensorboard=TensorBoardTracker(), mlflow=MLflowTracker(), wandb=WandbTracker(), none=NoTracker())
+LOGGERS = tuple(TRACKERS) # the names, as first registered
+
+def check_logger(
+    kind:str, # a name in TRACKERS
+)->str:       # the kind
+    "Refuse an unknown logger, or a tracker that is not installed, before any training starts."
+    if kind not in TRACKERS: raise DataError(f'logger={kind!r}: choose one of {", ".join(TRACKERS)}')
+    package = TRACKERS[kind].package
+    if package:
+        import importlib.util
+        if importlib.util.find_spec(package) is None:
+            raise DataError(f"logger={kind!r} needs the {package} package: pip install -e '.[trackers]' (or pip install {package})")
+    return kind
+
+def start_tracking(
+    out:str|Path, # the run folder
+    kind:str,     # a name in TRACKERS
+)->dict:          # the tracker record, also written to out/tracker.json
+    "Open (or find again) the run in its tracker and remember it in `tracker.json`."
+    out = Path(out); kind = check_logger(kind)
+    path = out/'tracker.json'
+    record = json.loads(path.read_text()) if path.is_file() else {}
+    if record.get('logger') != kind: record = dict(logger=kind)
+    record = TRACKERS[kind].start(out, record)
     out.mkdir(parents=True, exist_ok=True); write_json(record, path)
     return record
 
@@ -70,33 +166,19 @@ def fold_logger(
     params:dict,   # the run's settings (config.json)
 ):                 # a Lightning logger, or False for 'none'
     "The Lightning logger of one fold, in the run's tracker."
-    from lightning.pytorch import loggers
-    out = Path(out); record = json.loads((out/'tracker.json').read_text()); kind = record['logger']
-    if kind == 'none': return False
-    if kind == 'csv': # a resumed fold logs into a new folder: Lightning's CSVLogger would delete the earlier epochs' metrics.csv
-        attempt = next(n for n in range(1, 1000) if not (out/'logs'/(f'fold{fold}' + (f'-attempt{n}' if n > 1 else ''))/'metrics.csv').exists())
-        logger = loggers.CSVLogger(out, name='logs', version=f'fold{fold}' + (f'-attempt{attempt}' if attempt > 1 else ''))
-    elif kind == 'tensorboard': logger = loggers.TensorBoardLogger(out, name='tensorboard', version=f'fold{fold}', default_hp_metric=False)
-    elif kind == 'mlflow':
-        logger = loggers.MLFlowLogger(run_name=f'{out.name} fold {fold}', tracking_uri=record['tracking_uri'],
-                                      experiment_name=record['experiment_name'],
-                                      tags={'mlflow.parentRunId': record['parent_run_id'], 'dogcls.run': out.name, 'dogcls.fold': str(fold)})
-    else:
-        import wandb
-        if wandb.run is not None: wandb.finish()
-        logger = loggers.WandbLogger(name=f'{out.name}-fold{fold}', save_dir=str(out), project=record['project'], group=record['group'],
-                                     job_type='fold', mode=record['mode'])
-    logger.log_hyperparams({**params, 'fold': fold})
+    out = Path(out); record = json.loads((out/'tracker.json').read_text())
+    logger = TRACKERS[record['logger']].fold_logger(out, fold, record)
+    if logger is not False: logger.log_hyperparams({**params, 'fold': fold})
     return logger
 
 # %% ../nbs/05a_track.ipynb #8e040d95
-def close_logger(logger):
-    "Finish a fold's logger (W&B keeps one active run per process: the next fold needs a new one)."
+def close_logger(
+    logger,   # from `fold_logger`
+    kind:str, # the run's tracker (a name in TRACKERS)
+):
+    "Finish a fold's logger (W&B, for one, keeps one active run per process: the next fold needs a new one)."
     if logger is False or logger is None: return
-    logger.finalize('success')
-    if type(logger).__name__ == 'WandbLogger':
-        import wandb
-        wandb.finish()
+    TRACKERS[kind].close(logger)
 
 # %% ../nbs/05a_track.ipynb #8567db36
 SUMMARY_FILES = ('report.html', 'metrics.json', 'submission.csv')
@@ -114,36 +196,6 @@ def log_run(
     "Send the run's parameters, final metrics and files (report, metrics.json, submission.csv) to its tracker."
     out = Path(out)
     record = json.loads((out/'tracker.json').read_text()) if (out/'tracker.json').is_file() else start_tracking(out, kind or 'csv')
-    kind, values = record['logger'], final_metrics(metrics)
     params = TrainConfig.load(out).flat() if (out/'config.json').is_file() else {}
     files = [out/f for f in SUMMARY_FILES if (out/f).is_file()]
-    if kind == 'none': return 'no tracker (logger none)'
-    from lightning.pytorch import loggers
-    if kind in ('csv', 'tensorboard'):
-        logger = (loggers.CSVLogger(out, name='logs', version='summary') if kind == 'csv' else
-                  loggers.TensorBoardLogger(out, name='tensorboard', version='summary', default_hp_metric=False))
-        if kind == 'csv': logger.log_hyperparams(params)
-        else: logger.log_hyperparams(params, values) # TensorBoard's hparams view: parameters against final metrics
-        logger.log_metrics(values, step=0); logger.finalize('success')
-        return f'{logger.log_dir}'
-    if kind == 'mlflow':
-        from mlflow import MlflowClient
-        client, run_id = MlflowClient(record['tracking_uri']), record['parent_run_id']
-        logged = client.get_run(run_id).data.params
-        for k, v in params.items():
-            if k not in logged: client.log_param(run_id, k, str(v))
-        for k, v in values.items(): client.log_metric(run_id, k, v)
-        for f in files: client.log_artifact(run_id, str(f))
-        client.set_terminated(run_id)
-        return f'MLflow run {run_id} in {record["tracking_uri"]}'
-    import wandb
-    if wandb.run is not None: wandb.finish()
-    run = wandb.init(project=record['project'], group=record['group'], name=f'{out.name}-summary', job_type='summary', dir=str(out),
-                     mode=record['mode'], config=params)
-    run.summary.update(values)
-    if files:
-        artifact = wandb.Artifact(re.sub(r'[^\w.-]', '_', f'{out.name}-outputs'), type='run-outputs') # W&B's allowed characters
-        for f in files: artifact.add_file(str(f))
-        run.log_artifact(artifact)
-    folder = run.dir; run.finish()
-    return f'W&B run {folder} ({record["mode"]})'
+    return TRACKERS[record['logger']].log_run(out, record, params, final_metrics(metrics), files)

@@ -278,7 +278,7 @@ def _train_fold(m, out, k, names, config:TrainConfig, cache, log):
                 log(f'fold {k + 1}/{d.folds}: {resume} is unreadable ({type(e).__name__}); starting the fold again')
                 os.replace(resume, folder/'last.ckpt.unreadable')
         trainer.fit(module, dm, ckpt_path=ckpt_path)
-        close_logger(tracker)
+        close_logger(tracker, config.logger)
     if not trainer.is_global_zero: return
     fitted = time.time()
     state = torch.load(best.best_model_path or best.last_model_path, map_location='cpu', weights_only=True)
