@@ -190,7 +190,7 @@ def tta_predictions(
     device = 'cuda' if torch.cuda.is_available() else 'cpu'
     for k in result.folds_done:
         model = load_run_model(folder, k).to(device)
-        size = model.dogcls_img_size
+        size = model.dogcls.img_size
         dm = ImageDataModule(split, fold=k, batch_size=batch_size, eval_transform=eval_transform(model), max_side=cache_side(size), cache=None)
         dm.setup()
         oof[position[dm.val_rows.image_path].to_numpy()] = predict_probs(model, dm.val_dataloader(), tta=True)

@@ -5,6 +5,7 @@
 # %% ../nbs/04_models.ipynb #f888a2d4
 from __future__ import annotations
 import importlib
+from dataclasses import dataclass
 from pathlib import Path
 
 import timm, torch
@@ -14,8 +15,8 @@ from .core import DataError, atomic_write, cache_dir
 
 # %% auto #0
 __all__ = ['ARCHS', 'SIZES', 'OFFLINE_WEIGHTS', 'OFFLINE_ARCHS', 'resolve_arch', 'efficientnet_lite_source',
-           'convert_efficientnet_lite', 'efficientnet_lite_weights', 'create_model', 'data_config', 'eval_transform',
-           'feature_extractor']
+           'convert_efficientnet_lite', 'efficientnet_lite_weights', 'ModelFacts', 'create_model', 'data_config',
+           'eval_transform', 'feature_extractor']
 
 # %% ../nbs/04_models.ipynb #de6e8cbc
 ARCHS = {
@@ -137,6 +138,15 @@ def _load_file(model:torch.nn.Module, path:Path)->str:
         raise DataError(f'{path}: only {loaded} of {len(own)} tensors match {type(model).__name__}; is it a checkpoint of this architecture?')
     return f'file {path} ({loaded}/{len(own)} tensors' + (f'; re-initialised {", ".join(mismatched)}' if mismatched else '') + ')'
 
+@dataclass(frozen=True)
+class ModelFacts:
+    "What dogcls knows of a model it created, kept on it as `model.dogcls` (in the spirit of timm's `pretrained_cfg`)."
+    arch:str       # the timm model name
+    weights:str    # where its weights came from, in words (reports print it)
+    img_size:int   # the square input side it was built and checked for
+    mean:tuple     # the input normalisation of its weights
+    std:tuple
+
 def create_model(
     arch:str,                 # alias (see ARCHS) or timm model name
     num_classes:int,          # outputs (0: the pooled features)
@@ -145,7 +155,7 @@ def create_model(
     pretrained:bool|str|Path='auto', # False, True (hub), 'auto', or a weights file
     check:bool=True,          # run a dry forward pass at img_size
     **kwargs,                 # more timm.create_model arguments (drop_rate, drop_path_rate, ...)
-)->torch.nn.Module:           # the model, with `dogcls_arch`, `dogcls_weights` and `dogcls_img_size` attributes
+)->torch.nn.Module:           # the model, with its `ModelFacts` as `model.dogcls`
     "A timm model for an alias or name, with the requested weights, checked to accept `img_size`."
     name, extra, default_size = resolve_arch(arch, size)
     img_size = img_size or default_size or timm.models.get_pretrained_cfg(name).input_size[-1]
@@ -166,7 +176,8 @@ def create_model(
         weights = _load_file(model, efficientnet_lite_weights(name)).replace('file ', f'ImageNet weights from {package}: ', 1)
     elif isinstance(pretrained, (str, Path)) and pretrained != 'auto': weights = _load_file(model, Path(pretrained))
     if check: _check_input(model, arch, name, img_size)
-    model.dogcls_arch, model.dogcls_weights, model.dogcls_img_size = name, weights, img_size
+    config = resolve_data_config({}, model=model)
+    model.dogcls = ModelFacts(name, weights, img_size, tuple(config['mean']), tuple(config['std']))
     return model
 
 def _check_input(model, arch, name, img_size):
@@ -182,8 +193,8 @@ def _check_input(model, arch, name, img_size):
 def data_config(model:torch.nn.Module)->dict:
     "timm's data configuration of `model` at the image size it was created for."
     config = resolve_data_config({}, model=model)
-    size = getattr(model, 'dogcls_img_size', None)
-    if size: config['input_size'] = (3, size, size)
+    facts = getattr(model, 'dogcls', None)
+    if facts: config['input_size'] = (3, facts.img_size, facts.img_size)
     return config
 
 # %% ../nbs/04_models.ipynb #777c8233

@@ -199,7 +199,7 @@ def train_kfold(
     names = class_names(manifest[manifest.split == 'train'])
     mc = config.model
     probe = create_model(mc.arch, len(names), mc.size, mc.img_size, pretrained=False) # a bad arch or img_size fails before anything is written
-    config = dataclasses.replace(config, model=dataclasses.replace(mc, img_size=probe.dogcls_img_size))
+    config = dataclasses.replace(config, model=dataclasses.replace(mc, img_size=probe.dogcls.img_size))
     folds = config.data.folds
     to_run = list(range(folds)) if fold is None else [fold]
     if any(not isinstance(k, (int, np.integer)) or not 0 <= k < folds for k in to_run):
@@ -296,7 +296,7 @@ def _train_fold(m, out, k, names, config:TrainConfig, cache, log):
     write_json(dict(fold=k, seconds=round(time.time() - started, 1), load_seconds=round(loaded - started, 1),
                     fit_seconds=round(fitted - loaded, 1),
                     predict_seconds=round(time.time() - fitted, 1), epochs_trained=int(epochs.epoch.max()),
-                    best_checkpoint='weights.pt', weights=module.model.dogcls_weights,
+                    best_checkpoint='weights.pt', weights=module.model.dogcls.weights,
                     best_val_loss=None if epochs.val_loss.isna().all() else float(epochs.val_loss.min())),
                folder/'done.json')
     if not t.keep_checkpoints: # the fold is finished: resuming no longer needs them

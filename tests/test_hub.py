@@ -35,9 +35,9 @@ for alias in sys.argv[1:]:
     loaded = model.state_dict()
     same = [k for k in saved if k in loaded and loaded[k].shape == saved[k].shape]
     head = model.get_classifier()
-    results[alias] = dict(name=name, hub_id=hub_id, weights=model.dogcls_weights, saved=len(saved), same_shape=len(same),
+    results[alias] = dict(name=name, hub_id=hub_id, weights=model.dogcls.weights, saved=len(saved), same_shape=len(same),
                           equal=sum(torch.equal(loaded[k], saved[k]) for k in same), head_outputs=head.out_features,
-                          auto=create_model(alias, 7, size='cpu', pretrained='auto').dogcls_weights)
+                          auto=create_model(alias, 7, size='cpu', pretrained='auto').dogcls.weights)
 print(json.dumps(results))
 '''
 

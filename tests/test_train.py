@@ -131,7 +131,7 @@ def test_scores_submission_and_reloading(tiny, tmp_path):
     from dogcls.loader import ImageDataModule, cache_side
     from dogcls.models import eval_transform
     dm = ImageDataModule(pd.read_csv(tmp_path/'folds.csv'), fold=0, eval_transform=eval_transform(model), batch_size=8,
-                         max_side=cache_side(model.dogcls_img_size))
+                         max_side=cache_side(model.dogcls.img_size))
     dm.setup()
     probs = train_module.predict_probs(model, dm.val_dataloader())
     assert np.allclose(probs, np.load(tmp_path/'fold0'/'predictions.npz')['val_probs'], atol=1e-5)
