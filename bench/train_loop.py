@@ -9,7 +9,7 @@ import argparse, statistics, time
 import lightning as L, torch
 
 from dogcls.augment import train_transform
-from dogcls.config import ModelConfig
+from dogcls.config import DataConfig, ModelConfig
 from dogcls.data import load_data
 from dogcls.loader import ImageCache, ImageDataModule, cache_side
 from dogcls.models import create_model, data_config, eval_transform
@@ -37,7 +37,7 @@ class Timer(L.Callback):
 def dogcls_loop(arch, manifest, img_size, batch_size, warmup, steps, cache) -> float:
     module = Classifier(int(manifest.target.max()) + 1, ModelConfig(arch=arch, size='cpu', img_size=img_size, pretrained=False))
     config = data_config(module.model)
-    dm = ImageDataModule(manifest, fold=0, batch_size=batch_size, train_transform=train_transform(config, 'randaugment+hflip'),
+    dm = ImageDataModule(manifest, fold=0, data=DataConfig(batch_size=batch_size), train_transform=train_transform(config, 'randaugment+hflip'),
                          eval_transform=eval_transform(module.model), cache=cache, max_side=cache_side(img_size))
     timer = Timer(warmup)
     with quiet_lightning():

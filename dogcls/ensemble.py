@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np, pandas as pd, torch
 from scipy.optimize import minimize
 
+from .config import DataConfig
 from .core import DataError, atomic_write, run_dir
 from .data import class_names
 from .models import eval_transform
@@ -191,7 +192,7 @@ def tta_predictions(
     for k in result.folds_done:
         model = load_run_model(folder, k).to(device)
         size = model.dogcls.img_size
-        dm = ImageDataModule(split, fold=k, batch_size=batch_size, eval_transform=eval_transform(model), max_side=cache_side(size), cache=None)
+        dm = ImageDataModule(split, fold=k, data=DataConfig(batch_size=batch_size), eval_transform=eval_transform(model), max_side=cache_side(size), cache=None)
         dm.setup()
         oof[position[dm.val_rows.image_path].to_numpy()] = predict_probs(model, dm.val_dataloader(), tta=True)
         tests.append(predict_probs(model, dm.test_dataloader(), tta=True) if len(dm.test_rows) else np.zeros((0, oof.shape[1]), np.float32))

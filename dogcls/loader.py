@@ -12,6 +12,7 @@ from PIL import Image
 from torch.utils.data import DataLoader, Dataset, RandomSampler
 from torchvision import transforms as T
 
+from .config import DataConfig, TrainConfig
 from .core import DataError, cpu_threads
 from .data import MAX_PIXELS, assign_folds, open_image
 
@@ -97,22 +98,20 @@ class ImageDataModule(L.LightningDataModule):
     def __init__(self,
                  manifest:pd.DataFrame,       # from `load_data` (a fold column is added in setup if missing)
                  fold:int=0,                  # the fold held out for validation
-                 n_folds:int=5,               # folds, when they are assigned here
-                 seed:int=42,                 # seed of fold assignment and shuffling
-                 batch_size:int=32,           # images per batch
+                 data:DataConfig|None=None,   # folds (when assigned here), batch size, samples per epoch, workers (default: DataConfig())
+                 seed:int=TrainConfig.seed,   # seed of fold assignment and shuffling (a run's seed)
                  img_size:int=128,            # side of the default transforms' square output
                  train_transform=None,        # PIL -> tensor for training (default: resize and to tensor)
                  eval_transform=None,         # PIL -> tensor for validation and test (default: same as above)
                  cache:ImageCache|float|None=2048, # an ImageCache to share, a budget in MiB, or None
-                 max_side:int|None=None,      # downscale on load (default: `cache_side(img_size)`)
-                 num_workers:int=0,           # DataLoader worker processes
-                 samples_per_epoch:int|None=None): # training images drawn (without replacement) per epoch; None: all
+                 max_side:int|None=None):     # downscale on load (default: `cache_side(img_size)`)
         super().__init__()
-        self.manifest, self.fold, self.n_folds, self.seed, self.batch_size = manifest, fold, n_folds, seed, batch_size
+        data = data or DataConfig()
+        self.manifest, self.fold, self.n_folds, self.seed, self.batch_size = manifest, fold, data.folds, seed, data.batch_size
         default = T.Compose([T.Resize((img_size, img_size)), T.ToTensor()])
         self.train_transform, self.eval_transform = train_transform or default, eval_transform or default
         self.cache = cache if isinstance(cache, ImageCache) or cache is None else ImageCache(cache)
-        self.max_side, self.num_workers, self.samples_per_epoch = max_side or cache_side(img_size), num_workers, samples_per_epoch
+        self.max_side, self.num_workers, self.samples_per_epoch = max_side or cache_side(img_size), data.num_workers, data.samples_per_epoch
 
     def setup(self, stage:str|None=None):
         m = self.manifest if 'fold' in self.manifest else assign_folds(self.manifest, self.n_folds, self.seed)

@@ -256,9 +256,8 @@ def _train_fold(m, out, k, names, config:TrainConfig, cache, log):
     L.seed_everything(config.seed + k, workers=True, verbose=False)
     module = Classifier(len(names), config.model)
     model_data = data_config(module.model)
-    dm = ImageDataModule(m, fold=k, seed=config.seed, batch_size=d.batch_size, train_transform=train_transform(model_data, d.policy),
-                         eval_transform=eval_transform(module.model), cache=cache, max_side=cache_side(model_data['input_size'][-1]),
-                         num_workers=d.num_workers, samples_per_epoch=d.samples_per_epoch)
+    dm = ImageDataModule(m, fold=k, data=d, seed=config.seed, train_transform=train_transform(model_data, d.policy),
+                         eval_transform=eval_transform(module.model), cache=cache, max_side=cache_side(model_data['input_size'][-1]))
     dm.setup() # decodes every image of the fold into the shared cache (Lightning's own setup call then finds them there)
     loaded = time.time()
     gpu = torch.cuda.is_available() and t.accelerator in ('auto', 'gpu', 'cuda')

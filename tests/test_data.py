@@ -283,16 +283,17 @@ def test_cache_budget_is_respected(competition):
     assert len(cache.images) == 2 and cache.nbytes <= cache.budget
 
 def test_datamodule_folds_and_workers(competition):
+    from dogcls.config import DataConfig
     from dogcls.loader import ImageDataModule
     manifest, _ = load_data(competition)
-    dm = ImageDataModule(manifest, fold=0, n_folds=3, batch_size=4, img_size=8, num_workers=1)
+    dm = ImageDataModule(manifest, fold=0, data=DataConfig(folds=3, batch_size=4, num_workers=1), img_size=8)
     dm.setup()
     assert len(dm.cache.images) == len(manifest) # preloaded before the worker forks
     assert not set(dm.train_rows.image_path) & set(dm.val_rows.image_path)
     x, y = next(iter(dm.train_dataloader()))
     assert x.shape == (4, 3, 8, 8) and x.dtype == torch.float32 and y.dtype == torch.int64
     assert len(dm.test_rows) == 1
-    with pytest.raises(DataError, match='fold=3 does not exist'): ImageDataModule(manifest, fold=3, n_folds=3).setup()
+    with pytest.raises(DataError, match='fold=3 does not exist'): ImageDataModule(manifest, fold=3, data=DataConfig(folds=3)).setup()
 
 
 # ---------------------------------------------------------------- the embedded data set

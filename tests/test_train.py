@@ -128,9 +128,10 @@ def test_scores_submission_and_reloading(tiny, tmp_path):
     assert list(pd.read_csv(tmp_path/'plain.csv').columns) == ['image_path', 'target']
     with pytest.raises(DataError, match='target always'): write_submission(run, test_csv, tmp_path/'x.csv', columns=['ID'])
     model = load_run_model(tmp_path, fold=0)
+    from dogcls.config import DataConfig
     from dogcls.loader import ImageDataModule, cache_side
     from dogcls.models import eval_transform
-    dm = ImageDataModule(pd.read_csv(tmp_path/'folds.csv'), fold=0, eval_transform=eval_transform(model), batch_size=8,
+    dm = ImageDataModule(pd.read_csv(tmp_path/'folds.csv'), fold=0, eval_transform=eval_transform(model), data=DataConfig(batch_size=8),
                          max_side=cache_side(model.dogcls.img_size))
     dm.setup()
     probs = train_module.predict_probs(model, dm.val_dataloader())
