@@ -7,7 +7,8 @@ from __future__ import annotations
 import datetime, time
 
 from .core import default_data_dir, hardware_info, resolve_dir, run_dir
-from .report import Report, changed_parameters, finish_run
+from .report import Report
+from .run_index import changed_parameters, finish_run
 
 
 # %% auto #0

@@ -4,19 +4,18 @@
 
 # %% ../nbs/07_report.ipynb #0eae3331
 from __future__ import annotations
-import ast, base64, datetime, html, io, json
+import base64, html, io
 from pathlib import Path
 
 import matplotlib, numpy as np, pandas as pd
 import matplotlib.pyplot as plt
 from PIL import Image
 
-from .core import atomic_write, project_root, write_json
+from .metrics import confusion_order, confusion_table, most_confused_classes
 
 # %% auto #0
-__all__ = ['png_data_uri', 'figure_png', 'image_png', 'Report', 'plot_class_counts', 'plot_image_sizes', 'plot_learning_curves',
-           'confusion_order', 'most_confused_classes', 'confusion_table', 'plot_confusion', 'most_confused',
-           'per_class_accuracy', 'changed_parameters', 'update_index', 'finish_run', 'report_submission']
+__all__ = ['REPORT_CSS', 'png_data_uri', 'figure_png', 'image_png', 'Report', 'plot_class_counts', 'plot_image_sizes',
+           'plot_learning_curves', 'plot_confusion', 'report_submission']
 
 # %% ../nbs/07_report.ipynb #d462cdf9
 def png_data_uri(png:bytes)->str:
@@ -45,7 +44,7 @@ def image_png(
     return buf.getvalue()
 
 # %% ../nbs/07_report.ipynb #0575e13a
-_CSS = '''
+REPORT_CSS = '''
 body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:2em auto;max-width:1200px;padding:0 1em;color:#222}
 h1{margin-bottom:.2em} .subtitle{color:#666;margin-top:0}
 h2{border-bottom:1px solid #ddd;padding-bottom:.2em;margin-top:2em}
@@ -117,7 +116,7 @@ class Report:
     def html(self)->str:
         "The whole page."
         return ('<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
-                f'<title>{html.escape(self.title)}</title><style>{_CSS}</style></head><body>'
+                f'<title>{html.escape(self.title)}</title><style>{REPORT_CSS}</style></head><body>'
                 f'<h1>{html.escape(self.title)}</h1><p class="subtitle">{html.escape(self.subtitle)}</p>'
                 + '\n'.join(self.parts) + '</body></html>\n')
 
@@ -179,38 +178,6 @@ def plot_learning_curves(
     fig.tight_layout()
     return fig
 
-# %% ../nbs/07_report.ipynb #599d3525
-def confusion_order(
-    cm:np.ndarray, # (C, C) confusion counts
-)->np.ndarray:     # a permutation of the classes
-    "Class order that puts mutually confused classes next to each other (optimal leaf ordering of average linkage)."
-    from scipy.cluster.hierarchy import leaves_list, linkage
-    from scipy.spatial.distance import squareform
-    if len(cm) < 3: return np.arange(len(cm))
-    rates = cm / np.maximum(cm.sum(1, keepdims=True), 1)
-    similarity = (rates + rates.T) / 2
-    distance = 1 - similarity / max(similarity.max(), 1e-12)
-    np.fill_diagonal(distance, 0)
-    return leaves_list(linkage(squareform(distance, checks=False), 'average', optimal_ordering=True))
-
-# %% ../nbs/07_report.ipynb #8cb793d9
-def most_confused_classes(
-    cm:np.ndarray,  # (C, C) confusion counts
-    top:int=80,     # classes kept
-)->np.ndarray:      # their indices, ascending
-    "The classes most involved in mistakes (images of them predicted as others, and of others predicted as them)."
-    errors = cm - np.diag(np.diag(cm))
-    return np.sort(np.argsort(-(errors.sum(0) + errors.sum(1)), kind='stable')[:top])
-
-# %% ../nbs/07_report.ipynb #68b9d69e
-def confusion_table(
-    y_true:np.ndarray, y_pred:np.ndarray, # class indices
-    names:list[str],                      # class names by index
-)->pd.DataFrame:                          # counts, true classes as rows and predicted as columns, named
-    "The full confusion matrix as a table (for a CSV beside the report: at 500 classes no figure shows it all)."
-    from sklearn.metrics import confusion_matrix
-    return pd.DataFrame(confusion_matrix(y_true, y_pred, labels=np.arange(len(names))), index=pd.Index(names, name='true'), columns=names)
-
 # %% ../nbs/07_report.ipynb #8479246d
 def plot_confusion(
     y_true:np.ndarray, y_pred:np.ndarray, # class indices
@@ -235,145 +202,6 @@ def plot_confusion(
     fig.colorbar(im, ax=ax, fraction=0.03, label='share of the true class')
     fig.tight_layout()
     return fig
-
-# %% ../nbs/07_report.ipynb #ccbf3b36
-def most_confused(
-    y_true:np.ndarray, y_pred:np.ndarray, names:list[str],
-    top:int=20,            # pairs listed
-)->pd.DataFrame:           # true, predicted, count, share of the true class
-    "The most frequent (true, predicted) mistakes."
-    errors = pd.DataFrame(dict(true=y_true, predicted=y_pred))
-    totals = errors.true.value_counts()
-    errors = errors[errors.true != errors.predicted].value_counts().rename('count').reset_index()
-    errors['share of true class'] = errors['count'] / errors.true.map(totals)
-    errors['true'], errors['predicted'] = errors.true.map(lambda i: names[i]), errors.predicted.map(lambda i: names[i])
-    return errors.head(top)
-
-# %% ../nbs/07_report.ipynb #2d015a1b
-def per_class_accuracy(
-    y_true:np.ndarray, y_pred:np.ndarray, names:list[str],
-)->pd.DataFrame:           # class, images, accuracy: worst classes first
-    "Accuracy of each class."
-    frame = pd.DataFrame(dict(true=y_true, correct=y_true == y_pred))
-    table = frame.groupby('true').correct.agg(['size', 'mean']).rename(columns={'size': 'images', 'mean': 'accuracy'})
-    table.insert(0, 'class', [names[i] for i in table.index])
-    return table.sort_values(['accuracy', 'images']).reset_index(drop=True)
-
-# %% ../nbs/07_report.ipynb #54576a11
-def _literal(source:str):
-    try: return ast.literal_eval(source)
-    except (ValueError, SyntaxError): return source
-
-def changed_parameters(
-    namespace:dict,        # the running notebook's variables (`globals()`)
-    notebook:str|Path,     # the experiment notebook: a name in nbs/ ('train') or a path
-)->dict:                   # name -> value of every parameter that differs from the parameters cell's default
-    "The parameters a run was given that differ from its notebook's defaults (read by papermill from the parameters cell)."
-    import papermill as pm, dogcls
-    path = Path(notebook)
-    if path.suffix != '.ipynb': path = project_root(Path(dogcls.__file__).parent)/'nbs'/f'{notebook}.ipynb'
-    if not path.is_file(): return {'(defaults unknown)': f'{path} not found'}
-    defaults = {name: _literal(p['default']) for name, p in pm.inspect_notebook(str(path)).items()}
-    def differs(a, b):
-        try: return bool(a != b)
-        except Exception: return True # not comparable with a literal: not the default
-    return {k: namespace[k] for k, v in defaults.items() if k in namespace and differs(namespace[k], v)}
-
-# %% ../nbs/07_report.ipynb #cf868097
-_KEY_PARAMS = ('size', 'img_size', 'epochs', 'folds', 'batch_size', 'lr', 'policy', 'pretrained')
-
-def _parameter_text(m:dict)->str:
-    changed = m.get('parameters') if isinstance(m.get('parameters'), dict) else None
-    if m.get('kind') == 'ensemble' and 'runs' in m:
-        return '; '.join(['runs: ' + ', '.join(m['runs'])] + [f'{k}={v}' for k, v in (changed or {}).items() if k != 'runs'])
-    if changed is not None: return ', '.join(f'{k}={v}' for k, v in changed.items()) or 'defaults'
-    config = m.get('config') or {} # runs written before `changed_parameters`: the key settings
-    return ', '.join(f'{k}={config[k]}' for k in _KEY_PARAMS if config.get(k) not in (None, ''))
-
-def _tracker(folder:Path)->tuple[str, str]:
-    "The run's tracker in words, and a link to its folder (empty for MLflow, whose store is named instead)."
-    try: record = json.loads((folder/'tracker.json').read_text())
-    except (OSError, json.JSONDecodeError): return '', ''
-    kind = record.get('logger', '')
-    if kind == 'mlflow': return f'mlflow: {record.get("tracking_uri", "")}', ''
-    sub = {'csv': 'logs', 'tensorboard': 'tensorboard', 'wandb': 'wandb'}.get(kind)
-    return kind, f'{folder.name}/{sub}/' if sub and (folder/sub).is_dir() else ''
-
-def _index_row(folder:Path, m:dict)->dict:
-    config = m.get('config') or {}
-    smoke = bool(config.get('limit_batches') or (m.get('parameters') or {}).get('limit_batches'))
-    oof, test = m.get('oof_accuracy'), m.get('test_accuracy')
-    tracker, tracker_link = _tracker(folder)
-    return {'run': folder.name, 'kind': m.get('kind', '') + (' · smoke run' if smoke else ''), 'arch': m.get('arch', '') or m.get('best', ''),
-            'parameters': _parameter_text(m), 'smoke': smoke,
-            'out-of-fold accuracy': oof, 'test accuracy of the fold-averaged prediction': test,
-            'mean test accuracy of the single fold models': m.get('mean_fold_test_accuracy'),
-            'gap (out-of-fold - fold-averaged test)': None if oof is None or test is None else oof - test,
-            'seconds': m.get('seconds'), 'date': m.get('date', ''), 'tracker': tracker, 'tracker_link': tracker_link,
-            'report': f'{folder.name}/report.html' if (folder/'report.html').is_file() else ''}
-
-_SORT_JS = """
-document.querySelectorAll('th').forEach((th, col) => th.addEventListener('click', () => {
-  const body = th.closest('table').querySelector('tbody');
-  const rows = Array.from(body.rows);
-  const asc = th.dataset.order !== 'asc';
-  th.closest('tr').querySelectorAll('th').forEach(h => delete h.dataset.order);
-  th.dataset.order = asc ? 'asc' : 'desc';
-  const key = r => { const t = (r.cells[col].dataset.sort ?? r.cells[col].textContent).trim();
-    if (t === '') return null; const n = Number(t); return isNaN(n) ? t : n; };
-  rows.sort((a, b) => { const x = key(a), y = key(b);
-    if (x === null || y === null) return (x === null) - (y === null); // empty cells last, both ways
-    const c = (typeof x === 'number' && typeof y === 'number') ? x - y : String(x).localeCompare(String(y));
-    return asc ? c : -c; });
-  rows.forEach(r => body.appendChild(r));
-}));
-"""
-
-def update_index(
-    reports:str|Path, # the reports folder
-)->Path:              # reports/index.html
-    "Rebuild reports/index.html from every run's metrics.json."
-    reports = Path(reports)
-    rows = []
-    for path in sorted(reports.glob('*/metrics.json')):
-        try: rows.append(_index_row(path.parent, json.loads(path.read_text())))
-        except (json.JSONDecodeError, OSError) as e: rows.append({'run': path.parent.name, 'kind': f'unreadable metrics.json ({e})'})
-    columns = ['run', 'kind', 'arch', 'parameters', 'out-of-fold accuracy', 'test accuracy of the fold-averaged prediction',
-               'mean test accuracy of the single fold models', 'gap (out-of-fold - fold-averaged test)', 'seconds', 'date', 'tracker']
-    cells = []
-    for r in rows:
-        tds = []
-        for c in columns:
-            v = r.get(c)
-            text = '' if v is None else f'{v:.4f}' if isinstance(v, float) and c != 'seconds' else f'{v:.0f}' if isinstance(v, float) else str(v)
-            link = r.get('report') if c == 'run' else r.get('tracker_link') if c == 'tracker' else ''
-            if link: tds.append(f'<td data-sort="{html.escape(str(v))}"><a href="{html.escape(link, quote=True)}">{html.escape(text)}</a></td>')
-            else: tds.append(f'<td>{html.escape(text)}</td>')
-        cells.append(('<tr class="smoke" title="smoke run (limit_batches): its numbers are not results">' if r.get('smoke') else '<tr>')
-                     + ''.join(tds) + '</tr>')
-    table = ('<table><thead><tr>' + ''.join(f'<th title="click to sort">{html.escape(c)}</th>' for c in columns) +
-             '</tr></thead><tbody>' + '\n'.join(cells) + '</tbody></table>')
-    page = ('<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>dogcls runs</title>'
-            f'<style>{_CSS} th{{cursor:pointer}} th[data-order=asc]::after{{content:" ▲"}} th[data-order=desc]::after{{content:" ▼"}} tr.smoke td{{color:#888;font-style:italic}}</style>'
-            f'</head><body><h1>dogcls runs</h1><p class="subtitle">{len(rows)} runs in {html.escape(str(reports))} · '
-            f'updated {datetime.datetime.now():%Y-%m-%d %H:%M} · click a column to sort</p>{table}<script>{_SORT_JS}</script></body></html>\n')
-    out = reports/'index.html'
-    with atomic_write(out) as tmp: tmp.write_text(page, encoding='utf-8')
-    return out
-
-# %% ../nbs/07_report.ipynb #1ec27a86
-def finish_run(
-    report:Report,   # the run's report
-    out_dir:str|Path, # the run folder (reports/<run_name>)
-    metrics:dict,    # written to metrics.json (kind, run_name, scores, seconds, date, ...)
-)->Path:             # the report's path
-    "Write metrics.json, save the report, rebuild the reports index, and say where the report is."
-    out_dir = Path(out_dir)
-    write_json(metrics, out_dir/'metrics.json')
-    path = report.save(out_dir)
-    update_index(out_dir.parent)
-    print(f'Report written: {path}')
-    return path
 
 # %% ../nbs/07_report.ipynb #6a39be14
 def report_submission(

@@ -16,7 +16,7 @@ from sklearn.metrics import accuracy_score, f1_score
 from .config import TrainConfig
 from .core import DataError, atomic_write, run_dir
 from .data import class_names
-from .report import most_confused as confused_pairs, per_class_accuracy
+from .metrics import most_confused as confused_pairs, per_class_accuracy
 
 # %% auto #0
 __all__ = ['read_folds', 'prediction_scores', 'Run']

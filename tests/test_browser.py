@@ -3,7 +3,8 @@ The browser comes from conftest (`browser`); screenshots are kept in test-artifa
 import papermill as pm
 
 from conftest import ROOT, clipart_slice, page_is_healthy, require_browser
-from dogcls.report import Report, finish_run
+from dogcls.report import Report
+from dogcls.run_index import finish_run
 
 require_browser()
 

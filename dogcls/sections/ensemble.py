@@ -11,7 +11,8 @@ import seaborn as sns
 from pathlib import Path
 
 from ..ensemble import diversity
-from ..report import Report, confusion_table, most_confused, per_class_accuracy, plot_confusion
+from ..metrics import confusion_table, most_confused, per_class_accuracy
+from ..report import Report, plot_confusion
 from ..run import Run
 
 

@@ -14,7 +14,8 @@ from ..clean import test_like
 from ..core import DataError, resolve_dir
 from ..data import classes_missing_from_training, load_data
 from ..dedup import apply_decisions
-from ..report import Report, confusion_table, plot_confusion, plot_learning_curves
+from ..metrics import confusion_table
+from ..report import Report, plot_confusion, plot_learning_curves
 from ..run import Run
 
 
