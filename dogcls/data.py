@@ -144,7 +144,7 @@ def scan_images(
             rows[i] = {c: (None if r[c] == '' else int(float(r[c])) if c in ('width', 'height', 'n_bytes') else r[c]) for c in SCAN_COLUMNS}
         else: todo.append(i)
     with ThreadPoolExecutor(n_threads or cpu_threads()) as pool:
-        for i, row in zip(todo, pool.map(lambda i: scan_image(paths[i], decode, max_pixels, thumb if decode else 0), todo)): rows[i] = row
+        for i, row in zip(todo, pool.map(lambda i: scan_image(paths[i], decode, max_pixels, thumb), todo)): rows[i] = row
     scan = pd.DataFrame(rows, columns=SCAN_COLUMNS)
     if decode and thumb: scan['thumb'] = [r.get('thumb') for r in rows]
     if cache is not None and todo:

@@ -530,10 +530,10 @@ def _colour_of_pairs(thumbs:np.ndarray, a:np.ndarray, b:np.ndarray, views:list, 
     "`colour_distances` of thumbnail pairs (a[k], view[k] of b[k]), a chunk of pairs at a time."
     out, views = np.zeros(len(a), np.float32), np.asarray(views, object)
     as_bytes = lambda rows: torch.from_numpy((thumbs[rows] * 255).round().astype(np.uint8)).permute(0, 3, 1, 2)
+    pixels = lambda t: t.permute(0, 2, 3, 1).reshape(len(t), -1, 3).numpy()
     for s in range(0, len(a), chunk):
         ta, tb, v = as_bytes(a[s:s + chunk]), as_bytes(b[s:s + chunk]), views[s:s + chunk]
         for view in set(v): tb[v == view] = _flip(tb[v == view], view)
-        pixels = lambda t: t.permute(0, 2, 3, 1).reshape(len(t), -1, 3).numpy()
         out[s:s + chunk] = colour_distances(pixels(ta), pixels(tb))
     return out
 

@@ -153,14 +153,13 @@ def cross_fit(
     fresh = COMBINERS[combiner] if isinstance(combiner, str) else lambda: copy.deepcopy(combiner)
     out = np.zeros_like(oof[0], dtype=float)
     fit = lambda rows: fresh().fit([p[rows] for p in oof], y[rows])
-    apply = lambda model, probs: model.predict_proba(probs)
     for k in np.unique(folds):
         held = folds == k
-        out[held] = apply(fit(~held), [p[held] for p in oof])
+        out[held] = fit(~held).predict_proba([p[held] for p in oof])
     model = fit(np.ones(len(y), bool))
     # each fold model's test probabilities go through the combiner on their own, as its out-of-fold inputs did, then are averaged
     per_fold = test[0].ndim == 3
-    tested = np.mean([apply(model, [t[k] for t in test]) for k in range(len(test[0]))], 0) if per_fold else apply(model, test)
+    tested = np.mean([model.predict_proba([t[k] for t in test]) for k in range(len(test[0]))], 0) if per_fold else model.predict_proba(test)
     return out, tested, model
 
 # %% ../nbs/06_ensemble.ipynb #7d957d59

@@ -16,7 +16,8 @@ from ..report import Report, plot_class_counts, plot_image_sizes
 
 
 # %% auto #0
-__all__ = ['overview_section', 'images_section', 'duplicates_section', 'quality_section', 'adversarial_section']
+__all__ = ['overview_section', 'images_section', 'duplicates_section', 'quality_section', 'adversarial_backend',
+           'adversarial_section']
 
 # %% ../../nbs/09a_sections_eda.ipynb #e3d8a5c7
 def overview_section(report:Report, manifest:pd.DataFrame, problems:pd.DataFrame, data_dir:str|Path)->dict:
@@ -78,6 +79,10 @@ def quality_section(report:Report, manifest:pd.DataFrame, problems:pd.DataFrame,
                 f'part of at least one fold ({len(missing)} fold-class pairs).')
 
 # %% ../../nbs/09a_sections_eda.ipynb #6f44309d
+def adversarial_backend(backend:str='auto')->str:
+    "The embeddings adversarial validation uses: `backend`, or for 'auto' efficientnet_lite0 on a GPU and the pixels on CPU."
+    return backend if backend != 'auto' else 'efficientnet_lite0' if torch.cuda.is_available() else 'pixels'
+
 def adversarial_section(report:Report, manifest:pd.DataFrame, csv:str|Path, backend:str='auto', seed:int=0, test_like:float=0.25,
                         samples:int=48, enabled:bool=True, thumbs:np.ndarray|None=None)->dict:
     "'Adversarial validation': can embeddings tell training from test images? p(test) of every image to `csv`, the most test-like shown."
@@ -86,7 +91,7 @@ def adversarial_section(report:Report, manifest:pd.DataFrame, csv:str|Path, back
     if not enabled or len(test_rows) < 5:
         report.text('Skipped: ' + ('adversarial=False.' if not enabled else f'{len(test_rows)} test images (5 or more needed).'))
         return {}
-    chosen = backend if backend != 'auto' else 'efficientnet_lite0' if torch.cuda.is_available() else 'pixels'
+    chosen = adversarial_backend(backend)
     pixels = None if thumbs is None else thumbs.astype(np.float32) / 255 # load_data(thumb=32): the pixels backend decodes nothing
     emb = embed(manifest, chosen, flips=('none',), thumbs=pixels)[:, 0]
     is_test = (manifest.split == 'test').to_numpy()
