@@ -133,7 +133,7 @@ def search_memory():
 
 
 def dogcls_pairs(bench, ssim_threshold=0.95, cosine_threshold=0.99, **options) -> set:
-    pairs, _ = find_duplicates(bench, ssim_threshold=ssim_threshold, cosine_threshold=cosine_threshold, **options)
+    pairs = find_duplicates(bench, ssim_threshold=ssim_threshold, cosine_threshold=cosine_threshold, **options).pairs
     return {frozenset((a, b)) for a, b in zip(pairs.image_path_a, pairs.image_path_b)}
 
 
@@ -226,7 +226,7 @@ def speed(manifest: pd.DataFrame, name: str, repeats: int):
     for label, options in (('defaults', {}), ('without the geometric path', dict(geometric=False))):
         runs = []
         for _ in range(repeats):
-            start = time.perf_counter(); pairs, _ = find_duplicates(manifest, **options); runs.append(time.perf_counter() - start)
+            start = time.perf_counter(); pairs = find_duplicates(manifest, **options).pairs; runs.append(time.perf_counter() - start)
         times[label] = statistics.median(runs)
         print(f'{name}: find_duplicates {label}: median {times[label]:.1f} s of {repeats} ({len(pairs)} pairs)')
     print(f'{name}: geometric path (decoding for local features, visual words, candidates, checks): '

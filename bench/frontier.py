@@ -37,7 +37,7 @@ def parse_setting(text:str)->tuple[str, dict]:
 
 def decisions_for(manifest:pd.DataFrame, within:str, out:Path)->Path:
     "The dedup decisions the demo would apply (find_duplicates defaults), with the within-class policy `within`."
-    pairs, _ = find_duplicates(manifest)
+    pairs = find_duplicates(manifest).pairs
     path = out/f'decisions-{within}.csv'
     propose_decisions(manifest, pairs, within_policy=within).to_csv(path, index=False)
     return path

@@ -4,8 +4,11 @@
 
 # %% ../nbs/02_dedup.ipynb #23c0939e
 from __future__ import annotations
+import dataclasses
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import NamedTuple
 
 import cv2, numpy as np, pandas as pd, torch
 from PIL import Image
@@ -13,7 +16,7 @@ from scipy import sparse
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
-from .core import DataError, atomic_write, cpu_threads
+from .core import DataError, atomic_write, cpu_threads, write_json
 from .data import MAX_PIXELS, open_image, thumbnail
 
 # %% auto #0
@@ -21,8 +24,9 @@ __all__ = ['VIEWS', 'FLIPS', 'VIEW_SETS', 'VIEW_WORDS', 'GEOMETRIC_COLUMNS', 'PA
            'MATCH_SUMMARY_COLUMNS', 'CONFLICT_POLICIES', 'WITHIN_POLICIES', 'DECISION_COLUMNS', 'LOSSLESS_FORMATS',
            'thumbnails', 'to_gray', 'gaussian_bands', 'SSIMIndex', 'within_class_ssim', 'pixel_embeddings',
            'model_embeddings', 'embed', 'cosine_pairs', 'decode_all', 'visual_words', 'top_pairs', 'colour_distances',
-           'colour_distance', 'geometric_check', 'exact_pairs', 'find_duplicates', 'plot_scores', 'match_summary',
-           'file_facts', 'propose_decisions', 'apply_decisions', 'save_decisions']
+           'colour_distance', 'geometric_check', 'exact_pairs', 'DedupConfig', 'decode_images', 'score_pairs',
+           'confirm_pairs', 'geometric_pairs', 'link_pairs', 'Duplicates', 'find_duplicates', 'plot_scores',
+           'match_summary', 'file_facts', 'propose_decisions', 'apply_decisions', 'save_decisions']
 
 # %% ../nbs/02_dedup.ipynb #8e7898fb
 VIEWS = ('none', 'h', 'v', 'hv', 'r90', 'r270', 'r90h', 'r90v') # the square's 8 symmetries: flips, rotations by 90 degrees, transposes
@@ -415,7 +419,7 @@ def top_pairs(
     return pairs.sort_values('score', ascending=False).drop_duplicates(['a', 'b']).reset_index(drop=True)
 
 # %% ../nbs/02_dedup.ipynb #d37ed2a0
-def _share_changed(za:np.ndarray, zb:np.ndarray)->float:
+def _differing_share(za:np.ndarray, zb:np.ndarray)->float:
     "Share of pixels where mean-centred grey levels za and zb differ by more than 10 % of the range once zb's gain is fitted to za."
     return float((np.abs(za - (za * zb).sum() / max(float((zb * zb).sum()), 1e-6) * zb) > 25.5).mean())
 
@@ -493,7 +497,7 @@ def geometric_check(
     ga, gb = (cv2.GaussianBlur(cv2.cvtColor(x, cv2.COLOR_RGB2GRAY).astype(np.float32), (0, 0), 1.0)[mask] for x in (A, warped))
     za, zb = ga - ga.mean(), gb - gb.mean()
     out['ncc'] = float((za * zb).sum() / np.sqrt((za * za).sum() * (zb * zb).sum() + 1e-6))
-    out['changed'] = _share_changed(za, zb) # the share of the overlap that changed (offset and gain fitted)
+    out['changed'] = _differing_share(za, zb) # the share of the overlap that changed (offset and gain fitted)
     out['colour'] = colour_distance(A, warped, mask)
     out['confirmed'] = bool(out['ncc'] >= min_ncc and out['coverage'] >= min_coverage and out['changed'] <= max_changed)
     return out
@@ -509,6 +513,154 @@ def exact_pairs(
     return pd.DataFrame(dict(a=linked.to_numpy(), b=linked.index.to_numpy(), score=1.0, flip='none', method='exact'))
 
 # %% ../nbs/02_dedup.ipynb #7b511a50
+@dataclass
+class DedupConfig:
+    "Every option of a duplicate search, once: `find_duplicates` takes it, a dedup run saves it and its report shows it."
+    ssim_threshold:float=0.95       # within-class SSIM at or above this links two images (the reference's)
+    cosine_threshold:float=0.99     # embedding cosine at or above this links two images (the reference's)
+    backend:str='pixels'            # embedding backend, see `embed`
+    size:int=32                     # thumbnail side for SSIM (and the pixel backend, before pooling)
+    flips:str|list='dihedral'       # views tried by every method: none, flips, dihedral or names from VIEWS
+    top_k:int|None=None             # cap on cosine partners per image
+    memory_mb:float=256             # cosine search block size
+    geometric:bool=True             # also find crops, shifts and rescales: candidates confirmed by local features
+    candidates:int=6                # geometric path: each image's most similar images, by visual words and by embedding
+    n_features:int=250              # geometric path: ORB keypoints per image (fewer: faster, fewer inliers on small crops)
+    min_ncc:float=0.95              # geometric path: correlation of the aligned pictures over their overlap
+    max_changed:float=0.03          # every path: at most this share of the aligned pictures may differ
+    colour_threshold:float|None=16.0 # aligned colours further apart (CIELAB a*b*) are not linked; None: ignore colour
+    n_threads:int|None=field(default=None, compare=False) # decoding and checking threads (None: `cpu_threads()`)
+
+    def __post_init__(self):
+        for name in ('ssim_threshold', 'cosine_threshold', 'min_ncc', 'max_changed'):
+            setattr(self, name, _check_threshold(name, getattr(self, name)))
+        colour = self.colour_threshold
+        if colour is not None and (isinstance(colour, bool) or not isinstance(colour, (int, float)) or colour < 0):
+            raise DataError(f'colour_threshold={colour!r}: a CIELAB distance >= 0 (e.g. 16), or None to ignore colour')
+        if not isinstance(self.flips, str): self.flips = list(self.flips) # as JSON keeps it
+        _check_flips(self.flips)
+
+    @property
+    def views(self)->tuple: return _check_flips(self.flips)
+
+    def replace(self, **options)->DedupConfig:
+        "A copy with some options changed; an unknown name is refused with the list of options."
+        names = [f.name for f in dataclasses.fields(self)]
+        unknown = [k for k in options if k not in names]
+        if unknown: raise DataError(f'unknown duplicate search option(s) {", ".join(map(repr, unknown))}; the options are {", ".join(names)}')
+        return dataclasses.replace(self, **options)
+
+    def save(self, folder:str|Path)->Path:
+        "Write `dedup_config.json` into a run folder."
+        return write_json(asdict(self), Path(folder)/'dedup_config.json')
+
+# %% ../nbs/02_dedup.ipynb #c2577471
+def decode_images(
+    manifest:pd.DataFrame, # from `load_data`
+    config:DedupConfig,
+)->tuple[pd.DataFrame, dict, pd.DataFrame]: # the readable rows, what they decoded to (`decode_all` and `embeddings`), the files left out
+    "Decode every image once (thumbnails, small pictures, ORB features) and embed it; a file that cannot be read is left out and listed."
+    decoded = decode_all(manifest.file, config.size, 256 if config.geometric else None, config.n_features, n_threads=config.n_threads)
+    readable = np.array([e is None for e in decoded['problems']], bool)
+    problems = pd.DataFrame([dict(image_path=p, problem=e, action='left out of duplicate search')
+                             for p, e in zip(manifest.image_path, decoded['problems']) if e is not None],
+                            columns=['image_path', 'problem', 'action'])
+    m, keep = manifest[readable], np.nonzero(readable)[0]
+    if not readable.all(): # a copy only when files were left out
+        decoded = {k: (v[keep] if isinstance(v, np.ndarray) else [v[i] for i in keep]) for k, v in decoded.items()}
+    decoded['embeddings'] = embed(m, config.backend, config.views, config.size, thumbs=decoded['thumbs'])
+    return m, decoded, problems
+
+# %% ../nbs/02_dedup.ipynb #70d4f341
+def _colour_of_pairs(thumbs:np.ndarray, a:np.ndarray, b:np.ndarray, views:list, chunk:int=4096)->np.ndarray:
+    "`colour_distances` of thumbnail pairs (a[k], view[k] of b[k]), a chunk of pairs at a time."
+    out, views = np.zeros(len(a), np.float32), np.asarray(views, object)
+    as_bytes = lambda rows: torch.from_numpy((thumbs[rows] * 255).round().astype(np.uint8)).permute(0, 3, 1, 2)
+    pixels = lambda t: t.permute(0, 2, 3, 1).reshape(len(t), -1, 3).numpy()
+    for s in range(0, len(a), chunk):
+        ta, tb, v = as_bytes(a[s:s + chunk]), as_bytes(b[s:s + chunk]), views[s:s + chunk]
+        for view in set(v): tb[v == view] = _flip(tb[v == view], view)
+        out[s:s + chunk] = colour_distances(pixels(ta), pixels(tb))
+    return out
+
+def score_pairs(
+    m:pd.DataFrame,  # the readable rows, from `decode_images`
+    decoded:dict,    # from `decode_images`
+    config:DedupConfig,
+)->pd.DataFrame:     # a, b (index labels), method, score, threshold, flip (the best view), colour (ΔE of the thumbnails)
+    "SSIM of every pair inside a class of training images and embedding cosine across all images, scored a little below their thresholds."
+    train, views = (m.split == 'train').to_numpy(), config.views
+    # scored a little below the thresholds too, for the histograms; only pairs at or above a threshold link images
+    ssim = within_class_ssim(m[train], max(0.0, config.ssim_threshold - 0.1), config.size, views,
+                             gray=to_gray(decoded['thumbs'])[train]).assign(threshold=config.ssim_threshold)
+    cosine = cosine_pairs(decoded['embeddings'], max(0.0, config.cosine_threshold - 0.05), config.top_k, config.memory_mb)
+    cosine = pd.DataFrame(dict(a=m.index[cosine.a], b=m.index[cosine.b], score=cosine.score, method='cosine',
+                               threshold=config.cosine_threshold, flip=[views[v] for v in cosine.view]))
+    scored = pd.concat([ssim, cosine], ignore_index=True)
+    a, b = m.index.get_indexer(scored.a), m.index.get_indexer(scored.b)
+    return scored.assign(colour=_colour_of_pairs(decoded['thumbs'], a, b, scored.flip.tolist()))
+
+# %% ../nbs/02_dedup.ipynb #086b25a5
+def _squashed_change(decoded:dict, a:int, b:int, view:str, side:int=64)->float:
+    "Share of the picture that differs between a and `view` of b, both squashed to side x side and blurred, b's grey levels fitted to a's."
+    A, B = (cv2.resize(decoded['images'][k], (side, side), interpolation=cv2.INTER_AREA) for k in (a, b))
+    B = _flip(torch.from_numpy(B).permute(2, 0, 1), view).permute(1, 2, 0).contiguous().numpy()
+    ga, gb = (cv2.GaussianBlur(cv2.cvtColor(x, cv2.COLOR_RGB2GRAY).astype(np.float32), (0, 0), 1.0) for x in (A, B))
+    return _differing_share(ga - ga.mean(), gb - gb.mean())
+
+def _colour_ok(colour:pd.Series, config:DedupConfig)->np.ndarray:
+    return np.ones(len(colour), bool) if config.colour_threshold is None else (colour.fillna(0) <= config.colour_threshold).to_numpy()
+
+def confirm_pairs(
+    m:pd.DataFrame, decoded:dict, # from `decode_images`
+    scored:pd.DataFrame,          # from `score_pairs`
+    config:DedupConfig,
+)->pd.DataFrame:                  # scored with changed (pairs above a threshold), linked and colour_ok
+    "Pairs at or above their threshold are linked when at most `max_changed` of their 64 px pictures differ; `colour_ok` when their colours agree."
+    # 32 px thumbnails miss small differences (an emblem, a detail), 64 px see them
+    above = (scored.score >= scored.threshold).to_numpy()
+    a, b = m.index.get_indexer(scored.a[above]), m.index.get_indexer(scored.b[above])
+    changed = np.full(len(scored), np.nan)
+    changed[above] = [_squashed_change(decoded, i, j, v) for i, j, v in zip(a, b, scored.flip[above])]
+    linked = above & (np.nan_to_num(changed) <= config.max_changed)
+    return scored.assign(changed=changed, linked=linked, colour_ok=_colour_ok(scored.colour, config))
+
+# %% ../nbs/02_dedup.ipynb #ff7778cb
+def _candidates(decoded:dict, k:int, min_words:float=0.15)->pd.DataFrame:
+    "Each image's k nearest by visual words (at least `min_words` similar) and its k nearest by embedding (the image itself, view 0)."
+    words = torch.from_numpy(visual_words(decoded['descriptors']).toarray()) # dense: a BLAS product beats a sparse one 3 to 1 here
+    embeddings = decoded['embeddings']
+    by_words = top_pairs(len(embeddings), lambda rows: (words[rows] @ words.T).numpy(), k, min_words)
+    # view 0 only: flipped and rotated copies are the SSIM and cosine paths' job; a crop keeps its orientation
+    by_embedding = top_pairs(len(embeddings), lambda rows: embeddings[rows, 0] @ embeddings[:, 0].T, k)
+    return pd.concat([by_words, by_embedding]).drop_duplicates(['a', 'b'])
+
+def _view_of(angle:float)->str: return ('none', 'r90', 'hv', 'r270')[round(angle / 90) % 4]
+
+def geometric_pairs(
+    m:pd.DataFrame, decoded:dict, # from `decode_images`
+    confirmed:pd.DataFrame,       # from `confirm_pairs`: its linked pairs are not checked again
+    config:DedupConfig,
+)->pd.DataFrame:                  # confirmed, with a row for every candidate pair whose pictures aligned (method 'geometric')
+    "Crops, shifts and rescales: each image's `candidates` most similar images, checked in threads by `geometric_check`."
+    if not config.geometric or len(m) < 2: return confirmed
+    cand = _candidates(decoded, config.candidates)
+    linked = confirmed[confirmed.linked]
+    done = {frozenset(p) for p in zip(m.index.get_indexer(linked.a), m.index.get_indexer(linked.b))}
+    cand = cand[[frozenset(p) not in done for p in zip(cand.a, cand.b)]]
+    first, second, angles = cand.a.to_numpy(), cand.b.to_numpy(), _angles(config.views)
+    check = lambda s: [geometric_check(decoded, i, j, angles, min_ncc=config.min_ncc, max_changed=config.max_changed)
+                       for i, j in zip(first[s:s + 512], second[s:s + 512])] # 512 pairs a task: less time waiting for the GIL
+    with ThreadPoolExecutor(config.n_threads or cpu_threads()) as pool:
+        checks = pd.DataFrame([c for part in pool.map(check, range(0, len(cand), 512)) for c in part], columns=GEOMETRIC_COLUMNS)
+    checks = checks[checks.ncc.notna()] # aligned: the pictures' geometry agreed
+    rows = pd.DataFrame(dict(a=m.index[checks.a.to_numpy(int)], b=m.index[checks.b.to_numpy(int)], method='geometric',
+                             score=checks.ncc.to_numpy(float), threshold=config.min_ncc, flip=[_view_of(x) for x in checks.angle],
+                             **{k: checks[k].to_numpy(float) for k in ('changed', 'colour', 'scale', 'coverage')},
+                             linked=checks.confirmed.to_numpy(bool)))
+    return pd.concat([confirmed, rows.assign(colour_ok=_colour_ok(rows.colour, config))], ignore_index=True)
+
+# %% ../nbs/02_dedup.ipynb #f4fa21c8
 PAIR_COLUMNS = ['a', 'b', 'image_path_a', 'image_path_b', 'class_a', 'class_b', 'split_a', 'split_b', 'kind', 'method', 'score',
                 'flip', 'colour', 'match']
 SCORE_COLUMNS = ['a', 'b', 'method', 'score', 'threshold', 'flip', 'changed', 'colour', 'scale', 'coverage', 'linked', 'colour_ok']
@@ -526,99 +678,11 @@ def _match(method:str, flip:str, colour:float, scale:float=np.nan, coverage:floa
     if colour >= recolour: words.append(f'recolour (ΔE {colour:.0f})')
     return ', '.join(words) or 'same picture'
 
-def _colour_of_pairs(thumbs:np.ndarray, a:np.ndarray, b:np.ndarray, views:list, chunk:int=4096)->np.ndarray:
-    "`colour_distances` of thumbnail pairs (a[k], view[k] of b[k]), a chunk of pairs at a time."
-    out, views = np.zeros(len(a), np.float32), np.asarray(views, object)
-    as_bytes = lambda rows: torch.from_numpy((thumbs[rows] * 255).round().astype(np.uint8)).permute(0, 3, 1, 2)
-    pixels = lambda t: t.permute(0, 2, 3, 1).reshape(len(t), -1, 3).numpy()
-    for s in range(0, len(a), chunk):
-        ta, tb, v = as_bytes(a[s:s + chunk]), as_bytes(b[s:s + chunk]), views[s:s + chunk]
-        for view in set(v): tb[v == view] = _flip(tb[v == view], view)
-        out[s:s + chunk] = colour_distances(pixels(ta), pixels(tb))
-    return out
-
-def _changed_share(decoded:dict, a:int, b:int, view:str, side:int=64)->float:
-    "Share of the picture that differs between a and `view` of b (squashed to side x side, blurred, b's grey levels fitted to a's): > 10 %."
-    A, B = (cv2.resize(decoded['images'][k], (side, side), interpolation=cv2.INTER_AREA) for k in (a, b))
-    B = _flip(torch.from_numpy(B).permute(2, 0, 1), view).permute(1, 2, 0).contiguous().numpy()
-    ga, gb = (cv2.GaussianBlur(cv2.cvtColor(x, cv2.COLOR_RGB2GRAY).astype(np.float32), (0, 0), 1.0) for x in (A, B))
-    return _share_changed(ga - ga.mean(), gb - gb.mean())
-
-def _candidates(decoded:dict, embeddings:np.ndarray, k:int, min_words:float=0.15)->pd.DataFrame:
-    "Each image's k nearest by visual words (at least `min_words` similar) and its k nearest by embedding (the image itself, view 0)."
-    words = torch.from_numpy(visual_words(decoded['descriptors']).toarray()) # dense: a BLAS product beats a sparse one 3 to 1 here
-    by_words = top_pairs(len(embeddings), lambda rows: (words[rows] @ words.T).numpy(), k, min_words)
-    # view 0 only: flipped and rotated copies are the SSIM and cosine paths' job; a crop keeps its orientation
-    by_embedding = top_pairs(len(embeddings), lambda rows: embeddings[rows, 0] @ embeddings[:, 0].T, k)
-    return pd.concat([by_words, by_embedding]).drop_duplicates(['a', 'b'])
-
-def _view_of(angle:float)->str: return ('none', 'r90', 'hv', 'r270')[round(angle / 90) % 4]
-
-def find_duplicates(
-    manifest:pd.DataFrame,       # from `load_data`
-    ssim_threshold:float=0.95,   # within-class SSIM threshold (the reference's)
-    cosine_threshold:float=0.99, # cross-image cosine threshold (the reference's)
-    backend='pixels',            # embedding backend, see `embed`
-    size:int=32,                 # thumbnail side for SSIM (and the pixel backend, before pooling)
-    flips='dihedral',            # views tried by every method: 'none' (mirror-sensitive data), 'flips', 'dihedral' or names from VIEWS
-    top_k:int|None=None,         # cap on cosine partners per image
-    memory_mb:float=256,         # cosine search block size
-    geometric:bool=True,         # also find crops, shifts and rescales: candidates confirmed by local features
-    candidates:int=6,            # geometric path: each image's most similar images, by visual words and by embedding
-    n_features:int=250,          # geometric path: ORB keypoints per image (fewer: faster checks, fewer inliers on small crops)
-    min_ncc:float=0.95,          # geometric path: correlation of the aligned pictures over their overlap
-    max_changed:float=0.03,      # every path: at most this share of the aligned pictures may differ (see `geometric_check`)
-    colour_threshold:float|None=16.0, # a pair whose aligned colours differ more (mean CIELAB a*b* distance) is not linked; None: ignore colour
-    n_threads:int|None=None,     # decoding and checking threads (default: `cpu_threads()`)
-    return_scores:bool=False,    # also return every scored pair near the thresholds (SCORE_COLUMNS), for the score histograms
-): # (pairs (PAIR_COLUMNS), problems: files that could not be read), plus the scores if `return_scores`
-    "Near-duplicate pairs by within-class SSIM, embedding cosine and geometrically confirmed local features, each labelled with its kind."
-    ssim_threshold = _check_threshold('ssim_threshold', ssim_threshold)
-    cosine_threshold = _check_threshold('cosine_threshold', cosine_threshold)
-    min_ncc, max_changed = _check_threshold('min_ncc', min_ncc), _check_threshold('max_changed', max_changed)
-    if colour_threshold is not None and (isinstance(colour_threshold, bool) or not isinstance(colour_threshold, (int, float)) or colour_threshold < 0):
-        raise DataError(f'colour_threshold={colour_threshold!r}: a CIELAB distance >= 0 (e.g. 16), or None to ignore colour')
-    flips = _check_flips(flips)
-    decoded = decode_all(manifest.file, size, 256 if geometric else None, n_features, n_threads=n_threads)
-    readable = np.array([e is None for e in decoded['problems']], bool)
-    problems = pd.DataFrame([dict(image_path=p, problem=e, action='left out of duplicate search')
-                             for p, e in zip(manifest.image_path, decoded['problems']) if e is not None],
-                            columns=['image_path', 'problem', 'action'])
-    m, keep = manifest[readable], np.nonzero(readable)[0]
-    if not readable.all(): # a copy only when files were left out
-        decoded = {k: (v[keep] if isinstance(v, np.ndarray) else [v[i] for i in keep]) for k, v in decoded.items()}
-    thumbs, train = decoded['thumbs'], (m.split == 'train').to_numpy()
-    gray, embeddings = to_gray(thumbs)[train], embed(m, backend, flips, size, thumbs=thumbs)
-    # scored a little below the thresholds too, for the histograms; only pairs at or above a threshold link images
-    ssim = within_class_ssim(m[train], max(0.0, ssim_threshold - 0.1), size, flips, gray=gray).assign(threshold=ssim_threshold)
-    cosine = cosine_pairs(embeddings, max(0.0, cosine_threshold - 0.05), top_k, memory_mb)
-    position = pd.Series(np.arange(len(m)), index=m.index)
-    scored = pd.concat([ssim, pd.DataFrame(dict(a=m.index[cosine.a], b=m.index[cosine.b], score=cosine.score, method='cosine',
-                                                threshold=cosine_threshold, flip=[flips[v] for v in cosine.view]))], ignore_index=True)
-    scored['colour'] = _colour_of_pairs(thumbs, position[scored.a].to_numpy(), position[scored.b].to_numpy(), scored.flip.tolist())
-    above = (scored.score >= scored.threshold).to_numpy()
-    # a confirmation for the pairs above a threshold: 32 px thumbnails miss small differences (an emblem, a detail), 64 px see them
-    scored['changed'] = np.nan
-    scored.loc[above, 'changed'] = [_changed_share(decoded, position[a], position[b], v) for a, b, v in
-                                    zip(scored.a[above], scored.b[above], scored.flip[above])]
-    scored['linked'] = above & (scored.changed.fillna(0) <= max_changed).to_numpy()
-    if geometric and len(m) > 1:
-        cand = _candidates(decoded, embeddings, candidates)
-        done = {frozenset(p) for p in zip(position[scored.a[scored.linked]], position[scored.b[scored.linked]])}
-        cand = cand[[frozenset(p) not in done for p in zip(cand.a, cand.b)]]
-        angles = _angles(flips)
-        first, second = cand.a.to_numpy(), cand.b.to_numpy()
-        check = lambda s: [geometric_check(decoded, i, j, angles, min_ncc=min_ncc, max_changed=max_changed)
-                           for i, j in zip(first[s:s + 512], second[s:s + 512])] # 512 pairs a task: less time waiting for the GIL
-        with ThreadPoolExecutor(n_threads or cpu_threads()) as pool:
-            checks = pd.DataFrame([c for part in pool.map(check, range(0, len(cand), 512)) for c in part], columns=GEOMETRIC_COLUMNS)
-        checks = checks[checks.ncc.notna()] # aligned: the pictures' geometry agreed
-        scored = pd.concat([scored, pd.DataFrame(dict(
-            a=m.index[checks.a.to_numpy(int)], b=m.index[checks.b.to_numpy(int)], method='geometric', score=checks.ncc.to_numpy(float),
-            threshold=min_ncc, flip=[_view_of(x) for x in checks.angle], changed=checks.changed.to_numpy(float), colour=checks.colour.to_numpy(float),
-            scale=checks.scale.to_numpy(float), coverage=checks.coverage.to_numpy(float), linked=checks.confirmed.to_numpy(bool)))], ignore_index=True)
-    scored = scored.reindex(columns=SCORE_COLUMNS)
-    scored['colour_ok'] = True if colour_threshold is None else scored.colour.fillna(0) <= colour_threshold
+def link_pairs(
+    manifest:pd.DataFrame, # from `load_data` (all rows, for the byte-identical files)
+    scored:pd.DataFrame,   # from `geometric_pairs` (or `confirm_pairs`)
+)->pd.DataFrame:           # PAIR_COLUMNS, best score first
+    "The pairs that link images: byte-identical files and every linked, colour-consistent scored pair, with their files, classes and kind."
     linked = scored[scored.linked.astype(bool) & scored.colour_ok]
     linked = linked.assign(match=[_match(*r) for r in zip(linked.method, linked.flip, linked.colour.fillna(0), linked.scale, linked.coverage)])
     exact = exact_pairs(manifest).assign(colour=0.0, match='identical bytes')
@@ -627,12 +691,30 @@ def find_duplicates(
         rows = manifest.loc[pairs[side]]
         pairs[f'image_path_{side}'], pairs[f'class_{side}'], pairs[f'split_{side}'] = rows.image_path.values, rows.class_name.values, rows.split.values
     pairs['kind'] = _kind(pairs) if len(pairs) else pd.Series(dtype=str)
-    pairs = pairs[PAIR_COLUMNS].sort_values('score', ascending=False, ignore_index=True)
-    return (pairs, problems, scored.sort_values('score', ascending=False, ignore_index=True)) if return_scores else (pairs, problems)
+    return pairs[PAIR_COLUMNS].sort_values('score', ascending=False, ignore_index=True)
+
+# %% ../nbs/02_dedup.ipynb #024aa7ca
+class Duplicates(NamedTuple):
+    "What `find_duplicates` found."
+    pairs:pd.DataFrame    # PAIR_COLUMNS: one row per linked pair, best score first
+    problems:pd.DataFrame # image_path, problem, action: the files left out of the search
+    scores:pd.DataFrame   # SCORE_COLUMNS: every scored pair near a threshold, linked or not (for the histograms)
+
+def find_duplicates(
+    manifest:pd.DataFrame,          # from `load_data`
+    config:DedupConfig|None=None,   # the options (default: `DedupConfig()`)
+    **options,                      # options of `DedupConfig` to change, e.g. `flips='none'`
+)->Duplicates:
+    "Near-duplicate pairs by within-class SSIM, embedding cosine and geometrically confirmed local features, each labelled with its kind."
+    config = (config or DedupConfig()).replace(**options)
+    m, decoded, problems = decode_images(manifest, config)
+    confirmed = confirm_pairs(m, decoded, score_pairs(m, decoded, config), config)
+    scored = geometric_pairs(m, decoded, confirmed, config).reindex(columns=SCORE_COLUMNS)
+    return Duplicates(link_pairs(manifest, scored), problems, scored.sort_values('score', ascending=False, ignore_index=True))
 
 # %% ../nbs/02_dedup.ipynb #7a31b80d
 def plot_scores(
-    scored:pd.DataFrame, # from `find_duplicates(..., return_scores=True)`
+    scored:pd.DataFrame, # `find_duplicates(...).scores`
     bins:int=40,
 ): # a matplotlib figure: one panel per method
     "Histograms of pair scores around each method's threshold, split into linked pairs and pairs the colour check kept apart."

@@ -1,4 +1,5 @@
 "Near-duplicate detection: agreement with scikit-image, flips, every bad input of the dedup issue, decisions, notebook."
+from dataclasses import asdict
 import html, json, re, shutil
 from pathlib import Path
 
@@ -10,7 +11,7 @@ from conftest import CLIPART, ROOT, clipart_slice, save, tree_state
 from dogcls.core import DataError
 from dogcls.data import assign_folds, load_data
 from dogcls.review import DuplicateReviewer
-from dogcls.dedup import (SSIMIndex, apply_decisions, cosine_pairs, find_duplicates,
+from dogcls.dedup import (DedupConfig, SSIMIndex, apply_decisions, cosine_pairs, find_duplicates,
                           propose_decisions, save_decisions, thumbnails, to_gray, within_class_ssim)
 
 
@@ -67,7 +68,7 @@ def test_flipped_copies_score_one(tmp_path, flip, transpose):
 def test_classes_with_one_image(tmp_path):
     rows = [(save(drawing(i), tmp_path/f'{i}.png'), f'class{i}') for i in range(4)]
     assert within_class_ssim(manifest_of(rows)).empty
-    pairs, problems = find_duplicates(manifest_of(rows))
+    pairs, problems, _ = find_duplicates(manifest_of(rows))
     assert pairs.empty and problems.empty
     assert propose_decisions(manifest_of(rows), pairs).empty
 
@@ -100,11 +101,11 @@ def test_mixed_sizes_and_colour_modes_are_matched(tmp_path):
             (save(im.convert('CMYK'), tmp_path/'cmyk.jpg', quality=95), 'x'),
             (save(im.resize((320, 240)).convert('RGBA'), tmp_path/'rgba_big.png'), 'x'),
             (save(drawing(7), tmp_path/'other.png'), 'x')]
-    pairs, problems = find_duplicates(manifest_of(rows), ssim_threshold=0.9, colour_threshold=None)
+    pairs, problems, _ = find_duplicates(manifest_of(rows), ssim_threshold=0.9, colour_threshold=None)
     linked = set(pairs.image_path_a) | set(pairs.image_path_b)
     assert linked == {'rgb.png', 'gray_small.png', 'palette.gif', 'cmyk.jpg', 'rgba_big.png'} and problems.empty
     # with the colour check (the default) the greyscale copy is a recolouring: kept apart, the other modes still match
-    pairs, _ = find_duplicates(manifest_of(rows), ssim_threshold=0.9)
+    pairs = find_duplicates(manifest_of(rows), ssim_threshold=0.9).pairs
     assert set(pairs.image_path_a) | set(pairs.image_path_b) == {'rgb.png', 'palette.gif', 'cmyk.jpg', 'rgba_big.png'}
 
 def test_unreadable_files_are_reported_and_left_out(tmp_path):
@@ -112,7 +113,7 @@ def test_unreadable_files_are_reported_and_left_out(tmp_path):
     rows = [(save(im, tmp_path/'a.png'), 'x'), (save(im, tmp_path/'b.png', compress_level=1), 'x'), (tmp_path/'broken.png', 'x'),
             (tmp_path/'gone.png', 'y')]
     (tmp_path/'broken.png').write_bytes(b'\x89PNG\r\n\x1a\n' + b'\0' * 20)
-    pairs, problems = find_duplicates(manifest_of(rows))
+    pairs, problems, _ = find_duplicates(manifest_of(rows))
     assert sorted(problems.image_path) == ['broken.png', 'gone.png']
     assert problems.problem.str.contains('broken.png|gone.png').all()
     assert set(pairs.image_path_a) | set(pairs.image_path_b) == {'a.png', 'b.png'}
@@ -160,7 +161,7 @@ def test_decisions_drive_groups_and_folds_and_never_touch_files(tmp_path):
         f.write(f'{a},train/{a}/mirrored.png,{train[train.class_name == a].target.iloc[0]}\n')
     before = tree_state(root)
     manifest, _ = load_data(root)
-    pairs, _ = find_duplicates(manifest)
+    pairs = find_duplicates(manifest).pairs
     for policy, kept_classes in [('drop_all', []), ('keep_all', sorted([a, b])), ('majority', [a])]:
         decisions = propose_decisions(manifest, pairs, policy)
         cluster = decisions[decisions.image_path == src].cluster.iloc[0]
@@ -216,10 +217,13 @@ def test_dedup_notebook_finds_cross_class_copies(tmp_path):
     shutil.copy(root/src, root/'train'/other/'copy_from_evil.png')
     with open(root/'train.csv', 'a') as f: f.write(f'{other},train/{other}/copy_from_evil.png,{train[train.class_name == other].target.iloc[0]}\n')
     reports = tmp_path/'reports'
-    params = dict(data=str(root), run_name='dedup-test', reports=str(reports), max_clusters=5)
+    params = dict(data=str(root), run_name='dedup-test', reports=str(reports), max_clusters=5, flips='flips', colour_threshold=-1)
     pm.execute_notebook(str(ROOT/'nbs'/'dedup.ipynb'), str(tmp_path/'out.ipynb'), parameters=params, kernel_name='python3', progress_bar=False)
     out = reports/'dedup-test'
     page = (out/'report.html').read_text()
+    # every option of the search is saved with the run and shown in its report
+    assert json.loads((out/'dedup_config.json').read_text()) == asdict(DedupConfig(flips='flips', colour_threshold=None))
+    assert all(f'>{name}<' in page for name in asdict(DedupConfig()))
     assert evil not in page and html.escape(evil) in page
     images = re.findall(r'<img [^>]*src="([^"]*)"', page)
     assert images and all(s.startswith('data:image/png;base64,') for s in images)
@@ -254,7 +258,7 @@ def test_crop_and_rotation_are_found_and_mirror_sensitivity_is_an_option(tmp_pat
     rows.append((save(im.transpose(Image.Transpose.ROTATE_90), tmp_path/'rot.png'), 'a'))
     rows.append((save(im.transpose(Image.Transpose.FLIP_LEFT_RIGHT), tmp_path/'mirror.png'), 'a'))
     m = manifest_of(rows)
-    pairs, _ = find_duplicates(m)
+    pairs = find_duplicates(m).pairs
     crop, rot, mirror = (_linked(pairs, 'orig0.png', f) for f in ('crop.png', 'rot.png', 'mirror.png'))
     assert len(crop) == 1 and crop.method.iloc[0] == 'geometric' and 'crop' in crop.match.iloc[0]
     assert len(rot) and all('rotated' in x for x in rot.match) # found by SSIM and by cosine, under a quarter turn
@@ -263,10 +267,10 @@ def test_crop_and_rotation_are_found_and_mirror_sensitivity_is_an_option(tmp_pat
     touching = pairs[pairs.image_path_a.isin(copies) | pairs.image_path_b.isin(copies)]
     assert set(touching.image_path_a) | set(touching.image_path_b) <= copies | {'orig0.png'} # the copies link to nothing else
     assert find_duplicates(m, geometric=False)[0].pipe(_linked, 'orig0.png', 'crop.png').empty # the crop needs the geometric path
-    strict, _ = find_duplicates(m, flips='none')
+    strict = find_duplicates(m, flips='none').pairs
     assert _linked(strict, 'orig0.png', 'mirror.png').empty and _linked(strict, 'orig0.png', 'rot.png').empty
     assert len(_linked(strict, 'orig0.png', 'crop.png')) == 1 # a crop is orientation-preserving
-    no_rotation, _ = find_duplicates(m, flips='flips')
+    no_rotation = find_duplicates(m, flips='flips').pairs
     assert _linked(no_rotation, 'orig0.png', 'rot.png').empty and len(_linked(no_rotation, 'orig0.png', 'mirror.png'))
 
 def test_recoloured_variant_is_kept_apart_unless_colour_is_ignored(tmp_path):
@@ -274,10 +278,10 @@ def test_recoloured_variant_is_kept_apart_unless_colour_is_ignored(tmp_path):
     im = np.asarray(Image.open(rows[0][0]).convert('RGB'))
     rows.append((save(Image.fromarray(im[..., ::-1].copy()), tmp_path/'swapped.png'), 'a'))
     m = manifest_of(rows)
-    pairs, _, scored = find_duplicates(m, return_scores=True)
+    pairs, _, scored = find_duplicates(m)
     assert _linked(pairs, 'orig0.png', 'swapped.png').empty
     assert (~scored.colour_ok).any()
-    loose, _ = find_duplicates(m, colour_threshold=None)
+    loose = find_duplicates(m, colour_threshold=None).pairs
     assert 'recolour' in _linked(loose, 'orig0.png', 'swapped.png').match.iloc[0]
 
 def test_keeper_is_the_best_file(tmp_path):
