@@ -99,6 +99,7 @@ def _defaults(f)->dict:
     "A transform's keyword defaults (all but the image and the seed)."
     return {k: p.default for k, p in inspect.signature(f).parameters.items() if k not in ('image', 'seed')}
 
+# %% ../nbs/03_augment.ipynb #97046b6d
 def parse_spec(
     spec:str, # e.g. 'canny', 'blur(sigma=2)', 'motion_blur(length=11)+noise(sigma=6)'
 )->list[tuple[str, dict]]: # the steps: (transform name, keyword arguments)
@@ -141,6 +142,7 @@ def _common_root(files)->Path:
 def _copy_seed(seed:int, image_path:str, spec:str)->int:
     return int.from_bytes(hashlib.sha1(f'{seed}|{image_path}|{spec}'.encode()).digest()[:4], 'little')
 
+# %% ../nbs/03_augment.ipynb #152395c9
 def _copies_of(r:dict, steps:dict, out_dir:Path, seed:int)->list[dict]:
     "Write the copies of one source image (decoded once, one copy per spec); return their manifest rows."
     image, rows = None, []
@@ -158,6 +160,7 @@ def _copies_of(r:dict, steps:dict, out_dir:Path, seed:int)->list[dict]:
                          file=str(dest), source=r['image_path'], transform=spec, sha1=hashlib.sha1(dest.read_bytes()).hexdigest()))
     return rows
 
+# %% ../nbs/03_augment.ipynb #3a591ae0
 def write_offline(
     manifest:pd.DataFrame,   # from `load_data`; only training rows are copied
     out_dir:str|Path,        # a new folder (or one made by an earlier call with the same settings)
@@ -228,6 +231,7 @@ POLICY_STEPS = {'randaugment': lambda hparams: rand_augment_transform('rand-m9-m
 TIMM_POLICY_STRINGS = [(r'^rand(-|$)', rand_augment_transform), (r'^augmix', augment_and_mix_transform),
                        (r'^(original|originalr|v0|v0r)(-|$)', auto_augment_transform)]
 
+# %% ../nbs/03_augment.ipynb #9ad68e56
 def policy_transforms(
     policy:str,               # names from POLICIES or timm policy strings, joined with '+'
     img_size:int=224,         # for timm's translate range
@@ -252,6 +256,7 @@ def _timm_policy(factory, name, hparams):
     try: return factory(name, dict(hparams))
     except (AssertionError, KeyError, ValueError) as e: raise DataError(f'timm augmentation policy {name!r} is not valid ({e})') from None
 
+# %% ../nbs/03_augment.ipynb #ed1f32b7
 def train_transform(
     config:dict,                 # timm data config (see dogcls.models.data_config)
     policy:str='randaugment+hflip', # online policy, see `policy_transforms`

@@ -139,6 +139,7 @@ def loss_ranking(probs:np.ndarray, targets:np.ndarray)->np.ndarray:
     p, y = check_probs(probs, targets)
     return np.argsort(np.log(np.clip(p[np.arange(len(y)), y], 1e-12, 1)), kind='stable')
 
+# %% ../nbs/08_clean.ipynb #609d2dbc
 def _other_best(p:np.ndarray, y:np.ndarray)->tuple[np.ndarray, np.ndarray]:
     "The most probable class other than the given one, and its probability."
     masked = p.copy(); masked[np.arange(len(y)), y] = -1
@@ -323,7 +324,11 @@ def report_issues(
     def caption(r):
         act = f'relabel → {r.relabel_to}' if r.action == 'relabel' else r.action
         return f'{r.image_path} · {r.class_name} · {act} · {r.reason.split(";")[0]}'
-    if len(rows): report.images([(open_image(files[r.image_path], max_side=2 * thumb), caption(r)) for r in rows.head(max_images).itertuples()],
+    if len(rows):
+        actions = rows.action.map(lambda a: 'relabelled' if a == 'relabel' else {'keep': 'kept', 'drop': 'dropped'}.get(a, a)).value_counts()
+        report.text(f'{len(rows)} images flagged by {method}: ' + ', '.join(f'{n} {a}' for a, n in actions.items())
+                    + (' (lowest label quality first).' if method != 'knn outlier' else ' (most isolated first).'))
+        report.images([(open_image(files[r.image_path], max_side=2 * thumb), caption(r)) for r in rows.head(max_images).itertuples()],
                                 f'{len(rows)} flagged by {method}' + (f', the first {max_images} shown' if len(rows) > max_images else '')
                                 + '; every decision is in decisions.csv.', size=thumb)
     else: report.text(f'No image flagged by {method}.')

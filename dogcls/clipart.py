@@ -26,6 +26,7 @@ def _leaf_classes(src:Path)->dict[str, list[Path]]:
             classes[Path(folder).relative_to(src).as_posix().replace('/', '.')] = [Path(folder)/f for f in pngs]
     return dict(sorted(classes.items()))
 
+# %% ../nbs/01a_clipart.ipynb #c52794e7
 def _pixels(path:Path)->float|None:
     "Pixel count from the header (infinite for Pillow's own bomb refusals), or None when the file cannot be opened."
     with warnings.catch_warnings():
@@ -35,12 +36,41 @@ def _pixels(path:Path)->float|None:
         except Image.DecompressionBombError: return float('inf')
         except (OSError, SyntaxError, ValueError): return None
 
+# %% ../nbs/01a_clipart.ipynb #4ff1a16b
 def _save_drawing(im:Image.Image, path:Path):
     pixels = np.asarray(im)
     gray = (pixels[..., 0] == pixels[..., 1]).all() and (pixels[..., 1] == pixels[..., 2]).all()
     (im.convert('L') if gray else im).save(path, optimize=True)
 
 # %% ../nbs/01a_clipart.ipynb #d9785094
+def _usable_classes(src:Path, min_per_class:int, max_pixels:int)->tuple[dict, list, list]:
+    "Leaf folders with at least `min_per_class` readable PNGs of at most `max_pixels` (class -> files), and the files left out."
+    classes, bombs, unreadable = {}, [], []
+    for name, files in _leaf_classes(src).items():
+        usable = []
+        for f in files:
+            n = _pixels(f)
+            if n is None: unreadable.append(str(f))
+            elif n > max_pixels: bombs.append(str(f))
+            else: usable.append(f)
+        if len(usable) >= min_per_class: classes[name] = usable
+    return classes, bombs, unreadable
+
+# %% ../nbs/01a_clipart.ipynb #8f416dd5
+def _draw_split(classes:dict, max_per_class:int, test_fraction:float, rng:np.random.Generator)->tuple[list, list]:
+    "Draw each class's images and hold out `test_fraction` of them: training rows under train/<class>/, test rows numbered in random order."
+    train_rows, test_rows = [], []
+    for target, (name, files) in enumerate(classes.items()):
+        chosen = [files[i] for i in sorted(rng.permutation(len(files))[:max_per_class])]
+        n_test = round(len(chosen) * test_fraction)
+        is_test = np.zeros(len(chosen), bool); is_test[rng.permutation(len(chosen))[:n_test]] = True
+        for f, held_out in zip(chosen, is_test):
+            (test_rows if held_out else train_rows).append(dict(class_name=name, target=target, source=f))
+    order = rng.permutation(len(test_rows))
+    test_rows = [dict(test_rows[j], image_path=f'test/{n}.png') for n, j in enumerate(order)]
+    return [dict(r, image_path=f'train/{r["class_name"]}/{r["source"].name}') for r in train_rows], test_rows
+
+# %% ../nbs/01a_clipart.ipynb #355c1672
 def build_clipart(
     src:str|Path='/usr/share/openclipart/png', # openclipart-png's PNG folder (apt-get install openclipart-png)
     dest:str|Path|None=None,   # output folder, which must be new or empty (default: data/clipart)
@@ -57,26 +87,8 @@ def build_clipart(
         raise DataError(f'{src}: not found; install it with `apt-get install openclipart-png` or pass src=')
     if dest.exists() and any(dest.iterdir()):
         raise DataError(f'{dest}: not empty; dogcls never overwrites a data set: remove it yourself or pass another dest')
-    rng = np.random.default_rng(seed)
-    bombs, unreadable, train_rows, test_rows = [], [], [], []
-    classes = {}
-    for name, files in _leaf_classes(src).items():
-        usable = []
-        for f in files:
-            n = _pixels(f)
-            if n is None: unreadable.append(str(f))
-            elif n > max_pixels: bombs.append(str(f))
-            else: usable.append(f)
-        if len(usable) >= min_per_class: classes[name] = usable
-    for target, (name, files) in enumerate(classes.items()):
-        chosen = [files[i] for i in sorted(rng.permutation(len(files))[:max_per_class])]
-        n_test = round(len(chosen) * test_fraction)
-        is_test = np.zeros(len(chosen), bool); is_test[rng.permutation(len(chosen))[:n_test]] = True
-        for f, held_out in zip(chosen, is_test):
-            (test_rows if held_out else train_rows).append(dict(class_name=name, target=target, source=f))
-    order = rng.permutation(len(test_rows))
-    test_rows = [dict(test_rows[j], image_path=f'test/{n}.png') for n, j in enumerate(order)]
-    train_rows = [dict(r, image_path=f'train/{r["class_name"]}/{r["source"].name}') for r in train_rows]
+    classes, bombs, unreadable = _usable_classes(src, min_per_class, max_pixels)
+    train_rows, test_rows = _draw_split(classes, max_per_class, test_fraction, np.random.default_rng(seed))
     for r in train_rows + test_rows:
         out = dest/r['image_path']
         out.parent.mkdir(parents=True, exist_ok=True)
@@ -92,6 +104,7 @@ def _package_version(package:str='openclipart-png')->str|None:
     try: return subprocess.run(['dpkg-query', '-W', '-f=${Version}', package], capture_output=True, text=True, check=True).stdout
     except (OSError, subprocess.CalledProcessError): return None
 
+# %% ../nbs/01a_clipart.ipynb #41bfd02b
 def _write_tables(dest, train, test, src, bombs, unreadable, settings)->dict:
     train.sort_values(['target', 'image_path'])[['class_name', 'image_path', 'target']].to_csv(dest/'train.csv', index=False)
     test[['image_path']].to_csv(dest/'test.csv', index=False)

@@ -8,6 +8,8 @@ import dataclasses, difflib, json, numbers
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from fastcore.basics import patch
+
 from .core import DataError, write_json
 
 # %% auto #0
@@ -20,6 +22,7 @@ def _positive_int(name, v, least=1):
 def _fraction(name, v, hi=1.0):
     if isinstance(v, bool) or not isinstance(v, numbers.Real) or not 0 <= v < hi: raise DataError(f'{name}={v!r}: use a number in [0, {hi})')
 
+# %% ../nbs/04b_config.ipynb #4a465430
 @dataclass
 class ModelConfig:
     "The network and how it learns: what `dogcls.train.Classifier` is built from."
@@ -116,47 +119,52 @@ class TrainConfig:
         parts = {part: kind(**{k: v for k, v in options.items() if names[k] == part}) for part, kind in _PARTS.items()}
         return cls(**parts, **{k: v for k, v in options.items() if names[k] == ''})
 
-    @classmethod
-    def from_namespace(cls, namespace:dict)->TrainConfig:
-        "A configuration from the variables of a notebook (`globals()`) that are named like options; the rest are ignored."
-        return cls.from_flat(**{k: namespace[k] for k in cls.names() if k in namespace})
+# %% ../nbs/04b_config.ipynb #771d6373
+@patch(cls_method=True)
+def from_namespace(cls:TrainConfig, namespace:dict)->TrainConfig:
+    "A configuration from the variables of a notebook (`globals()`) that are named like options; the rest are ignored."
+    return cls.from_flat(**{k: namespace[k] for k in cls.names() if k in namespace})
 
-    @classmethod
-    def from_dict(cls, d:dict)->TrainConfig:
-        "From `asdict` (config.json), or from the flat dict that runs written before this class stored."
-        if all(part in d for part in _PARTS):
-            return cls(**{part: kind(**d[part]) for part, kind in _PARTS.items()}, **{k: v for k, v in d.items() if k not in _PARTS})
-        return cls.from_flat(**{k: v for k, v in d.items() if k in cls.names()})
+@patch(cls_method=True)
+def from_dict(cls:TrainConfig, d:dict)->TrainConfig:
+    "From `asdict` (config.json), or from the flat dict that runs written before this class stored."
+    if all(part in d for part in _PARTS):
+        return cls(**{part: kind(**d[part]) for part, kind in _PARTS.items()}, **{k: v for k, v in d.items() if k not in _PARTS})
+    return cls.from_flat(**{k: v for k, v in d.items() if k in cls.names()})
 
-    @classmethod
-    def load(cls, folder:str|Path)->TrainConfig:
-        "The configuration of a run folder (its config.json)."
-        path = Path(folder)/'config.json'
-        if not path.is_file(): raise DataError(f'{folder}: no config.json; not a dogcls training run')
-        return cls.from_dict(json.loads(path.read_text()))
+@patch(cls_method=True)
+def load(cls:TrainConfig, folder:str|Path)->TrainConfig:
+    "The configuration of a run folder (its config.json)."
+    path = Path(folder)/'config.json'
+    if not path.is_file(): raise DataError(f'{folder}: no config.json; not a dogcls training run')
+    return cls.from_dict(json.loads(path.read_text()))
 
-    def flat(self)->dict:
-        "Option name -> value, every part together (for trackers, reports and the index)."
-        return {**{k: v for part in _PARTS for k, v in asdict(getattr(self, part)).items()},
-                **{k: v for k, v in asdict(self).items() if k not in _PARTS}}
+# %% ../nbs/04b_config.ipynb #dcd35371
+@patch
+def flat(self:TrainConfig)->dict:
+    "Option name -> value, every part together (for trackers, reports and the index)."
+    return {**{k: v for part in _PARTS for k, v in asdict(getattr(self, part)).items()},
+            **{k: v for k, v in asdict(self).items() if k not in _PARTS}}
 
-    def differences(self, other:TrainConfig)->dict[str, tuple]:
-        "Option -> (other's, this one's) of every option that changes the result (`compare=True`) and differs."
-        out = {}
-        for part in _PARTS:
-            a, b = getattr(other, part), getattr(self, part)
-            out.update({f.name: (getattr(a, f.name), getattr(b, f.name)) for f in dataclasses.fields(b)
-                        if f.compare and getattr(a, f.name) != getattr(b, f.name)})
-        out.update({f.name: (getattr(other, f.name), getattr(self, f.name)) for f in dataclasses.fields(self)
-                    if f.name not in _PARTS and f.compare and getattr(other, f.name) != getattr(self, f.name)})
-        return out
+@patch
+def differences(self:TrainConfig, other:TrainConfig)->dict[str, tuple]:
+    "Option -> (other's, this one's) of every option that changes the result (`compare=True`) and differs."
+    out = {}
+    for part in _PARTS:
+        a, b = getattr(other, part), getattr(self, part)
+        out.update({f.name: (getattr(a, f.name), getattr(b, f.name)) for f in dataclasses.fields(b)
+                    if f.compare and getattr(a, f.name) != getattr(b, f.name)})
+    out.update({f.name: (getattr(other, f.name), getattr(self, f.name)) for f in dataclasses.fields(self)
+                if f.name not in _PARTS and f.compare and getattr(other, f.name) != getattr(self, f.name)})
+    return out
 
-    def save(self, folder:str|Path):
-        "Write config.json, or check it against the one there: a run folder holds one configuration."
-        path = Path(folder)/'config.json'
-        if not path.is_file(): return write_json(asdict(self), path)
-        changed = self.differences(TrainConfig.load(folder))
-        if changed:
-            raise DataError(f'{folder} was trained with other settings ({", ".join(f"{k}: {a!r} then, {b!r} now" for k, (a, b) in changed.items())}); '
-                            'use a new run_name, or delete that folder to start over')
-        if asdict(self) != json.loads(path.read_text()): write_json(asdict(self), path) # where it ran may change: the latest is kept
+@patch
+def save(self:TrainConfig, folder:str|Path):
+    "Write config.json, or check it against the one there: a run folder holds one configuration."
+    path = Path(folder)/'config.json'
+    if not path.is_file(): return write_json(asdict(self), path)
+    changed = self.differences(TrainConfig.load(folder))
+    if changed:
+        raise DataError(f'{folder} was trained with other settings ({", ".join(f"{k}: {a!r} then, {b!r} now" for k, (a, b) in changed.items())}); '
+                        'use a new run_name, or delete that folder to start over')
+    if asdict(self) != json.loads(path.read_text()): write_json(asdict(self), path) # where it ran may change: the latest is kept

@@ -25,6 +25,7 @@ MAX_PIXELS = 89_478_485 # Pillow's default `Image.MAX_IMAGE_PIXELS`; larger imag
 IMAGE_EXTENSIONS = ('.png', '.jpg', '.jpeg', '.bmp', '.gif', '.tif', '.tiff', '.webp')
 _ALPHA_MODES = {'RGBA', 'LA', 'PA', 'RGBa', 'La'}
 
+# %% ../nbs/01_data.ipynb #8027ce01
 def to_rgb(
     im:Image.Image, # a loaded image in any Pillow mode
 )->Image.Image:     # a new 8-bit RGB image, EXIF orientation applied, transparency composited onto white
@@ -48,6 +49,7 @@ def _downscale(im:Image.Image, max_side:int)->Image.Image:
     size = (max(1, round(im.width*scale)), max(1, round(im.height*scale)))
     return im.resize(size, Image.Resampling.LANCZOS, reducing_gap=3.0)
 
+# %% ../nbs/01_data.ipynb #c72ab808
 def open_image(
     path:str|Path,             # an image file
     max_side:int|None=None,    # downscale so the longer side is at most this (JPEGs decode at reduced size)
@@ -73,6 +75,7 @@ def open_image(
         raise DataError(f'{path}: cannot decode the image ({e}); the file is truncated or corrupt: re-export it or remove it') from None
     return _downscale(rgb, max_side) if max_side else rgb
 
+# %% ../nbs/01_data.ipynb #df04f08f
 def thumbnail(
     im:Image.Image, # RGB image, as `open_image` returns it
     size:int=32,    # side of the square thumbnail
@@ -117,6 +120,7 @@ def _file_key(path:str)->tuple|None:
     except OSError: return None
     return (st.st_size, st.st_mtime_ns) if stat.S_ISREG(st.st_mode) else None
 
+# %% ../nbs/01_data.ipynb #1a2c4082
 def _earlier_scans(cache:Path, decode:bool, max_pixels:int)->dict:
     "file -> row of an earlier scan that can stand for a new one (as thorough, same pixel limit); {} if none."
     try: old = pd.read_csv(cache, dtype=str, keep_default_na=False)
@@ -125,6 +129,7 @@ def _earlier_scans(cache:Path, decode:bool, max_pixels:int)->dict:
     old = old[(old.max_pixels == str(max_pixels)) & ((old.decoded == 'True') | (not decode))]
     return {r['file']: r for r in old.to_dict('records')}
 
+# %% ../nbs/01_data.ipynb #5622ff77
 def scan_images(
     paths,                     # image files
     decode:bool=True,          # decode every file fully
@@ -178,6 +183,7 @@ FIXES = {
     'image paths': 'nothing to fix: detected from the first rows of the CSV that resolve to files',
 }
 
+# %% ../nbs/01_data.ipynb #f45a2224
 def _problem(image_path='', class_name='', split='', problem='', action='skipped')->dict:
     return dict(image_path=image_path, class_name=class_name, split=split, problem=problem, action=action,
                 fix=FIXES[problem.split(':')[0]])
@@ -197,11 +203,13 @@ def _read_csv(path:Path, required:list[str], issues:list[str])->pd.DataFrame|Non
     table.index = table.index + 2 # row numbers as a spreadsheet shows them (header is row 1)
     return table
 
+# %% ../nbs/01_data.ipynb #dfd11dd6
 def _rows(table:pd.DataFrame, mask, n:int=5)->str:
     bad = table[mask]
     shown = '; '.join(f'row {i}: ' + ', '.join(f'{k}={v!r}' for k, v in r.items()) for i, r in bad.head(n).iterrows())
     return shown + (f' (and {len(bad)-n} more)' if len(bad) > n else '')
 
+# %% ../nbs/01_data.ipynb #4901a193
 def _targets(table:pd.DataFrame, path:Path, issues:list[str])->pd.Series:
     "Targets as integers; bad ones are listed in `issues` and become -1."
     target = pd.to_numeric(table['target'], errors='coerce')
@@ -209,6 +217,7 @@ def _targets(table:pd.DataFrame, path:Path, issues:list[str])->pd.Series:
     if bad.any(): issues.append(f'{path.name}: target must be a whole number >= 0; {_rows(table, bad)}')
     return target.where(~bad, -1).astype(int)
 
+# %% ../nbs/01_data.ipynb #677c8b66
 def _escaping(table:pd.DataFrame, path:Path, issues:list[str])->pd.Series:
     "Rows whose image_path is empty or leaves the data root (listed in `issues`)."
     def escapes(p:str)->bool:
@@ -272,55 +281,72 @@ def _check_labels(train:pd.DataFrame, path:Path, issues:list[str]):
         issues.append(f'{path.name}: the same image is listed with different labels; '
                       f'{_rows(valid, valid.image_path.isin(conflict[conflict > 1].index))}; keep one row per image')
 
+# %% ../nbs/01_data.ipynb #c0f058f2
 def _paths_problem(csv:Path, split:str, prefix:str)->dict:
     return _problem(csv.name, '', split, f'image paths: relative to {prefix or "the data root"}', 'detected')
 
+def _read_train_csv(root:Path, issues:list, problems:list)->pd.DataFrame|None:
+    "train.csv's rows, each image once (a repeated row is a problem), or None when it cannot be read (the reason is in `issues`)."
+    csv = root/'train.csv'
+    train = _read_csv(csv, ['class_name', 'image_path', 'target'], issues)
+    if train is None or not {'class_name', 'image_path', 'target'} <= set(train.columns): return None
+    train['target'] = _targets(train, csv, issues)
+    escaping = _escaping(train, csv, issues)
+    train['image_path'], prefix = resolve_paths(root, train, csv, 'train', issues, ~escaping)
+    _check_labels(train[~escaping], csv, issues)
+    problems.append(_paths_problem(csv, 'train', prefix))
+    dup = train.duplicated('image_path')
+    problems += [_problem(r.image_path, r.class_name, 'train', 'duplicate row') for r in train[dup].itertuples()]
+    return train[~dup].assign(split='train')
+
+# %% ../nbs/01_data.ipynb #7e064d26
+def _label_test(root:Path, test:pd.DataFrame, train:pd.DataFrame|None, issues:list, problems:list)->pd.DataFrame:
+    "Test rows with the targets and class names of test_labels.csv, which must use the training classes (-1 and '': unlabelled)."
+    csv = root/'test_labels.csv'
+    labels = _read_csv(csv, ['image_path', 'target'], issues)
+    if labels is None or not {'image_path', 'target'} <= set(labels.columns): return test
+    labels['target'] = _targets(labels, csv, issues)
+    escaping = _escaping(labels, csv, issues)
+    labels['image_path'], prefix = resolve_paths(root, labels, csv, 'test', issues, ~escaping)
+    problems.append(_paths_problem(csv, 'test', prefix))
+    unknown = (labels.target >= 0) & ~labels.target.isin(set(train.target) if train is not None else set())
+    if train is not None and unknown.any():
+        issues.append(f'{csv.name}: targets {sorted(set(labels.target[unknown]))[:5]} do not occur in train.csv; '
+                      f'test labels must use the training classes; {_rows(labels, unknown)}')
+    labels = labels.drop_duplicates('image_path').set_index('image_path')['target']
+    problems += [_problem(p, '', 'test', 'test label for an image not in test.csv', 'ignored')
+                 for p in labels.index.difference(test.image_path)]
+    if train is None: return test
+    names = train.drop_duplicates('target').set_index('target')['class_name']
+    test['target'] = test.image_path.map(labels).fillna(-1).astype(int)
+    return test.assign(class_name=test.target.map(names).fillna(''))
+
+# %% ../nbs/01_data.ipynb #34a686ea
+def _read_test_csv(root:Path, train:pd.DataFrame|None, issues:list, problems:list)->pd.DataFrame|None:
+    "test.csv's rows, each image once, labelled from test_labels.csv when there is one; None without a readable test.csv."
+    csv = root/'test.csv'
+    test = _read_csv(csv, ['image_path'], issues) if csv.is_file() else None
+    if test is None or 'image_path' not in test: return None
+    escaping = _escaping(test, csv, issues)
+    test['image_path'], prefix = resolve_paths(root, test[['image_path']], csv, 'test', issues, ~escaping)
+    problems.append(_paths_problem(csv, 'test', prefix))
+    dup = test.duplicated('image_path')
+    problems += [_problem(p, '', 'test', 'duplicate row') for p in test.image_path[dup]]
+    test = test[~dup][['image_path']].assign(split='test', target=-1, class_name='')
+    if (root/'test_labels.csv').is_file(): test = _label_test(root, test, train, issues, problems)
+    if train is not None:
+        both = test.image_path.isin(train.image_path)
+        problems += [_problem(p, '', 'test', 'listed in both train.csv and test.csv', 'kept') for p in test.image_path[both]]
+    return test
+
+# %% ../nbs/01_data.ipynb #e53ddb2d
 def read_competition(
     root:Path, # folder with train.csv and optionally test.csv, test_labels.csv
 )->tuple[pd.DataFrame, list[dict]]: # manifest rows (files not yet checked) and row-level problems
     "Read the competition layout's CSVs into manifest rows; every structural problem of every CSV in one `DataError`."
-    issues, problems, parts = [], [], []
-    train_csv, test_csv, labels_csv = root/'train.csv', root/'test.csv', root/'test_labels.csv'
-    train = _read_csv(train_csv, ['class_name', 'image_path', 'target'], issues)
-    if train is not None and {'class_name', 'image_path', 'target'} <= set(train.columns):
-        train['target'] = _targets(train, train_csv, issues)
-        escaping = _escaping(train, train_csv, issues)
-        train['image_path'], prefix = resolve_paths(root, train, train_csv, 'train', issues, ~escaping)
-        _check_labels(train[~escaping], train_csv, issues)
-        problems.append(_paths_problem(train_csv, 'train', prefix))
-        dup = train.duplicated('image_path')
-        problems += [_problem(r.image_path, r.class_name, 'train', 'duplicate row') for r in train[dup].itertuples()]
-        parts.append(train[~dup].assign(split='train'))
-    test = _read_csv(test_csv, ['image_path'], issues) if test_csv.is_file() else None
-    if test is not None and 'image_path' in test:
-        escaping = _escaping(test, test_csv, issues)
-        test['image_path'], prefix = resolve_paths(root, test[['image_path']], test_csv, 'test', issues, ~escaping)
-        problems.append(_paths_problem(test_csv, 'test', prefix))
-        dup = test.duplicated('image_path')
-        problems += [_problem(p, '', 'test', 'duplicate row') for p in test.image_path[dup]]
-        test = test[~dup][['image_path']].assign(split='test', target=-1, class_name='')
-        labels = _read_csv(labels_csv, ['image_path', 'target'], issues) if labels_csv.is_file() else None
-        if labels is not None and {'image_path', 'target'} <= set(labels.columns):
-            labels['target'] = _targets(labels, labels_csv, issues)
-            escaping = _escaping(labels, labels_csv, issues)
-            labels['image_path'], prefix = resolve_paths(root, labels, labels_csv, 'test', issues, ~escaping)
-            problems.append(_paths_problem(labels_csv, 'test', prefix))
-            known = set(parts[0].target) if parts else set()
-            unknown = (labels.target >= 0) & ~labels.target.isin(known)
-            if parts and unknown.any():
-                issues.append(f'{labels_csv.name}: targets {sorted(set(labels.target[unknown]))[:5]} do not occur in train.csv; '
-                              f'test labels must use the training classes; {_rows(labels, unknown)}')
-            labels = labels.drop_duplicates('image_path').set_index('image_path')['target']
-            problems += [_problem(p, '', 'test', 'test label for an image not in test.csv', 'ignored')
-                         for p in labels.index.difference(test.image_path)]
-            if parts:
-                names = parts[0].drop_duplicates('target').set_index('target')['class_name']
-                test['target'] = test.image_path.map(labels).fillna(-1).astype(int)
-                test['class_name'] = test.target.map(names).fillna('')
-        if parts:
-            both = test.image_path.isin(parts[0].image_path)
-            problems += [_problem(p, '', 'test', 'listed in both train.csv and test.csv', 'kept') for p in test.image_path[both]]
-        parts.append(test)
+    issues, problems = [], []
+    train = _read_train_csv(root, issues, problems)
+    parts = [p for p in (train, _read_test_csv(root, train, issues, problems)) if p is not None]
     if issues:
         raise DataError(f'{root}: {len(issues)} problem(s) in the CSVs; fix them all, then run again:\n- ' + '\n- '.join(issues))
     return pd.concat(parts, ignore_index=True), problems
@@ -388,6 +414,7 @@ def load_data(
             f'{r.image_path}: {r.problem} ({r.fix})' for r in skipped.head(5).itertuples()) + " (errors='skip' lists and skips them)")
     return manifest, problems
 
+# %% ../nbs/01_data.ipynb #bafd844f
 def _scan_cache(root:Path, keep:int=64)->Path:
     "This data folder's scan CSV in the cache (the least recently used beyond `keep` folders are removed)."
     folder = cache_dir()/'scans'
@@ -395,6 +422,7 @@ def _scan_cache(root:Path, keep:int=64)->Path:
     for old in sorted(folder.glob('*.csv'), key=lambda p: p.stat().st_mtime)[:-keep]: old.unlink(missing_ok=True)
     return folder/f'{hashlib.sha1(str(root.resolve()).encode()).hexdigest()[:16]}.csv'
 
+# %% ../nbs/01_data.ipynb #0de4b036
 def _no_training_images(root:Path, problems:pd.DataFrame)->DataError:
     "The error for a data set none of whose training images can be used, summarising why."
     skipped = problems[(problems.action == 'skipped') & (problems.split == 'train')]
@@ -404,6 +432,7 @@ def _no_training_images(root:Path, problems:pd.DataFrame)->DataError:
     return DataError(f'{root}: no usable training image ({why}){example}. Nothing can be analysed or trained '
                      'until the training images load: check that this is the data folder and that its images are unpacked')
 
+# %% ../nbs/01_data.ipynb #c2b6a259
 def _class_problems(rows:pd.DataFrame, manifest:pd.DataFrame, n_folds:int)->list[dict]:
     listed = rows[rows.split == 'train'].drop_duplicates('target').set_index('target').class_name
     counts = manifest[manifest.split == 'train'].target.value_counts()

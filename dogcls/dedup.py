@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import NamedTuple
 
 import cv2, numpy as np, pandas as pd, torch
+from fastcore.basics import patch
 from PIL import Image
 from scipy import sparse
 from scipy.sparse import coo_matrix
@@ -35,11 +36,13 @@ VIEW_SETS = {'none': VIEWS[:1], 'flips': FLIPS, 'dihedral': VIEWS}
 VIEW_WORDS = {'none': 'same orientation', 'h': 'mirror (left-right)', 'v': 'mirror (up-down)', 'hv': 'rotated 180°',
               'r90': 'rotated 90°', 'r270': 'rotated 270°', 'r90h': 'rotated and mirrored', 'r90v': 'rotated and mirrored'}
 
+# %% ../nbs/02_dedup.ipynb #07d9ea38
 def _check_threshold(name:str, value)->float:
     if isinstance(value, bool) or not isinstance(value, (int, float, np.floating)) or not 0 <= value <= 1:
         raise DataError(f'{name}={value!r}: a similarity threshold must be a number between 0 and 1 (e.g. 0.95)')
     return float(value)
 
+# %% ../nbs/02_dedup.ipynb #19bd2a27
 def _check_flips(flips)->tuple:
     "The views to try: 'none', 'flips', 'dihedral', a comma-separated string or a sequence of names from `VIEWS`."
     if isinstance(flips, str): flips = VIEW_SETS.get(flips.strip(), [f.strip() for f in flips.split(',') if f.strip()])
@@ -49,6 +52,7 @@ def _check_flips(flips)->tuple:
         raise DataError(f'flips={flips!r}: choose "none", "flips", "dihedral" or names from {VIEWS}, always including "none"')
     return flips
 
+# %% ../nbs/02_dedup.ipynb #2548bb31
 def _flip(x:torch.Tensor, flip:str)->torch.Tensor:
     "View `flip` of the last two (square) dimensions of x."
     if flip.startswith('r'):
@@ -57,6 +61,7 @@ def _flip(x:torch.Tensor, flip:str)->torch.Tensor:
     dims = {'': [], 'none': [], 'h': [-1], 'v': [-2], 'hv': [-2, -1]}[flip]
     return x.flip(dims) if dims else x
 
+# %% ../nbs/02_dedup.ipynb #48e67182
 def _angles(flips:tuple)->list:
     "Rotations (degrees) a geometric match may have under the allowed views (flips are matched by the pixel methods)."
     return [0] + ([180] if 'hv' in flips else []) + ([90, -90] if {'r90', 'r270'} & set(flips) else [])
@@ -129,19 +134,6 @@ class SSIMIndex:
         y = (x.reshape(b * h, w) @ (self.cols if scale == 1 else self.cols * scale)).reshape(b, h, wv)
         return (y.transpose(1, 2).reshape(b * wv, h) @ self.rows.T).reshape(b, wv, hv).transpose(1, 2)
 
-    def _pairs(self, a:tuple, b:tuple)->torch.Tensor:
-        "Mean SSIM of pairs: a and b are (centred images (..., H, W), maps (..., 4, h, w)) whose leading dims broadcast."
-        (ca, ma), (cb, mb) = a, b
-        product = ca * cb
-        lead = product.shape[:-2]
-        structure = self._filter(product.reshape(-1, *product.shape[-2:]), 2.0) # 2 G(a b): the only filtering per pair
-        structure = structure.reshape(*lead, *structure.shape[-2:])
-        t = ma[..., 0, :, :] * mb[..., 0, :, :]
-        luminance = torch.add(ma[..., 1, :, :], mb[..., 1, :, :]).add_(t, alpha=2)
-        luminance.mul_(structure.sub_(t, alpha=2).add_(self.c2))
-        denominator = torch.add(ma[..., 2, :, :], mb[..., 2, :, :]).mul_(torch.add(ma[..., 3, :, :], mb[..., 3, :, :]))
-        return luminance.div_(denominator).mean((-2, -1))
-
     def _views(self, index, flip:str)->tuple:
         "(centred, maps) of images `index` under `flip`."
         if self.flipped is not None: return tuple(v[index] for v in self.flipped[flip])
@@ -155,30 +147,51 @@ class SSIMIndex:
         "SSIM of pairs (a[k], flip(b[k])), exactly as skimage's structural_similarity with gaussian_weights=True."
         return self._pairs((self.centred[a], self.maps[a]), self._views(b, flip))
 
-    def best(self, a:torch.Tensor, b:torch.Tensor)->tuple[torch.Tensor, torch.Tensor]:
-        "Best SSIM over the flips for each pair (a[k], b[k]), and the index (into `flips`) of the flip that gave it."
-        first = (self.centred[a], self.maps[a]) # gathered once for all flips
-        second = None if self.flipped is not None else (self.centred[b], self.maps[b])
-        return self._best(lambda flip: self._pairs(first, self._views(b, flip) if second is None else
-                                                         (_flip(second[0], flip), _flip(second[1], flip))))
+# %% ../nbs/02_dedup.ipynb #c1cef317
+@patch
+def _pairs(self:SSIMIndex, a:tuple, b:tuple)->torch.Tensor:
+    "Mean SSIM of pairs: a and b are (centred images (..., H, W), maps (..., 4, h, w)) whose leading dims broadcast."
+    (ca, ma), (cb, mb) = a, b
+    product = ca * cb
+    lead = product.shape[:-2]
+    structure = self._filter(product.reshape(-1, *product.shape[-2:]), 2.0) # 2 G(a b): the only filtering per pair
+    structure = structure.reshape(*lead, *structure.shape[-2:])
+    t = ma[..., 0, :, :] * mb[..., 0, :, :]
+    luminance = torch.add(ma[..., 1, :, :], mb[..., 1, :, :]).add_(t, alpha=2)
+    luminance.mul_(structure.sub_(t, alpha=2).add_(self.c2))
+    denominator = torch.add(ma[..., 2, :, :], mb[..., 2, :, :]).mul_(torch.add(ma[..., 3, :, :], mb[..., 3, :, :]))
+    return luminance.div_(denominator).mean((-2, -1))
 
-    def best_block(self,
-                   rows:slice, # a range of images
-                   cols:slice, # another range (pairs are every row with every column)
-                  )->tuple[torch.Tensor, torch.Tensor]: # (rows, cols) best SSIM and flip index
-        "Best SSIM over the flips of every (row, column) pair, by broadcasting: nothing is gathered or copied per pair."
-        first = (self.centred[rows, None], self.maps[rows, None])
-        views = lambda flip: self.flipped[flip] if self.flipped is not None else (_flip(self.centred, flip), _flip(self.maps, flip))
-        return self._best(lambda flip: self._pairs(first, tuple(v[None, cols] for v in views(flip))))
+# %% ../nbs/02_dedup.ipynb #770b3c8d
+@patch
+def best(self:SSIMIndex, a:torch.Tensor, b:torch.Tensor)->tuple[torch.Tensor, torch.Tensor]:
+    "Best SSIM over the flips for each pair (a[k], b[k]), and the index (into `flips`) of the flip that gave it."
+    first = (self.centred[a], self.maps[a]) # gathered once for all flips
+    second = None if self.flipped is not None else (self.centred[b], self.maps[b])
+    return self._best(lambda flip: self._pairs(first, self._views(b, flip) if second is None else
+                                                     (_flip(second[0], flip), _flip(second[1], flip))))
 
-    def _best(self, score_of)->tuple[torch.Tensor, torch.Tensor]:
-        best = score_of(self.flips[0])
-        which = torch.zeros(best.shape, dtype=torch.long)
-        for k, flip in enumerate(self.flips[1:], 1):
-            score = score_of(flip)
-            better = score > best
-            best, which = torch.where(better, score, best), torch.where(better, k, which)
-        return best, which
+# %% ../nbs/02_dedup.ipynb #6c5d7c7d
+@patch
+def best_block(self:SSIMIndex,
+               rows:slice, # a range of images
+               cols:slice, # another range (pairs are every row with every column)
+              )->tuple[torch.Tensor, torch.Tensor]: # (rows, cols) best SSIM and flip index
+    "Best SSIM over the flips of every (row, column) pair, by broadcasting: nothing is gathered or copied per pair."
+    first = (self.centred[rows, None], self.maps[rows, None])
+    views = lambda flip: self.flipped[flip] if self.flipped is not None else (_flip(self.centred, flip), _flip(self.maps, flip))
+    return self._best(lambda flip: self._pairs(first, tuple(v[None, cols] for v in views(flip))))
+
+# %% ../nbs/02_dedup.ipynb #238d9c4f
+@patch
+def _best(self:SSIMIndex, score_of)->tuple[torch.Tensor, torch.Tensor]:
+    best = score_of(self.flips[0])
+    which = torch.zeros(best.shape, dtype=torch.long)
+    for k, flip in enumerate(self.flips[1:], 1):
+        score = score_of(flip)
+        better = score > best
+        best, which = torch.where(better, score, best), torch.where(better, k, which)
+    return best, which
 
 # %% ../nbs/02_dedup.ipynb #3e787408
 def _triangles(groups:list[np.ndarray], block:int)->tuple[np.ndarray, np.ndarray]:
@@ -191,6 +204,7 @@ def _triangles(groups:list[np.ndarray], block:int)->tuple[np.ndarray, np.ndarray
             firsts.append(chunk[i]); seconds.append(chunk[j])
     return np.concatenate(firsts), np.concatenate(seconds)
 
+# %% ../nbs/02_dedup.ipynb #5dd6f79f
 def within_class_ssim(
     manifest:pd.DataFrame,    # rows to compare (class_name, file); usually the training split
     threshold:float=0.95,     # keep pairs with SSIM at or above this
@@ -234,6 +248,7 @@ def _l2(x:np.ndarray)->np.ndarray:
     norm = np.linalg.norm(x, axis=-1, keepdims=True)
     return (x / np.maximum(norm, 1e-12)).astype(np.float32)
 
+# %% ../nbs/02_dedup.ipynb #f521b1d6
 def pixel_embeddings(
     thumbs:np.ndarray, # (n, s, s, 3) RGB thumbnails
     flips=FLIPS,       # views per image
@@ -329,6 +344,7 @@ def _shrink(a:np.ndarray, side:int)->np.ndarray:
     f = side / max(a.shape[:2])
     return a if f >= 1 else cv2.resize(a, (max(1, round(a.shape[1] * f)), max(1, round(a.shape[0] * f))), interpolation=cv2.INTER_AREA)
 
+# %% ../nbs/02_dedup.ipynb #9f717e0b
 def _working(a:np.ndarray, side:int, min_side:int)->np.ndarray:
     "RGB array with its longer side at most `side` and its shorter side at least `min_side` (small icons are enlarged)."
     a = _shrink(a, side)
@@ -338,6 +354,7 @@ def _working(a:np.ndarray, side:int, min_side:int)->np.ndarray:
         a = cv2.resize(a, (max(1, round(a.shape[1] * f)), max(1, round(a.shape[0] * f))), interpolation=cv2.INTER_LINEAR)
     return a
 
+# %% ../nbs/02_dedup.ipynb #bba74beb
 def _orb(n_features:int): return cv2.ORB_create(nfeatures=n_features, fastThreshold=7, edgeThreshold=15, patchSize=15)
 
 def decode_all(
@@ -423,6 +440,7 @@ def _differing_share(za:np.ndarray, zb:np.ndarray)->float:
     "Share of pixels where mean-centred grey levels za and zb differ by more than 10 % of the range once zb's gain is fitted to za."
     return float((np.abs(za - (za * zb).sum() / max(float((zb * zb).sum()), 1e-6) * zb) > 25.5).mean())
 
+# %% ../nbs/02_dedup.ipynb #a7cbe52b
 def colour_distances(
     a:np.ndarray, b:np.ndarray, # (pairs, pixels, 3) aligned RGB uint8 pixels of each pair
     mask:np.ndarray|None=None,  # (pairs, pixels) pixels to compare (default: all)
@@ -438,6 +456,7 @@ def colour_distances(
     distance = np.einsum('kp,kp->k', np.sqrt(squared(ab[0] - ab[1])), coloured.astype(np.float32))
     return np.where(n > 0, distance / np.maximum(n, 1), 0.0).astype(np.float32)
 
+# %% ../nbs/02_dedup.ipynb #8564aea6
 def colour_distance(
     a:np.ndarray, b:np.ndarray, # aligned RGB uint8 images of one shape
     mask:np.ndarray|None=None,  # pixels to compare (default: all)
@@ -450,6 +469,24 @@ def colour_distance(
 # %% ../nbs/02_dedup.ipynb #a0d8a5b1
 GEOMETRIC_COLUMNS = ['a', 'b', 'matches', 'inliers', 'scale', 'angle', 'coverage', 'ncc', 'changed', 'colour', 'confirmed']
 
+def _snapped(src:np.ndarray, dst:np.ndarray, keep:np.ndarray, degrees:float)->np.ndarray:
+    "The 2 x 3 fit of a pure rotation by `degrees` and the mean shift of the kept matches src -> dst."
+    c, s = np.cos(np.radians(degrees)), np.sin(np.radians(degrees))
+    rotation = np.array([[c, -s], [s, c]])
+    return np.hstack([rotation, (dst[keep] - src[keep] @ rotation.T).mean(0)[:, None]])
+
+# %% ../nbs/02_dedup.ipynb #3e92b52b
+def _warped_into(decoded:dict, a:int, b:int, fit:np.ndarray)->tuple[np.ndarray, np.ndarray, np.ndarray]:
+    "a's small picture, b's warped into a's frame by `fit` (full-size coordinates), and where b covers a (eroded by a pixel)."
+    A, B, fa, fb = decoded['images'][a], decoded['images'][b], decoded['factor'][a], decoded['factor'][b]
+    m = fit.copy(); m[:, :2] *= fa / fb # pixel centres: small = f * (p + 0.5) - 0.5 in each image
+    m[:, 2] = fa * fit[:, 2] + (fa / 2 - 0.5) - m[:, :2] @ np.full(2, fb / 2 - 0.5, np.float64)
+    h, w = A.shape[:2]
+    warped = cv2.warpAffine(B, m, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE) # no black frame to blur in
+    mask = cv2.warpAffine(np.full(B.shape[:2], 255, np.uint8), m, (w, h), flags=cv2.INTER_NEAREST)
+    return A, warped, cv2.erode(mask, np.ones((3, 3), np.uint8)) > 0
+
+# %% ../nbs/02_dedup.ipynb #65f9258f
 def geometric_check(
     decoded:dict,            # from `decode_all`
     a:int, b:int,            # positions of the two images
@@ -477,20 +514,11 @@ def geometric_check(
     out.update(inliers=int(inliers.sum()), scale=scale, angle=angle)
     turn = min(abs((angle - t + 180) % 360 - 180) for t in angles)
     if out['inliers'] < min_inliers or not scale_range[0] <= scale <= scale_range[1] or turn > angle_tolerance: return out
-    nearest = min(angles, key=lambda t: abs((angle - t + 180) % 360 - 180))
     if turn <= 2 and abs(scale - 1) <= 0.02: # an exact copy, rotated by a quarter turn or not: snap to it (sub-pixel alignment)
-        keep = inliers.ravel().astype(bool)
-        c, s_ = np.cos(np.radians(nearest)), np.sin(np.radians(nearest))
-        rotation = np.array([[c, -s_], [s_, c]])
-        fit = np.hstack([rotation, (dst[keep] - src[keep] @ rotation.T).mean(0)[:, None]])
+        fit = _snapped(src, dst, inliers.ravel().astype(bool), min(angles, key=lambda t: abs((angle - t + 180) % 360 - 180)))
     # the photometric check, on the small colour copies: b warped into a's frame
-    A, B, fa, fb = decoded['images'][a], decoded['images'][b], decoded['factor'][a], decoded['factor'][b]
-    m = fit.copy(); m[:, :2] *= fa / fb # pixel centres: small = f * (p + 0.5) - 0.5 in each image
-    m[:, 2] = fa * fit[:, 2] + (fa / 2 - 0.5) - m[:, :2] @ np.full(2, fb / 2 - 0.5, np.float64)
-    h, w = A.shape[:2]
-    warped = cv2.warpAffine(B, m, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE) # no black frame to blur in
-    mask = cv2.warpAffine(np.full(B.shape[:2], 255, np.uint8), m, (w, h), flags=cv2.INTER_NEAREST)
-    mask = cv2.erode(mask, np.ones((3, 3), np.uint8)) > 0
+    A, warped, mask = _warped_into(decoded, a, b, fit)
+    (h, w), B, fa, fb = A.shape[:2], decoded['images'][b], decoded['factor'][a], decoded['factor'][b]
     out['coverage'] = float(mask.sum() / max(1.0, min(h * w, B.shape[0] * B.shape[1] * (scale * fa / fb) ** 2)))
     if mask.sum() < 64: return out
     # a light blur: thin lines of line art must not fail on a sub-pixel misalignment
@@ -583,6 +611,7 @@ def _colour_of_pairs(thumbs:np.ndarray, a:np.ndarray, b:np.ndarray, views:list, 
         out[s:s + chunk] = colour_distances(pixels(ta), pixels(tb))
     return out
 
+# %% ../nbs/02_dedup.ipynb #d435ab7e
 def score_pairs(
     m:pd.DataFrame,  # the readable rows, from `decode_images`
     decoded:dict,    # from `decode_images`
@@ -608,6 +637,7 @@ def _squashed_change(decoded:dict, a:int, b:int, view:str, side:int=64)->float:
     ga, gb = (cv2.GaussianBlur(cv2.cvtColor(x, cv2.COLOR_RGB2GRAY).astype(np.float32), (0, 0), 1.0) for x in (A, B))
     return _differing_share(ga - ga.mean(), gb - gb.mean())
 
+# %% ../nbs/02_dedup.ipynb #8e747df9
 def _colour_ok(colour:pd.Series, config:DedupConfig)->np.ndarray:
     return np.ones(len(colour), bool) if config.colour_threshold is None else (colour.fillna(0) <= config.colour_threshold).to_numpy()
 
@@ -635,6 +665,7 @@ def _candidates(decoded:dict, k:int, min_words:float=0.15)->pd.DataFrame:
     by_embedding = top_pairs(len(embeddings), lambda rows: embeddings[rows, 0] @ embeddings[:, 0].T, k)
     return pd.concat([by_words, by_embedding]).drop_duplicates(['a', 'b'])
 
+# %% ../nbs/02_dedup.ipynb #89a6152f
 def _view_of(angle:float)->str: return ('none', 'r90', 'hv', 'r270')[round(angle / 90) % 4]
 
 def geometric_pairs(
@@ -665,11 +696,13 @@ PAIR_COLUMNS = ['a', 'b', 'image_path_a', 'image_path_b', 'class_a', 'class_b', 
                 'flip', 'colour', 'match']
 SCORE_COLUMNS = ['a', 'b', 'method', 'score', 'threshold', 'flip', 'changed', 'colour', 'scale', 'coverage', 'linked', 'colour_ok']
 
+# %% ../nbs/02_dedup.ipynb #39bb1579
 def _kind(m:pd.DataFrame)->pd.Series:
     test = (m.split_a == 'test').astype(int) + (m.split_b == 'test').astype(int)
     return pd.Series(np.select([test == 2, test == 1, m.class_a == m.class_b], ['test-test', 'train-test', 'within class'],
                                'across classes'), index=m.index)
 
+# %% ../nbs/02_dedup.ipynb #c037e1e8
 def _match(method:str, flip:str, colour:float, scale:float=np.nan, coverage:float=np.nan, recolour:float=5.0)->str:
     "What a reviewer should know about a link, in words: orientation, crop or rescale, recolouring."
     words = [] if flip == 'none' else [VIEW_WORDS[flip]]
@@ -678,6 +711,7 @@ def _match(method:str, flip:str, colour:float, scale:float=np.nan, coverage:floa
     if colour >= recolour: words.append(f'recolour (ΔE {colour:.0f})')
     return ', '.join(words) or 'same picture'
 
+# %% ../nbs/02_dedup.ipynb #0adf0e8a
 def link_pairs(
     manifest:pd.DataFrame, # from `load_data` (all rows, for the byte-identical files)
     scored:pd.DataFrame,   # from `geometric_pairs` (or `confirm_pairs`)
@@ -700,6 +734,7 @@ class Duplicates(NamedTuple):
     problems:pd.DataFrame # image_path, problem, action: the files left out of the search
     scores:pd.DataFrame   # SCORE_COLUMNS: every scored pair near a threshold, linked or not (for the histograms)
 
+# %% ../nbs/02_dedup.ipynb #a0e9c566
 def find_duplicates(
     manifest:pd.DataFrame,          # from `load_data`
     config:DedupConfig|None=None,   # the options (default: `DedupConfig()`)
@@ -764,6 +799,7 @@ DECISION_COLUMNS = ['cluster', 'image_path', 'class_name', 'action', 'proposed',
 
 LOSSLESS_FORMATS = ('PNG', 'BMP', 'GIF', 'TIFF', 'PPM', 'TGA', 'ICO', 'QOI') # stored without loss (WebP and JPEG may lose)
 
+# %% ../nbs/02_dedup.ipynb #b8e8cbd0
 def file_facts(
     files,   # image files
 )->pd.DataFrame: # width, height, format, mode, orientation (EXIF, 1 = upright) per file, from the headers only
@@ -787,6 +823,7 @@ def _best_first(members:pd.DataFrame)->pd.DataFrame:
                                                                  for w, h, fmt, mode, o in facts.itertuples(index=False)]
                           ).sort_values(['_pixels', '_lossless', '_cmyk', '_rotated', 'image_path'], ascending=[False, False, True, True, True], kind='stable')
 
+# %% ../nbs/02_dedup.ipynb #d2f9cfa3
 def _decide(members:pd.DataFrame, policy:str, within:str)->tuple[dict, bool, str]:
     "Action per image_path, the review flag and the reason prefix for one cluster."
     counts = members.class_name.value_counts()
@@ -809,6 +846,7 @@ def _decide(members:pd.DataFrame, policy:str, within:str)->tuple[dict, bool, str
                 else f'label conflict between {names}: all dropped (policy drop_all)')
     return {p: 'keep' if p in keep else 'drop' for p in members.image_path}, True, note
 
+# %% ../nbs/02_dedup.ipynb #99f90ff8
 def propose_decisions(
     manifest:pd.DataFrame,        # the manifest the pairs were found in
     pairs:pd.DataFrame,           # from `find_duplicates`
@@ -859,14 +897,9 @@ def _merge_groups(manifest:pd.DataFrame, extra:pd.Series)->pd.Series:
     first = pd.Series(manifest.group.astype(str).to_numpy()).groupby(label).transform('first')
     return pd.Series(first.to_numpy(), index=manifest.index)
 
-def apply_decisions(
-    manifest:pd.DataFrame,  # the manifest the decisions were made for
-    decisions:pd.DataFrame|str|Path, # the decisions table, or its CSV (edited or not)
-)->pd.DataFrame:            # the cleaned manifest: dropped rows removed, relabelled rows moved, clusters merged into `group`
-    "Apply keep/drop/relabel decisions to a manifest without touching any file."
-    source = decisions if isinstance(decisions, (str, Path)) else 'decisions'
-    if isinstance(decisions, (str, Path)):
-        decisions = pd.read_csv(decisions, dtype={'image_path': str, 'action': str, 'relabel_to': str}, keep_default_na=False)
+# %% ../nbs/02_dedup.ipynb #0398fc59
+def _checked_actions(manifest:pd.DataFrame, decisions:pd.DataFrame, source:str)->pd.Series:
+    "Each decision's action (keep, drop or relabel), once every row is known to be one image of `manifest` with a valid action."
     missing = [c for c in ('cluster', 'image_path', 'action') if c not in decisions]
     if missing: raise DataError(f'{source}: missing column(s) {", ".join(missing)}; expected the CSV written by the dedup or clean notebook')
     action = decisions.action.astype(str).str.strip().str.lower()
@@ -880,25 +913,42 @@ def apply_decisions(
                         'were the decisions made for another data set?')
     if decisions.image_path.duplicated().any():
         raise DataError(f'{source}: {decisions.image_path[decisions.image_path.duplicated()].iloc[0]!r} has more than one decision; keep one row per image')
+    return action
+
+# %% ../nbs/02_dedup.ipynb #71456af6
+def _relabelled(out:pd.DataFrame, manifest:pd.DataFrame, relabel:pd.DataFrame, source:str)->pd.DataFrame:
+    "out with the training images of `relabel` moved to their relabel_to class, which must be a class of the data set."
+    to = (relabel.relabel_to if 'relabel_to' in relabel else pd.Series('', index=relabel.index)).fillna('').astype(str).str.strip()
+    target_of = manifest[manifest.target >= 0].drop_duplicates('class_name').set_index('class_name').target
+    unknown = ~to.isin(target_of.index)
+    if unknown.any():
+        r = relabel[unknown].iloc[0]
+        raise DataError(f'{source}: the row of {r.image_path!r} says relabel but its relabel_to is {to[unknown].iloc[0]!r}, not a class '
+                        f'of the data set ({unknown.sum()} such rows); write an existing class name, or keep/drop')
+    split = manifest.set_index('image_path').split if 'split' in manifest else None
+    if split is not None and (split[relabel.image_path] != 'train').any():
+        raise DataError(f'{source}: {relabel.image_path[(split[relabel.image_path] != "train").to_numpy()].iloc[0]!r} is not a training image; '
+                        'only training labels can be relabelled')
+    new_class = out.image_path.map(pd.Series(to.to_numpy(), index=relabel.image_path))
+    moved = new_class.notna()
+    out.loc[moved, 'class_name'] = new_class[moved]
+    out.loc[moved, 'target'] = new_class[moved].map(target_of).astype(out.target.dtype)
+    return out
+
+# %% ../nbs/02_dedup.ipynb #9bc94649
+def apply_decisions(
+    manifest:pd.DataFrame,  # the manifest the decisions were made for
+    decisions:pd.DataFrame|str|Path, # the decisions table, or its CSV (edited or not)
+)->pd.DataFrame:            # the cleaned manifest: dropped rows removed, relabelled rows moved, clusters merged into `group`
+    "Apply keep/drop/relabel decisions to a manifest without touching any file."
+    source = decisions if isinstance(decisions, (str, Path)) else 'decisions'
+    if isinstance(decisions, (str, Path)):
+        decisions = pd.read_csv(decisions, dtype={'image_path': str, 'action': str, 'relabel_to': str}, keep_default_na=False)
+    action = _checked_actions(manifest, decisions, source)
     cluster = manifest.image_path.map(decisions.set_index('image_path').cluster.map(lambda c: f'cluster-{c}'))
     out = manifest.assign(group=_merge_groups(manifest, cluster))
     relabel = decisions[(action == 'relabel').to_numpy()]
-    if len(relabel):
-        to = (relabel.relabel_to if 'relabel_to' in relabel else pd.Series('', index=relabel.index)).fillna('').astype(str).str.strip()
-        target_of = manifest[manifest.target >= 0].drop_duplicates('class_name').set_index('class_name').target
-        unknown = ~to.isin(target_of.index)
-        if unknown.any():
-            r = relabel[unknown].iloc[0]
-            raise DataError(f'{source}: the row of {r.image_path!r} says relabel but its relabel_to is {to[unknown].iloc[0]!r}, not a class '
-                            f'of the data set ({unknown.sum()} such rows); write an existing class name, or keep/drop')
-        split = manifest.set_index('image_path').split if 'split' in manifest else None
-        if split is not None and (split[relabel.image_path] != 'train').any():
-            raise DataError(f'{source}: {relabel.image_path[(split[relabel.image_path] != "train").to_numpy()].iloc[0]!r} is not a training image; '
-                            'only training labels can be relabelled')
-        new_class = out.image_path.map(pd.Series(to.to_numpy(), index=relabel.image_path))
-        moved = new_class.notna()
-        out.loc[moved, 'class_name'] = new_class[moved]
-        out.loc[moved, 'target'] = new_class[moved].map(target_of).astype(out.target.dtype)
+    if len(relabel): out = _relabelled(out, manifest, relabel, source)
     dropped = set(decisions.image_path[action == 'drop'])
     return out[~out.image_path.isin(dropped)].reset_index(drop=True)
 

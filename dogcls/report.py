@@ -4,18 +4,19 @@
 
 # %% ../nbs/07_report.ipynb #0eae3331
 from __future__ import annotations
-import base64, html, io
+import base64, html, io, re
 from pathlib import Path
 
 import matplotlib, numpy as np, pandas as pd
+from fastcore.basics import patch
 import matplotlib.pyplot as plt
 from PIL import Image
 
 from .metrics import confusion_order, confusion_table, most_confused_classes
 
 # %% auto #0
-__all__ = ['REPORT_CSS', 'png_data_uri', 'figure_png', 'image_png', 'Report', 'plot_class_counts', 'plot_image_sizes',
-           'plot_learning_curves', 'plot_confusion', 'report_submission']
+__all__ = ['REPORT_CSS', 'png_data_uri', 'figure_png', 'image_png', 'Report', 'unsummarised_sections', 'plot_class_counts',
+           'plot_image_sizes', 'plot_learning_curves', 'plot_confusion', 'report_submission']
 
 # %% ../nbs/07_report.ipynb #d462cdf9
 def png_data_uri(png:bytes)->str:
@@ -59,6 +60,7 @@ img.figure{max-width:100%;height:auto}
 .note{background:#fff8e1;border-left:4px solid #f0c000;padding:.4em .8em}
 '''
 
+# %% ../nbs/07_report.ipynb #7b29241a
 class Report:
     "An HTML report built section by section and saved as one self-contained file."
     def __init__(self,
@@ -76,42 +78,8 @@ class Report:
 
     def metrics(self, values:dict, caption:str=''):
         "A two-column table of names and values."
-        self.table(pd.DataFrame({'': list(values.keys()), 'value': [str(v) for v in values.values()]}), caption, index=False)
-
-    def table(self,
-              df:pd.DataFrame,    # any table; cells and headers are escaped
-              caption:str='',     # a line under the table
-              max_rows:int=100,   # rows shown; the caption says how many were left out
-              index:bool=False,   # show the index
-              float_format:str='{:.4g}'):
-        "A table (escaped)."
-        shown = df.head(max_rows)
-        body = shown.to_html(index=index, escape=True, border=0, na_rep='',
-                             float_format=float_format.format if float_format else None)
-        more = f' ({len(df) - max_rows} more rows not shown)' if len(df) > max_rows else ''
-        self.parts.append(body + self._caption(caption + more))
-
-    def figure(self,
-               fig:matplotlib.figure.Figure, # a matplotlib figure, embedded as PNG
-               caption:str='',
-               dpi:int=100):
-        "A matplotlib figure. Outside Jupyter's inline backend the figure is closed afterwards."
-        self.parts.append(f'<img class="figure" src="{png_data_uri(figure_png(fig, dpi))}">' + self._caption(caption))
-        if 'inline' not in matplotlib.get_backend(): plt.close(fig)
-
-    def images(self,
-               items,              # (image, caption) pairs: PIL images, arrays or file paths
-               caption:str='',
-               size:int=96):       # thumbnail side in pixels
-        "A grid of thumbnails with captions (escaped)."
-        cells = []
-        for im, label in items:
-            if isinstance(im, (str, Path)): im = Image.open(im).convert('RGB')
-            cells.append(f'<figure><img src="{png_data_uri(image_png(im, size))}"><figcaption>'
-                         f'{html.escape(str(label))}</figcaption></figure>')
-        self.parts.append(f'<div class="grid" style="--w:{size}px">{"".join(cells)}</div>' + self._caption(caption))
-
-    def _caption(self, text:str)->str: return f'<p class="caption">{html.escape(text)}</p>' if text else ''
+        self.table(pd.DataFrame({'': list(values.keys()), 'value': [str(v) for v in values.values()]}), caption, index=False,
+                   classes='metrics') # marked: a table of figures is a section's summary
 
     def html(self)->str:
         "The whole page."
@@ -120,14 +88,71 @@ class Report:
                 f'<h1>{html.escape(self.title)}</h1><p class="subtitle">{html.escape(self.subtitle)}</p>'
                 + '\n'.join(self.parts) + '</body></html>\n')
 
-    def save(self,
-             folder:str|Path,          # the run folder
-             name:str='report.html')->Path: # the file written
-        "Write the page into `folder` and return its path."
-        path = Path(folder)/name
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(self.html(), encoding='utf-8')
-        return path
+# %% ../nbs/07_report.ipynb #b3265df5
+@patch
+def table(self:Report,
+          df:pd.DataFrame,    # any table; cells and headers are escaped
+          caption:str='',     # a line under the table
+          max_rows:int=100,   # rows shown; the caption says how many were left out
+          index:bool=False,   # show the index
+          float_format:str='{:.4g}',
+          classes:str|None=None): # extra CSS classes of the <table>
+    "A table (escaped)."
+    shown = df.head(max_rows)
+    body = shown.to_html(index=index, escape=True, border=0, na_rep='', classes=classes,
+                         float_format=float_format.format if float_format else None)
+    more = f' ({len(df) - max_rows} more rows not shown)' if len(df) > max_rows else ''
+    self.parts.append(body + self._caption(caption + more))
+
+@patch
+def figure(self:Report,
+           fig:matplotlib.figure.Figure, # a matplotlib figure, embedded as PNG
+           caption:str='',
+           dpi:int=100):
+    "A matplotlib figure. Outside Jupyter's inline backend the figure is closed afterwards."
+    self.parts.append(f'<img class="figure" src="{png_data_uri(figure_png(fig, dpi))}">' + self._caption(caption))
+    if 'inline' not in matplotlib.get_backend(): plt.close(fig)
+
+@patch
+def images(self:Report,
+           items,              # (image, caption) pairs: PIL images, arrays or file paths
+           caption:str='',
+           size:int=96):       # thumbnail side in pixels
+    "A grid of thumbnails with captions (escaped)."
+    cells = []
+    for im, label in items:
+        if isinstance(im, (str, Path)): im = Image.open(im).convert('RGB')
+        cells.append(f'<figure><img src="{png_data_uri(image_png(im, size))}"><figcaption>'
+                     f'{html.escape(str(label))}</figcaption></figure>')
+    self.parts.append(f'<div class="grid" style="--w:{size}px">{"".join(cells)}</div>' + self._caption(caption))
+
+@patch
+def _caption(self:Report, text:str)->str: return f'<p class="caption">{html.escape(text)}</p>' if text else ''
+
+# %% ../nbs/07_report.ipynb #f3faf2ab
+@patch
+def save(self:Report,
+         folder:str|Path,          # the run folder
+         name:str='report.html')->Path: # the file written
+    "Write the page into `folder` and return its path."
+    path = Path(folder)/name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(self.html(), encoding='utf-8')
+    return path
+
+# %% ../nbs/07_report.ipynb #e6c08e1a
+def unsummarised_sections(
+    page:str,         # a report's HTML
+    max_rows:int=20,  # a section with more table rows than this ...
+    max_images:int=8, # ... or more images is long
+)->list[str]:         # the headings of the long sections that open with neither a sentence nor a table of figures
+    "Long sections of a report that do not open with a summary."
+    out = []
+    for heading, body in re.findall(r'<h2>(.*?)</h2>(.*?)(?=<h2>|</body>)', page, re.S):
+        if body.count('<tr') <= max_rows and body.count('<img') <= max_images: continue
+        first = re.search(r'<(p|table|img|div)\b[^>]*>', body)
+        if not first or not (first.group(0) in ('<p>', '<p class=note>') or 'metrics' in first.group(0)): out.append(html.unescape(heading))
+    return out
 
 # %% ../nbs/07_report.ipynb #b1163300
 def plot_class_counts(

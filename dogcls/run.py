@@ -51,34 +51,6 @@ class Run:
     history:pd.DataFrame      # per-epoch history of every finished fold
     folds_done:list[int]      # the finished folds
 
-    @classmethod
-    def load(cls,
-             folder:str|Path,     # a run folder, or a run name under reports/
-             partial:bool=False,  # allow unfinished folds (their validation rows get no out-of-fold probabilities)
-             reports:str|Path|None=None, # the reports folder holding named runs
-            )->Run:
-        "Read a run folder: its finished folds' predictions joined in the order of folds.csv. Nothing is written."
-        folder = Path(folder) if Path(folder).is_dir() else run_dir(str(folder), reports, create=False)
-        folds, config = read_folds(folder), TrainConfig.load(folder)
-        n_folds, train = config.data.folds, folds[folds.split == 'train'].reset_index(drop=True)
-        done = [k for k in range(n_folds) if (folder/f'fold{k}'/'done.json').is_file()]
-        missing = sorted(set(range(n_folds)) - set(done))
-        if missing and not partial:
-            raise DataError(f'{folder}: fold(s) {missing} are not finished; train them (fold=k) or pass partial=True')
-        n_classes = len(class_names(train))
-        oof = np.full((len(train), n_classes), np.nan, np.float32)
-        position = pd.Series(np.arange(len(train)), index=train.image_path)
-        test_paths, test_probs, histories = None, [], []
-        for k in done:
-            p = np.load(folder/f'fold{k}'/'predictions.npz')
-            oof[position[p['val_image_path']].to_numpy()] = p['val_probs']
-            if test_paths is None: test_paths = p['test_image_path']
-            test_probs.append(p['test_probs'])
-            histories.append(pd.read_csv(folder/f'fold{k}'/'history.csv'))
-        return cls(folder, config, folds, oof, test_paths if test_paths is not None else np.array([], str),
-                   np.stack(test_probs) if test_probs else np.zeros((0, 0, n_classes), np.float32),
-                   pd.concat(histories, ignore_index=True) if histories else pd.DataFrame(), done)
-
     @cached_property
     def split(self)->pd.DataFrame:
         "The training rows of folds.csv, in the order of `oof_probs`."
@@ -105,21 +77,54 @@ class Run:
         y = pd.Series(self.test_image_path).map(known)
         return None if y.isna().any() or (y < 0).any() else y.to_numpy(int)
 
-    def with_probs(self, oof_probs:np.ndarray, test_probs:np.ndarray)->Run:
-        "The same run with other probabilities (for example re-predicted with test-time augmentation)."
-        return dataclasses.replace(self, oof_probs=oof_probs, test_probs=test_probs)
+# %% ../nbs/05b_run.ipynb #eba7aee4
+@patch(cls_method=True)
+def load(cls:Run,
+         folder:str|Path,     # a run folder, or a run name under reports/
+         partial:bool=False,  # allow unfinished folds (their validation rows get no out-of-fold probabilities)
+         reports:str|Path|None=None, # the reports folder holding named runs
+        )->Run:
+    "Read a run folder: its finished folds' predictions joined in the order of folds.csv. Nothing is written."
+    folder = Path(folder) if Path(folder).is_dir() else run_dir(str(folder), reports, create=False)
+    folds, config = read_folds(folder), TrainConfig.load(folder)
+    n_folds, train = config.data.folds, folds[folds.split == 'train'].reset_index(drop=True)
+    done = [k for k in range(n_folds) if (folder/f'fold{k}'/'done.json').is_file()]
+    missing = sorted(set(range(n_folds)) - set(done))
+    if missing and not partial:
+        raise DataError(f'{folder}: fold(s) {missing} are not finished; train them (fold=k) or pass partial=True')
+    n_classes = len(class_names(train))
+    oof = np.full((len(train), n_classes), np.nan, np.float32)
+    position = pd.Series(np.arange(len(train)), index=train.image_path)
+    test_paths, test_probs, histories = None, [], []
+    for k in done:
+        p = np.load(folder/f'fold{k}'/'predictions.npz')
+        oof[position[p['val_image_path']].to_numpy()] = p['val_probs']
+        if test_paths is None: test_paths = p['test_image_path']
+        test_probs.append(p['test_probs'])
+        histories.append(pd.read_csv(folder/f'fold{k}'/'history.csv'))
+    return cls(folder, config, folds, oof, test_paths if test_paths is not None else np.array([], str),
+               np.stack(test_probs) if test_probs else np.zeros((0, 0, n_classes), np.float32),
+               pd.concat(histories, ignore_index=True) if histories else pd.DataFrame(), done)
 
-    def save_probs(self):
-        "Write oof_probs.npz and test_probs.npz into the run folder (the train notebook's outputs)."
-        s = self.split
-        with atomic_write(self.folder/'oof_probs.npz') as tmp:
-            np.savez(tmp, image_path=s.image_path.to_numpy(str), fold=s.fold.to_numpy(), target=s.target.to_numpy(), probs=self.oof_probs)
-        with atomic_write(self.folder/'test_probs.npz') as tmp:
-            np.savez(tmp, image_path=self.test_image_path, per_fold=self.test_probs, mean=self.test_mean)
+# %% ../nbs/05b_run.ipynb #2e36dc26
+@patch
+def with_probs(self:Run, oof_probs:np.ndarray, test_probs:np.ndarray)->Run:
+    "The same run with other probabilities (for example re-predicted with test-time augmentation)."
+    return dataclasses.replace(self, oof_probs=oof_probs, test_probs=test_probs)
 
-    def __repr__(self):
-        return (f'Run({str(self.folder)!r}, {self.config.model.arch}, folds {self.folds_done} of {self.config.data.folds}, '
-                f'{len(self.split)} training and {len(self.test_image_path)} test images, {self.oof_probs.shape[1]} classes)')
+@patch
+def save_probs(self:Run):
+    "Write oof_probs.npz and test_probs.npz into the run folder (the train notebook's outputs)."
+    s = self.split
+    with atomic_write(self.folder/'oof_probs.npz') as tmp:
+        np.savez(tmp, image_path=s.image_path.to_numpy(str), fold=s.fold.to_numpy(), target=s.target.to_numpy(), probs=self.oof_probs)
+    with atomic_write(self.folder/'test_probs.npz') as tmp:
+        np.savez(tmp, image_path=self.test_image_path, per_fold=self.test_probs, mean=self.test_mean)
+
+@patch
+def __repr__(self:Run):
+    return (f'Run({str(self.folder)!r}, {self.config.model.arch}, folds {self.folds_done} of {self.config.data.folds}, '
+            f'{len(self.split)} training and {len(self.test_image_path)} test images, {self.oof_probs.shape[1]} classes)')
 
 # %% ../nbs/05b_run.ipynb #d9eb0907
 @patch

@@ -19,6 +19,7 @@ def _literal(source:str):
     try: return ast.literal_eval(source)
     except (ValueError, SyntaxError): return source
 
+# %% ../nbs/07b_run_index.ipynb #07d564ed
 def changed_parameters(
     namespace:dict,        # the running notebook's variables (`globals()`)
     notebook:str|Path,     # the experiment notebook: a name in nbs/ ('train') or a path
@@ -45,6 +46,7 @@ def _parameter_text(m:dict)->str:
     config = m.get('config') or {} # runs written before `changed_parameters`: the key settings
     return ', '.join(f'{k}={config[k]}' for k in _KEY_PARAMS if config.get(k) not in (None, ''))
 
+# %% ../nbs/07b_run_index.ipynb #7c1e86c4
 def _tracker(folder:Path)->tuple[str, str]:
     "The run's tracker in words, and a link to its folder (empty for MLflow, whose store is named instead)."
     try: record = json.loads((folder/'tracker.json').read_text())
@@ -54,6 +56,7 @@ def _tracker(folder:Path)->tuple[str, str]:
     sub = {'csv': 'logs', 'tensorboard': 'tensorboard', 'wandb': 'wandb'}.get(kind)
     return kind, f'{folder.name}/{sub}/' if sub and (folder/sub).is_dir() else ''
 
+# %% ../nbs/07b_run_index.ipynb #abfc3999
 def _index_row(folder:Path, m:dict)->dict:
     config = m.get('config') or {}
     smoke = bool(config.get('limit_batches') or (m.get('parameters') or {}).get('limit_batches'))
@@ -84,6 +87,7 @@ document.querySelectorAll('th').forEach((th, col) => th.addEventListener('click'
 }));
 """
 
+# %% ../nbs/07b_run_index.ipynb #55a30bdc
 def update_index(
     reports:str|Path, # the reports folder
 )->Path:              # reports/index.html

@@ -32,12 +32,14 @@ def _lightning_loggers():
     from lightning.pytorch import loggers
     return loggers
 
+# %% ../nbs/05a_track.ipynb #4db03d77
 class NoTracker(Tracker):
     "logger='none': nothing is logged."
     def fold_logger(self, out, fold, record): return False
     def close(self, logger): pass
     def log_run(self, out, record, params, values, files): return 'no tracker (logger none)'
 
+# %% ../nbs/05a_track.ipynb #d9bdc384
 class CSVTracker(Tracker):
     "Lightning's CSVLogger in the run folder: logs/fold<k>/metrics.csv, logs/summary for the run."
     def fold_logger(self, out, fold, record): # a resumed fold logs into a new folder: CSVLogger would delete the earlier metrics.csv
@@ -49,6 +51,7 @@ class CSVTracker(Tracker):
         logger.log_hyperparams(params); logger.log_metrics(values, step=0); logger.finalize('success')
         return f'{logger.log_dir}'
 
+# %% ../nbs/05a_track.ipynb #f6bb1eea
 class TensorBoardTracker(Tracker):
     "TensorBoard event files in the run folder: tensorboard/fold<k>, tensorboard/summary (its hparams view)."
     package = 'tensorboard'
@@ -61,6 +64,7 @@ class TensorBoardTracker(Tracker):
         logger.log_metrics(values, step=0); logger.finalize('success')
         return f'{logger.log_dir}'
 
+# %% ../nbs/05a_track.ipynb #e0f051c1
 def _mlflow_uri(out:Path)->str:
     return os.environ.get('MLFLOW_TRACKING_URI') or f'sqlite:///{(out.parent/"mlflow.db").resolve()}'
 
@@ -71,6 +75,7 @@ def _mlflow_experiment(client, name:str, out:Path)->str:
     default_store = not os.environ.get('MLFLOW_TRACKING_URI')
     return client.create_experiment(name, artifact_location=(out.parent/'mlartifacts').resolve().as_uri() if default_store else None)
 
+# %% ../nbs/05a_track.ipynb #e96c6d96
 class MLflowTracker(Tracker):
     "One parent MLflow run per training run, a child run per fold (MLFLOW_TRACKING_URI, default: sqlite next to the run)."
     package = 'mlflow'
@@ -99,6 +104,7 @@ class MLflowTracker(Tracker):
         client.set_terminated(run_id)
         return f'MLflow run {run_id} in {record["tracking_uri"]}'
 
+# %% ../nbs/05a_track.ipynb #dc37e86f
 def _wandb_mode()->str: return os.environ.get('WANDB_MODE', 'offline')
 
 class WandbTracker(Tracker):
@@ -134,6 +140,7 @@ class WandbTracker(Tracker):
 TRACKERS.update(csv=CSVTracker(), tensorboard=TensorBoardTracker(), mlflow=MLflowTracker(), wandb=WandbTracker(), none=NoTracker())
 LOGGERS = tuple(TRACKERS) # the names, as first registered
 
+# %% ../nbs/05a_track.ipynb #83a72985
 def check_logger(
     kind:str, # a name in TRACKERS
 )->str:       # the kind
@@ -146,6 +153,7 @@ def check_logger(
             raise DataError(f"logger={kind!r} needs the {package} package: pip install -e '.[trackers]' (or pip install {package})")
     return kind
 
+# %% ../nbs/05a_track.ipynb #1f55db61
 def start_tracking(
     out:str|Path, # the run folder
     kind:str,     # a name in TRACKERS

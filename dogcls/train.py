@@ -9,6 +9,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 import lightning as L, numpy as np, pandas as pd, torch
+from fastcore.basics import patch
 from timm.data import Mixup
 from timm.loss import SoftTargetCrossEntropy
 from timm.optim import create_optimizer_v2
@@ -52,51 +53,61 @@ class Classifier(L.LightningModule):
 
     def forward(self, x): return self.model(x)
 
-    def training_step(self, batch, batch_idx):
-        x, y = batch
-        if self.mix is not None and len(x) % 2 == 0:
-            mixed, soft = self.mix(x, y)
-            logits = self(mixed); loss = self.soft_loss(logits, soft)
-        else:
-            logits = self(x); loss = self.loss(logits, y)
-        if not torch.isfinite(loss):
-            lr = self.trainer.optimizers[0].param_groups[0]['lr'] if self.trainer.optimizers else float('nan')
-            raise TrainingError(f'the training loss became {loss.item()} at epoch {self.current_epoch}, step {self.global_step} '
-                                f'(learning rate {lr:.3g}); lower lr, check the images for NaNs, or use a smaller model')
-        self.train_acc(logits.detach(), y)
-        self.log('train_loss', loss, on_step=False, on_epoch=True, batch_size=len(x), sync_dist=True) # sync: averaged over DDP processes
-        self.log('train_acc', self.train_acc, on_step=False, on_epoch=True, batch_size=len(x))
-        return loss
+# %% ../nbs/05_train.ipynb #8ac75d45
+@patch
+def training_step(self:Classifier, batch, batch_idx):
+    x, y = batch
+    if self.mix is not None and len(x) % 2 == 0:
+        mixed, soft = self.mix(x, y)
+        logits = self(mixed); loss = self.soft_loss(logits, soft)
+    else:
+        logits = self(x); loss = self.loss(logits, y)
+    if not torch.isfinite(loss):
+        lr = self.trainer.optimizers[0].param_groups[0]['lr'] if self.trainer.optimizers else float('nan')
+        raise TrainingError(f'the training loss became {loss.item()} at epoch {self.current_epoch}, step {self.global_step} '
+                            f'(learning rate {lr:.3g}); lower lr, check the images for NaNs, or use a smaller model')
+    self.train_acc(logits.detach(), y)
+    self.log('train_loss', loss, on_step=False, on_epoch=True, batch_size=len(x), sync_dist=True) # sync: averaged over DDP processes
+    self.log('train_acc', self.train_acc, on_step=False, on_epoch=True, batch_size=len(x))
+    return loss
 
-    def optimizer_step(self, *args, **kwargs): # once per optimiser step, also with gradient accumulation
-        super().optimizer_step(*args, **kwargs)
-        if self.ema is not None: self.ema.update(self.model, step=self.global_step + 1) # steps done, counted as timm's train.py does
+# %% ../nbs/05_train.ipynb #ca2ecb9a
+@patch
+def optimizer_step(self:Classifier, *args, **kwargs): # once per optimiser step, also with gradient accumulation
+    super(Classifier, self).optimizer_step(*args, **kwargs) # patched in: super() needs the class named
+    if self.ema is not None: self.ema.update(self.model, step=self.global_step + 1) # steps done, counted as timm's train.py does
 
-    def validation_step(self, batch, batch_idx):
-        x, y = batch
-        logits = (self.model if self.ema is None else self.ema.module)(x)
-        self.val_acc(logits, y)
-        self.log('val_loss', torch.nn.functional.cross_entropy(logits, y), on_epoch=True, batch_size=len(x), sync_dist=True)
-        self.log('val_acc', self.val_acc, on_epoch=True, batch_size=len(x))
+# %% ../nbs/05_train.ipynb #9ee85041
+@patch
+def validation_step(self:Classifier, batch, batch_idx):
+    x, y = batch
+    logits = (self.model if self.ema is None else self.ema.module)(x)
+    self.val_acc(logits, y)
+    self.log('val_loss', torch.nn.functional.cross_entropy(logits, y), on_epoch=True, batch_size=len(x), sync_dist=True)
+    self.log('val_acc', self.val_acc, on_epoch=True, batch_size=len(x))
 
-    def final_weights(self)->dict:
-        "The weights predictions use: the moving average when on, else the model's."
-        return (self.model if self.ema is None else self.ema.module).state_dict()
+# %% ../nbs/05_train.ipynb #55019782
+@patch
+def final_weights(self:Classifier)->dict:
+    "The weights predictions use: the moving average when on, else the model's."
+    return (self.model if self.ema is None else self.ema.module).state_dict()
 
-    def configure_optimizers(self):
-        c = self.config
-        optimizer = create_optimizer_v2(self.model, 'adamw', lr=c.lr, weight_decay=c.weight_decay)
-        total = max(1, int(self.trainer.estimated_stepping_batches))
-        per_epoch = len(self.trainer.datamodule.train_dataloader()) if self.trainer.datamodule is not None else total
-        limit = self.trainer.limit_train_batches
-        per_epoch = min(per_epoch, limit) if isinstance(limit, int) else max(1, int(per_epoch * limit))
-        per_epoch = math.ceil(per_epoch / self.trainer.accumulate_grad_batches) # optimiser steps, not batches
-        warmup = min(total // 2, int(c.warmup_epochs * per_epoch))
-        def factor(step):
-            if step < warmup: return (step + 1) / (warmup + 1)
-            return 0.5 * (1 + math.cos(math.pi * min(1.0, (step - warmup) / max(1, total - warmup))))
-        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
-        return {'optimizer': optimizer, 'lr_scheduler': {'scheduler': scheduler, 'interval': 'step'}}
+# %% ../nbs/05_train.ipynb #6b311188
+@patch
+def configure_optimizers(self:Classifier):
+    c = self.config
+    optimizer = create_optimizer_v2(self.model, 'adamw', lr=c.lr, weight_decay=c.weight_decay)
+    total = max(1, int(self.trainer.estimated_stepping_batches))
+    per_epoch = len(self.trainer.datamodule.train_dataloader()) if self.trainer.datamodule is not None else total
+    limit = self.trainer.limit_train_batches
+    per_epoch = min(per_epoch, limit) if isinstance(limit, int) else max(1, int(per_epoch * limit))
+    per_epoch = math.ceil(per_epoch / self.trainer.accumulate_grad_batches) # optimiser steps, not batches
+    warmup = min(total // 2, int(c.warmup_epochs * per_epoch))
+    def factor(step):
+        if step < warmup: return (step + 1) / (warmup + 1)
+        return 0.5 * (1 + math.cos(math.pi * min(1.0, (step - warmup) / max(1, total - warmup))))
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+    return {'optimizer': optimizer, 'lr_scheduler': {'scheduler': scheduler, 'interval': 'step'}}
 
 # %% ../nbs/05_train.ipynb #1f3bbfe7
 def _in_kernel()->bool:
@@ -105,6 +116,7 @@ def _in_kernel()->bool:
         return getattr(get_ipython(), 'kernel', None) is not None
     except ImportError: return False
 
+# %% ../nbs/05_train.ipynb #5ef24cc2
 class EpochLog(L.Callback):
     "Per-epoch history (history.csv), one log line per epoch, and a live status line in Jupyter."
     def __init__(self, fold:int, n_folds:int, path:Path, log=print, live:bool|None=None):
@@ -181,6 +193,22 @@ def _prepare_split(manifest:pd.DataFrame, out:Path, folds:int, seed:int)->pd.Dat
     return m
 
 # %% ../nbs/05_train.ipynb #8803ba13
+def _checked_run(manifest:pd.DataFrame, config:TrainConfig, fold:int|None)->tuple[TrainConfig, list, list]:
+    "Fail before any work on a wrong option; the config with the model's input size, the class names and the folds to train."
+    if (manifest.split == 'train').sum() == 0: raise DataError('the manifest has no training images')
+    check_logger(config.logger)
+    train_transform(dict(input_size=(3, 8, 8), mean=(0.5,) * 3, std=(0.5,) * 3), config.data.policy) # a bad policy fails before any work
+    names = class_names(manifest[manifest.split == 'train'])
+    mc = config.model
+    probe = create_model(mc.arch, len(names), mc.size, mc.img_size, pretrained=False) # a bad arch or img_size fails before anything is written
+    config = dataclasses.replace(config, model=dataclasses.replace(mc, img_size=probe.dogcls.img_size))
+    folds = config.data.folds
+    to_run = list(range(folds)) if fold is None else [fold]
+    if any(not isinstance(k, (int, np.integer)) or not 0 <= k < folds for k in to_run):
+        raise DataError(f'fold={fold!r}: use a fold number from 0 to {folds - 1}, or None for all')
+    return config, names, to_run
+
+# %% ../nbs/05_train.ipynb #d81f02b0
 def train_kfold(
     manifest:pd.DataFrame,       # from load_data (cleaned by dedup, extended with offline copies, ...); a fold column is used as is
     out:str|Path,                # the run folder, e.g. dogcls.core.run_dir(run_name)
@@ -193,17 +221,8 @@ def train_kfold(
     "Train (or resume) a K-fold run in `out`, one fresh model per fold."
     out = Path(out)
     config = TrainConfig.from_flat(**{**(config or TrainConfig()).flat(), **options})
-    if (manifest.split == 'train').sum() == 0: raise DataError('the manifest has no training images')
-    check_logger(config.logger)
-    train_transform(dict(input_size=(3, 8, 8), mean=(0.5,) * 3, std=(0.5,) * 3), config.data.policy) # a bad policy fails before any work
-    names = class_names(manifest[manifest.split == 'train'])
-    mc = config.model
-    probe = create_model(mc.arch, len(names), mc.size, mc.img_size, pretrained=False) # a bad arch or img_size fails before anything is written
-    config = dataclasses.replace(config, model=dataclasses.replace(mc, img_size=probe.dogcls.img_size))
+    config, names, to_run = _checked_run(manifest, config, fold)
     folds = config.data.folds
-    to_run = list(range(folds)) if fold is None else [fold]
-    if any(not isinstance(k, (int, np.integer)) or not 0 <= k < folds for k in to_run):
-        raise DataError(f'fold={fold!r}: use a fold number from 0 to {folds - 1}, or None for all')
     out.mkdir(parents=True, exist_ok=True)
     m = _prepare_split(manifest, out, folds, config.seed)
     for k in to_run:
@@ -250,15 +269,34 @@ def _trainer(t, folder:Path, callbacks:list, logger, gpu:bool)->L.Trainer:
                      limit_train_batches=t.limit_batches, limit_val_batches=t.limit_batches, default_root_dir=folder)
 
 # %% ../nbs/05_train.ipynb #64615a23
+def _resume_path(folder:Path, fold:str, log)->str|None:
+    "The fold's last.ckpt when it can be read (to resume from), else None; an unreadable one is renamed, never deleted."
+    resume = folder/'last.ckpt'
+    if not resume.is_file(): return None
+    try: torch.load(resume, map_location='cpu', weights_only=True)
+    except Exception as e:
+        log(f'{fold}: {resume} is unreadable ({type(e).__name__}); starting the fold again')
+        os.replace(resume, folder/'last.ckpt.unreadable')
+        return None
+    log(f'{fold}: resuming from {resume}')
+    return str(resume)
+
+# %% ../nbs/05_train.ipynb #d44be9d9
+def _fold_data(m:pd.DataFrame, k:int, config:TrainConfig, cache:ImageCache, model)->ImageDataModule:
+    "Fold k's data, transformed for the model, every image decoded into the shared cache."
+    model_data, d = data_config(model), config.data
+    dm = ImageDataModule(m, fold=k, data=d, seed=config.seed, train_transform=train_transform(model_data, d.policy),
+                         eval_transform=eval_transform(model), cache=cache, max_side=cache_side(model_data['input_size'][-1]))
+    dm.setup() # decodes every image of the fold into the shared cache (Lightning's own setup call then finds them there)
+    return dm
+
+# %% ../nbs/05_train.ipynb #7e0069e1
 def _train_fold(m, out, k, names, config:TrainConfig, cache, log):
     folder = out/f'fold{k}'; folder.mkdir(exist_ok=True)
     started, d, t = time.time(), config.data, config.trainer
     L.seed_everything(config.seed + k, workers=True, verbose=False)
     module = Classifier(len(names), config.model)
-    model_data = data_config(module.model)
-    dm = ImageDataModule(m, fold=k, data=d, seed=config.seed, train_transform=train_transform(model_data, d.policy),
-                         eval_transform=eval_transform(module.model), cache=cache, max_side=cache_side(model_data['input_size'][-1]))
-    dm.setup() # decodes every image of the fold into the shared cache (Lightning's own setup call then finds them there)
+    dm = _fold_data(m, k, config, cache, module.model)
     loaded = time.time()
     gpu = torch.cuda.is_available() and t.accelerator in ('auto', 'gpu', 'cuda')
     best = L.pytorch.callbacks.ModelCheckpoint(dirpath=folder, filename='best', monitor='val_loss', mode='min', save_last=True,
@@ -267,16 +305,7 @@ def _train_fold(m, out, k, names, config:TrainConfig, cache, log):
     tracker = fold_logger(out, k, config.flat()) # the run's experiment tracker (tracker.json)
     with quiet_lightning():
         trainer = _trainer(t, folder, [best, history], tracker, gpu)
-        resume = folder/'last.ckpt'
-        ckpt_path = None
-        if resume.is_file():
-            try:
-                torch.load(resume, map_location='cpu', weights_only=True)
-                ckpt_path = str(resume); log(f'fold {k + 1}/{d.folds}: resuming from {resume}')
-            except Exception as e:
-                log(f'fold {k + 1}/{d.folds}: {resume} is unreadable ({type(e).__name__}); starting the fold again')
-                os.replace(resume, folder/'last.ckpt.unreadable')
-        trainer.fit(module, dm, ckpt_path=ckpt_path)
+        trainer.fit(module, dm, ckpt_path=_resume_path(folder, f'fold {k + 1}/{d.folds}', log))
         close_logger(tracker, config.logger)
     if not trainer.is_global_zero: return
     fitted = time.time()
@@ -321,6 +350,7 @@ def _submission_columns(columns)->list[str]:
                         'once and target always, e.g. "ID,image_path,target" (the competition\'s) or "image_path,target"')
     return columns
 
+# %% ../nbs/05_train.ipynb #e24342b5
 def write_submission(
     run:Run,                     # a training run (its test_image_path, test_mean and training split)
     test_csv:str|Path,           # the competition's test.csv

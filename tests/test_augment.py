@@ -9,6 +9,7 @@ from dogcls.augment import (OFFLINE, POLICIES, apply_spec, attach_copies, augmen
                             parse_spec, train_transform, write_offline)
 from dogcls.core import DataError
 from dogcls.data import assign_folds, load_data
+from dogcls.report import unsummarised_sections
 
 
 @pytest.fixture(scope='module')
@@ -145,4 +146,5 @@ def test_leakage_notebook_on_a_slice(tmp_path):
     assert audit['a'] == 0 and audit['c'] == 0 and audit['b'] > 0
     assert arms[1]['training rows'] == arms[2]['training rows'] == 3 * arms[0]['training rows']
     page = (out/'report.html').read_text()
+    assert unsummarised_sections(page, max_rows=0, max_images=0) == [] # every section opens with its summary
     assert 'validation - test gap' in page and len(re.findall(r'<img [^>]*src="data:image/png;base64,', page)) >= 2

@@ -10,6 +10,7 @@ from dogcls.clean import adversarial_validation, label_issues, runs_oof
 from dogcls.core import DataError
 from dogcls.data import load_data
 from dogcls.dedup import embed
+from dogcls.report import unsummarised_sections
 from dogcls.train import train_kfold
 
 EVIL = 'evil<b>&"class'
@@ -41,6 +42,7 @@ def test_clean_notebook_then_training_with_its_edited_decisions(tmp_path):
     assert [r['data'] for r in metrics['comparison']] == ['as given', 'cleaned'] # the retrain ran and was scored on test
     assert all(r['test_accuracy'] is not None and r['mean_fold_test_accuracy'] is not None for r in metrics['comparison'])
     page = (out/'report.html').read_text()
+    assert unsummarised_sections(page, max_rows=0, max_images=0) == [] # every section opens with its summary
     assert EVIL not in page and 'evil&lt;b&gt;&amp;&quot;class' in page
     # a reviewer's edit: relabel one image of another class to the evil class; the re-run keeps it
     moved = split[(split.split == 'train') & (split.class_name != EVIL) & ~split.image_path.isin(decisions.image_path)].iloc[0]

@@ -5,6 +5,7 @@ from pathlib import Path
 import numpy as np, pandas as pd, papermill as pm
 
 from conftest import ROOT, as_shipped, clipart_slice, tree_state
+from dogcls.report import unsummarised_sections
 
 
 def run(notebook, out, **parameters):
@@ -38,6 +39,8 @@ def test_the_competition_layout_goes_through_eda_dedup_train_and_ensemble(tmp_pa
     submission = pd.read_csv(reports/'convnextv2'/'submission.csv', dtype={'image_path': str})
     assert all(t == predicted['test/' + p] for p, t in zip(submission.image_path, submission.target)) # row by row
     assert (reports/'convnextv2'/'confusion_oof.csv').is_file() and (reports/'ensemble'/'confusion.csv').is_file()
+    for page in sorted(reports.glob('*/report.html')): # each section opens with its summary (a sentence or a table of figures)
+        assert unsummarised_sections(page.read_text(), max_rows=0, max_images=0) == [], page # every section, here
 
 
 def test_a_wrong_root_stops_every_notebook_early_with_one_clear_error(tmp_path):

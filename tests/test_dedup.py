@@ -10,6 +10,7 @@ from skimage.metrics import structural_similarity
 from conftest import CLIPART, ROOT, clipart_slice, save, tree_state
 from dogcls.core import DataError
 from dogcls.data import assign_folds, load_data
+from dogcls.report import unsummarised_sections
 from dogcls.review import DuplicateReviewer
 from dogcls.dedup import (DedupConfig, SSIMIndex, apply_decisions, cosine_pairs, find_duplicates,
                           propose_decisions, save_decisions, thumbnails, to_gray, within_class_ssim)
@@ -224,6 +225,7 @@ def test_dedup_notebook_finds_cross_class_copies(tmp_path):
     # every option of the search is saved with the run and shown in its report
     assert json.loads((out/'dedup_config.json').read_text()) == asdict(DedupConfig(flips='flips', colour_threshold=None))
     assert all(f'>{name}<' in page for name in asdict(DedupConfig()))
+    assert unsummarised_sections(page, max_rows=0, max_images=0) == [] # every section opens with its summary
     assert evil not in page and html.escape(evil) in page
     images = re.findall(r'<img [^>]*src="([^"]*)"', page)
     assert images and all(s.startswith('data:image/png;base64,') for s in images)

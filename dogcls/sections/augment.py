@@ -17,7 +17,7 @@ from ..train import train_kfold
 
 
 # %% auto #0
-__all__ = ['train_leakage_arms', 'plot_leakage']
+__all__ = ['train_leakage_arms', 'plot_leakage', 'leakage_summary']
 
 # %% ../../nbs/09c_sections_augment.ipynb #53027177
 def train_leakage_arms(
@@ -63,3 +63,11 @@ def plot_leakage(table:pd.DataFrame, title:str):
     ax.legend(fontsize=7, loc='upper right')
     fig.tight_layout()
     return fig
+
+# %% ../../nbs/09c_sections_augment.ipynb #leaksum1
+def leakage_summary(table:pd.DataFrame)->str: # `train_leakage_arms`' table
+    "One sentence on the leakage experiment: each arm's validation - test gap."
+    gap = table.set_index(table.arm.str[0])['validation - test gap']
+    if not gap.notna().any(): return 'No labelled test set: the arms are compared on validation only.'
+    return ('Validation - test gap per arm: ' + ', '.join(f'{arm} {g:+.3f}' for arm, g in gap.dropna().items())
+            + ". Leakage shows as arm b's validation score above its test score, while arms a and c agree with theirs.")

@@ -60,6 +60,9 @@ def retrain_section(report:Report, run:Run, decisions:pd.DataFrame, folder:str|P
     comparison = pd.DataFrame([{'data': name, **{c: o.get(c) for c in ('oof_accuracy', 'test_accuracy', 'mean_fold_test_accuracy')}}
                                for name, o in overall.items()])
     report.heading('Before and after cleaning')
+    test = comparison.set_index('data').test_accuracy
+    report.text(f'Test accuracy of the fold-averaged prediction: {test["as given"]:.3f} as given, {test["cleaned"]:.3f} after cleaning.'
+                if test.notna().all() else 'No labelled test set: the out-of-fold scores below are not comparable between the rows.')
     report.table(comparison, 'oof_accuracy: against the labels each run was trained with (the given ones, then the cleaned ones), so '
                  'not comparable between the rows; test_accuracy (the fold-averaged prediction) and mean_fold_test_accuracy (the single fold '
                  'models) are on the same untouched test labels.')

@@ -13,7 +13,7 @@ from ..review import report_clusters
 
 
 # %% auto #0
-__all__ = ['dedup_summary', 'pairs_section', 'clusters_section']
+__all__ = ['dedup_summary', 'pairs_section', 'decision_summary', 'clusters_section']
 
 # %% ../../nbs/09b_sections_dedup.ipynb #b2722f72
 def dedup_summary(manifest:pd.DataFrame, pairs:pd.DataFrame, decisions:pd.DataFrame, cleaned:pd.DataFrame, edited:bool)->dict:
@@ -48,6 +48,12 @@ def pairs_section(report:Report, summary:dict, settings:dict, pairs:pd.DataFrame
                  'rescale; "recoloured" pairs differ in colour by ΔE 5 or more (CIELAB a*b*), the ΔE columns give the spread.')
 
 # %% ../../nbs/09b_sections_dedup.ipynb #5f713657
+def decision_summary(decisions:pd.DataFrame)->str:
+    "One sentence on a decisions table: images, clusters, how many of each action, how many to review."
+    actions = decisions.action.value_counts()
+    return (f'{len(decisions)} images in {decisions.cluster.nunique()} clusters: ' + ', '.join(f'{n} {a}' for a, n in actions.items())
+            + f'; {int(decisions.review.sum())} flagged for review. The CSV beside this report holds every row.')
+
 def clusters_section(report:Report, decisions:pd.DataFrame, manifest:pd.DataFrame, pairs:pd.DataFrame, decisions_csv:str|Path, max_clusters:int=60):
     "'Clusters' (label conflicts first), 'Test images with a near-copy in training' and 'Decisions' of a dedup run."
     report.heading('Clusters')
@@ -56,7 +62,12 @@ def clusters_section(report:Report, decisions:pd.DataFrame, manifest:pd.DataFram
     report_clusters(report, decisions, manifest, max_clusters)
     report.heading('Test images with a near-copy in training')
     leaks = pairs[pairs.kind == 'train-test']
+    test_images = pd.concat([leaks.image_path_a[leaks.split_a == 'test'], leaks.image_path_b[leaks.split_b == 'test']]).nunique()
+    report.text(f'{test_images} test images have a near-copy among the training images ({len(leaks)} pairs). They inflate held-out '
+                'accuracy: a model can recognise the copy rather than the class.' if len(leaks) else
+                'No test image has a near-copy among the training images.')
     report.table(leaks[['image_path_a', 'class_a', 'image_path_b', 'class_b', 'method', 'score', 'match']],
-                 'These inflate held-out accuracy: a model can recognise the copy rather than the class.', max_rows=50)
+                 'Test images and their training copies, best match first.', max_rows=50)
     report.heading('Decisions')
+    report.text(decision_summary(decisions))
     report.table(decisions, f'{Path(decisions_csv).name}: edit the action column (keep/drop) and re-run, or use the reviewer.', max_rows=200)

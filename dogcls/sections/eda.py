@@ -40,14 +40,23 @@ def images_section(report:Report, manifest:pd.DataFrame, max_classes:int=120, sa
     "'Images per class' (chart and distribution), 'Samples' (one image of up to `samples` classes), 'Image sizes and colour modes'."
     train = manifest[manifest.split == 'train']
     report.heading('Images per class')
+    per_class = train.groupby('class_name').size()
+    report.text(f'{len(per_class)} classes with {per_class.min()} to {per_class.max()} training images each (median {per_class.median():g}); '
+                f'{(per_class < 10).sum()} classes have fewer than 10.')
     report.figure(plot_class_counts(manifest, max_classes), 'Stacked by split; the smallest classes are on the left.')
     report.table(train.groupby('class_name').size().describe().to_frame('training images per class').T,
                  'Distribution of training images per class.', index=True)
     picks = train.groupby('class_name').sample(1, random_state=seed)
     picks = picks.iloc[np.random.default_rng(seed).permutation(len(picks))[:samples]]
     report.heading('Samples')
+    report.text(f'One training image from each of {len(picks)} of the {train.class_name.nunique()} classes, drawn at random: what the classes '
+                'look like before any cleaning.')
     report.images([(f, c) for f, c in zip(picks.file, picks.class_name)], f'One training image from each of {len(picks)} classes.')
     report.heading('Image sizes and colour modes')
+    modes = manifest['mode'].value_counts() if 'mode' in manifest else pd.Series(dtype=int)
+    report.text(f'Median size {manifest.width.median():g} x {manifest.height.median():g} pixels (from {manifest.width.min()} x '
+                f'{manifest.height.min()} to {manifest.width.max()} x {manifest.height.max()}); colour modes: '
+                + (', '.join(f'{n} {mode}' for mode, n in modes.items()) or 'not read') + '.')
     report.figure(plot_image_sizes(manifest), 'As stored on disk, before any conversion; all are read as 8-bit RGB.')
     report.table(manifest[['width', 'height', 'n_bytes']].describe().T, 'Pixels and bytes per file.', index=True)
 
@@ -59,6 +68,8 @@ def duplicates_section(report:Report, manifest:pd.DataFrame)->dict:
     summary = {'sets of identical files': len(duplicates), 'sets within one class': (~duplicates.across_classes).sum(),
                'sets across classes (label conflicts)': duplicates.across_classes.sum(),
                'sets spanning train and test': duplicates.splits.map(len).gt(1).sum(), 'files involved': duplicates.n.sum()}
+    report.text(f'{len(duplicates)} sets of identical files ({duplicates.n.sum()} files), {duplicates.across_classes.sum()} of them across '
+                'classes (label conflicts, listed first).' if len(duplicates) else 'No two files have the same bytes.')
     report.metrics(summary)
     if len(duplicates):
         report.table(duplicates.assign(classes=duplicates.classes.map(', '.join), splits=duplicates.splits.map(', '.join),
@@ -70,7 +81,11 @@ def duplicates_section(report:Report, manifest:pd.DataFrame)->dict:
 def quality_section(report:Report, manifest:pd.DataFrame, problems:pd.DataFrame, n_folds:int=5, seed:int=0):
     "'Data-quality report': every problem found while reading, and the classes some planned folds would never train on."
     report.heading('Data-quality report')
-    if (problems.action != 'detected').any():
+    found = problems[problems.action != 'detected']
+    if len(found):
+        kinds = found.problem.str.split(':').str[0].value_counts()
+        report.text(f'{len(found)} problems found while reading ({(found.action == "skipped").sum()} files skipped): '
+                    + ', '.join(f'{n} {kind}' for kind, n in kinds.items()) + '. Each row says what to do about it.')
         report.table(problems, 'Every problem found while reading; "skipped" rows are not in the manifest; "detected" rows say how '
                      'the paths of each CSV were read.', max_rows=500)
     else: report.text('No problems found: every listed file exists, decodes fully and is within the pixel limit.')
@@ -83,6 +98,7 @@ def adversarial_backend(backend:str='auto')->str:
     "The embeddings adversarial validation uses: `backend`, or for 'auto' efficientnet_lite0 on a GPU and the pixels on CPU."
     return backend if backend != 'auto' else 'efficientnet_lite0' if torch.cuda.is_available() else 'pixels'
 
+# %% ../../nbs/09a_sections_eda.ipynb #66d52e93
 def adversarial_section(report:Report, manifest:pd.DataFrame, csv:str|Path, backend:str='auto', seed:int=0, test_like:float=0.25,
                         samples:int=48, enabled:bool=True, thumbs:np.ndarray|None=None)->dict:
     "'Adversarial validation': can embeddings tell training from test images? p(test) of every image to `csv`, the most test-like shown."

@@ -42,14 +42,20 @@ def best_ensemble_section(report:Report, runs:dict[str, Run], predictions:dict, 
     y, where, column = (test_y, 'held-out test', 1) if on_test else (first.split.target.to_numpy(), 'out-of-fold', 0)
     pred = lambda name: predictions[name][column].argmax(1)
     report.heading(f'Best ensemble ({best}): confusion matrix ({where})')
+    confused = most_confused(y, pred(best), names, 30)
+    report.text(f'{best}: accuracy {(pred(best) == y).mean():.3f} on the {where} labels, against {(pred(best_single) == y).mean():.3f} for '
+                f'{best_single}.' + (f' Most confused: {confused.true.iloc[0]} taken for {confused.predicted.iloc[0]} '
+                                     f'({confused["count"].iloc[0]} images).' if len(confused) else ''))
     report.figure(plot_confusion(y, pred(best), names, f'{best}, {where}'), dpi=90)
     if csv is not None: confusion_table(y, pred(best), names).to_csv(csv)
-    report.table(most_confused(y, pred(best), names, 30), f'Most confused pairs of {best} ({where}).' +
+    report.table(confused, f'Most confused pairs of {best} ({where}).' +
                  (f' The full matrix: {Path(csv).name} beside this report.' if csv else ''))
     gains = per_class_accuracy(y, pred(best), names).merge(per_class_accuracy(y, pred(best_single), names)[['class', 'accuracy']],
                                                            on='class', suffixes=(' ensemble', ' single'))
     gains['gain'] = gains['accuracy ensemble'] - gains['accuracy single']
     report.heading(f'Per-class gains of {best} over {best_single} ({where})')
+    report.text(f'{(gains.gain > 0).sum()} classes gained, {(gains.gain < 0).sum()} lost, {(gains.gain == 0).sum()} unchanged; '
+                f'mean gain per class {gains.gain.mean():+.3f}.')
     report.table(gains.sort_values('gain', ascending=False), 'Largest gains first; negative gains are classes the ensemble lost.', max_rows=500)
     return gains
 
@@ -62,5 +68,9 @@ def diversity_section(report:Report, runs:dict[str, Run]):
     sns.heatmap(correlation, annot=True, fmt='.2f', cmap='coolwarm', ax=axes[1], vmin=-1, vmax=1); axes[1].set_title('Correlation of errors (out-of-fold)')
     fig.tight_layout()
     report.heading('Diversity between models')
+    pairs = ~np.eye(len(disagreement), dtype=bool)
+    if pairs.any():
+        report.text(f'Two models disagree on {disagreement.to_numpy()[pairs].mean():.0%} of the training images on average (out-of-fold); '
+                    f'the mean correlation of their errors is {correlation.to_numpy()[pairs].mean():.2f}.')
     report.figure(fig, 'Ensembles gain most from models that disagree and whose errors are weakly correlated.')
     return disagreement, correlation

@@ -101,8 +101,14 @@ def summary_section(report:Report, run:Run, scores:dict, audit:pd.DataFrame, not
 def folds_section(report:Report, run:Run, scores:dict):
     "'Scores per fold' and 'Learning curves and overfitting', with the classes some folds never train on."
     report.heading('Scores per fold')
+    folds = pd.DataFrame(scores['per_fold'])
+    if 'val_accuracy' in folds and len(folds):
+        report.text(f'Validation accuracy from {folds.val_accuracy.min():.3f} to {folds.val_accuracy.max():.3f} over {len(folds)} folds: '
+                    'a wide spread means the score depends on the split more than on the model.')
     report.table(pd.DataFrame(scores['per_fold']), 'train_acc: last epoch; val: the fold\'s held-out part; test: the labelled test set.')
     report.heading('Learning curves and overfitting')
+    report.text(f'Train - validation gap at the last epoch: {_fmt(scores["overall"].get("train_val_gap"))}. A gap that grows with '
+                'the epochs is overfitting: more augmentation, fewer epochs or a smaller model.')
     report.figure(plot_learning_curves(run.history), 'Per fold. A growing train - validation gap is overfitting.')
     missing = classes_missing_from_training(run.split)
     if len(missing): report.text(f'{missing.class_name.nunique()} classes are missing from the training part of some folds '
@@ -131,16 +137,26 @@ def confusion_section(report:Report, run:Run, csv:str|Path|None=None):
     valid = run.has_oof
     y, pred = run.split.target.to_numpy()[valid], run.oof_probs[valid].argmax(1)
     report.heading('Confusion matrix (out-of-fold)')
+    pairs = run.most_confused(30)
+    report.text(f'Out-of-fold accuracy {(pred == y).mean():.3f} over {len(run.names)} classes. '
+                + (f'Most confused: {pairs.true.iloc[0]} taken for {pairs.predicted.iloc[0]} ({pairs["count"].iloc[0]} images).'
+                   if len(pairs) else 'No class is confused with another.'))
     report.figure(plot_confusion(y, pred, run.names, 'Out-of-fold confusion, row-normalised, confused classes together'), dpi=90)
     if csv is not None: confusion_table(y, pred, run.names).to_csv(csv)
-    report.table(run.most_confused(30), 'Most confused pairs (out-of-fold).' + (f' The full matrix: {Path(csv).name} beside this report.' if csv else ''))
+    report.table(pairs, 'Most confused pairs (out-of-fold).' + (f' The full matrix: {Path(csv).name} beside this report.' if csv else ''))
     report.heading('Per-class accuracy')
-    report.table(run.per_class(), 'Worst classes first.', max_rows=500)
+    per_class = run.per_class()
+    accuracy = per_class['out-of-fold accuracy']
+    report.text(f'Out-of-fold accuracy per class: median {accuracy.median():.3f}; {(accuracy < 0.5).sum()} of {len(per_class)} classes '
+                f'below 0.5. Worst: ' + ', '.join(f'{c} ({a:.2f})' for c, a in zip(per_class['class'][:3], accuracy[:3])) + '.')
+    report.table(per_class, 'Worst classes first.', max_rows=500)
 
 # %% ../../nbs/09d_sections_train.ipynb #30026ffe
 def top_losses_section(report:Report, run:Run, k:int=24):
     "'Highest-loss training images (out-of-fold)': a gallery of `run.top_losses(k)`."
     top = run.top_losses(k)
     report.heading('Highest-loss training images (out-of-fold)')
+    report.text(f'The {len(top)} training images the out-of-fold models got most wrong; {(top.true != top.predicted).sum()} of them '
+                'are predicted as another class. Often label noise, duplicates across classes, or blank images.')
     report.images([(r.file, f'{r.image_path} · true {r.true} · predicted {r.predicted} ({r.probability:.2f})') for r in top.itertuples()],
                   'Often label noise, duplicates across classes, or blank images.', size=112)
