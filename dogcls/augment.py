@@ -38,7 +38,8 @@ def canny_edges(
     # scikit-image, not cv2.Canny: OpenCV's single-threaded Canny (after cv2.setNumThreads(0 or 1)) overruns its heap
     # on dense edge maps such as the clipart card backs (opencv-python-headless 4.13 and 5.0 both abort).
     gray = cv2.cvtColor(image, cv2.COLOR_RGB2GRAY)
-    edges = feature.canny(gray, sigma=sigma, low_threshold=low, high_threshold=high, mode='nearest').astype(np.uint8) * 255
+    edges = feature.canny(gray, sigma=sigma, low_threshold=low, high_threshold=high, mode='nearest')
+    edges = edges.astype(np.uint8) * 255
     if thickness > 1: edges = cv2.dilate(edges, np.ones((thickness, thickness), np.uint8))
     return np.repeat((255 - edges)[..., None], 3, axis=2)
 
@@ -110,11 +111,16 @@ def parse_spec(
         if not m or m.group(1) not in OFFLINE:
             raise DataError(f'offline transform {part.strip()!r} in {spec!r}: use one of {", ".join(OFFLINE)}, '
                             'optionally with keyword arguments, e.g. "blur(sigma=2)"; join steps with "+"')
-        try: kwargs = {k.arg: ast.literal_eval(k.value) for k in ast.parse(f'f({m.group(2) or ""})', mode='eval').body.keywords}
-        except (SyntaxError, ValueError) as e: raise DataError(f'offline transform {part.strip()!r}: arguments must be name=value literals ({e})') from None
+        try:
+            call = ast.parse(f'f({m.group(2) or ""})', mode='eval').body
+            kwargs = {k.arg: ast.literal_eval(k.value) for k in call.keywords}
+        except (SyntaxError, ValueError) as e:
+            why = f'offline transform {part.strip()!r}: arguments must be name=value literals ({e})'
+            raise DataError(why) from None
         allowed = set(_defaults(OFFLINE[m.group(1)]))
         if set(kwargs) - allowed:
-            raise DataError(f'offline transform {m.group(1)!r} has no argument {", ".join(sorted(set(kwargs) - allowed))}; '
+            raise DataError(f'offline transform {m.group(1)!r} has no argument '
+                            f'{", ".join(sorted(set(kwargs) - allowed))}; '
                             f'its arguments are {", ".join(sorted(allowed))}')
         steps.append((m.group(1), kwargs))
     return steps
@@ -156,11 +162,28 @@ def _copies_of(r:dict, steps:dict, out_dir:Path, seed:int)->list[dict]:
             if not ok: raise DataError(f'{r["file"]}: OpenCV could not encode the {spec!r} copy as PNG')
             dest.parent.mkdir(parents=True, exist_ok=True)
             with atomic_write(dest) as tmp: tmp.write_bytes(png.tobytes())
-        rows.append(dict(image_path=rel.as_posix(), class_name=r['class_name'], target=r['target'], group=r['group'], split='train',
-                         file=str(dest), source=r['image_path'], transform=spec, sha1=hashlib.sha1(dest.read_bytes()).hexdigest()))
+        rows.append(dict(image_path=rel.as_posix(), class_name=r['class_name'], target=r['target'],
+                         group=r['group'], split='train',
+                         file=str(dest), source=r['image_path'], transform=spec,
+                         sha1=hashlib.sha1(dest.read_bytes()).hexdigest()))
     return rows
 
 # %% ../nbs/03_augment.ipynb #3a591ae0
+def _open_offline_folder(out_dir:Path, settings:dict):
+    "Make out_dir and record the settings in augment.json, or check them against those there; never reuse other files."
+    record = out_dir/'augment.json'
+    if record.is_file():
+        previous = json.loads(record.read_text())
+        if {k: previous.get(k) for k in settings} != settings:
+            raise DataError(f'{out_dir} holds copies made with other settings '
+                            f'({ {k: previous.get(k) for k in settings} }); '
+                            f'these settings are {settings}: choose another out_dir, or delete that folder yourself')
+    elif out_dir.exists() and any(out_dir.iterdir()):
+        raise DataError(f'{out_dir} is not empty and was not made by write_offline; choose a new folder')
+    out_dir.mkdir(parents=True, exist_ok=True)
+    if not record.is_file(): write_json(settings, record)
+
+# %% ../nbs/03_augment.ipynb #825cc967
 def write_offline(
     manifest:pd.DataFrame,   # from `load_data`; only training rows are copied
     out_dir:str|Path,        # a new folder (or one made by an earlier call with the same settings)
@@ -174,24 +197,18 @@ def write_offline(
     train = manifest[manifest.split == 'train']
     data_root = _common_root(train.file)
     if out_dir == data_root or data_root in out_dir.parents or out_dir in data_root.parents:
-        raise DataError(f'out_dir={str(out_dir)!r} overlaps the data folder {str(data_root)!r}; augmented copies go to a '
+        raise DataError(f'out_dir={str(out_dir)!r} overlaps the data folder '
+                        f'{str(data_root)!r}; augmented copies go to a '
                         'separate folder, never into or over the source data')
     steps = {spec: parse_spec(spec) for spec in specs} # parsed once, not per copy
-    resolved = {spec: [[name, {**_defaults(OFFLINE[name]), **kwargs}] for name, kwargs in parsed] for spec, parsed in steps.items()}
+    with_defaults = lambda parsed: [[name, {**_defaults(OFFLINE[name]), **kwargs}] for name, kwargs in parsed]
+    resolved = {spec: with_defaults(parsed) for spec, parsed in steps.items()}
     settings = dict(specs=specs, seed=seed, format='png', transforms_version=OFFLINE_VERSION, parameters=resolved)
-    record = out_dir/'augment.json'
-    if record.is_file():
-        previous = json.loads(record.read_text())
-        if {k: previous.get(k) for k in settings} != settings:
-            raise DataError(f'{out_dir} holds copies made with other settings ({ {k: previous.get(k) for k in settings} }); '
-                            f'these settings are {settings}: choose another out_dir, or delete that folder yourself')
-    elif out_dir.exists() and any(out_dir.iterdir()):
-        raise DataError(f'{out_dir} is not empty and was not made by write_offline; choose a new folder')
-    out_dir.mkdir(parents=True, exist_ok=True)
-    if not record.is_file(): write_json(settings, record)
+    _open_offline_folder(out_dir, settings)
     one = functools.partial(_copies_of, steps=steps, out_dir=out_dir, seed=seed)
     sources = train[['image_path', 'class_name', 'target', 'group', 'file']].to_dict('records')
-    with ThreadPoolExecutor(n_threads or cpu_threads()) as pool: rows = [row for rows in pool.map(one, sources) for row in rows]
+    with ThreadPoolExecutor(n_threads or cpu_threads()) as pool:
+        rows = [row for rows in pool.map(one, sources) for row in rows]
     copies = pd.DataFrame(rows)
     table = copies.to_csv(index=False)
     listed = out_dir/'manifest.csv'
@@ -207,10 +224,14 @@ def attach_copies(
     "Append offline copies to a manifest, each in its source's current group."
     source = copies if isinstance(copies, (str, Path)) else 'copies'
     if isinstance(copies, (str, Path)):
-        if not Path(copies).is_file(): raise DataError(f'{copies}: offline-augmentation manifest not found; pass the manifest.csv that write_offline wrote')
+        if not Path(copies).is_file():
+            raise DataError(f'{copies}: offline-augmentation manifest not found; pass the '
+                            'manifest.csv that write_offline wrote')
         copies = pd.read_csv(copies, dtype={'image_path': str, 'source': str, 'group': str})
     missing = [c for c in ('image_path', 'class_name', 'target', 'file', 'source', 'transform') if c not in copies]
-    if missing: raise DataError(f'{source}: missing column(s) {", ".join(missing)}; expected the manifest.csv written by write_offline')
+    if missing:
+        raise DataError(f'{source}: missing column(s) {", ".join(missing)}; expected the '
+                        'manifest.csv written by write_offline')
     group = manifest.set_index('image_path').group
     kept = copies.source.isin(group.index)
     attached = copies[kept].assign(group=copies.source[kept].map(group).to_numpy(), split='train')
@@ -246,7 +267,8 @@ def policy_transforms(
         if name in POLICY_STEPS: steps.append(POLICY_STEPS[name](hparams)); continue
         factory = next((f for pattern, f in TIMM_POLICY_STRINGS if re.match(pattern, name)), None)
         if factory is None:
-            raise DataError(f'augmentation policy {name!r} in {policy!r}: choose from {", ".join(["none", *POLICY_STEPS])} or a timm '
+            raise DataError(f'augmentation policy {name!r} in {policy!r}: choose from '
+                            f'{", ".join(["none", *POLICY_STEPS])} or a timm '
                             'policy string (rand-m9-mstd0.5, augmix-m5, original-mstd0.5, v0), joined with "+"')
         steps.append(_timm_policy(factory, name, hparams))
     return steps
@@ -254,7 +276,8 @@ def policy_transforms(
 # %% ../nbs/03_augment.ipynb #9788744d
 def _timm_policy(factory, name, hparams):
     try: return factory(name, dict(hparams))
-    except (AssertionError, KeyError, ValueError) as e: raise DataError(f'timm augmentation policy {name!r} is not valid ({e})') from None
+    except (AssertionError, KeyError, ValueError) as e:
+        raise DataError(f'timm augmentation policy {name!r} is not valid ({e})') from None
 
 # %% ../nbs/03_augment.ipynb #ed1f32b7
 def train_transform(
@@ -265,7 +288,8 @@ def train_transform(
     "The training transform of a model: random resized crop, the policy, then tensor and normalisation."
     size = config['input_size'][-1]
     return T.Compose([T.RandomResizedCrop(size, scale=tuple(scale), interpolation=T.InterpolationMode.BICUBIC),
-                      *policy_transforms(policy, size, config['mean']), T.ToTensor(), T.Normalize(config['mean'], config['std'])])
+                      *policy_transforms(policy, size, config['mean']),
+                      T.ToTensor(), T.Normalize(config['mean'], config['std'])])
 
 # %% ../nbs/03_augment.ipynb #6b91c2ef
 def augmentation_gallery(
@@ -303,7 +327,9 @@ def row_folds(
     import warnings
     with warnings.catch_warnings():
         warnings.filterwarnings('ignore', message='The least populated class', category=UserWarning)
-        for k, (_, val) in enumerate(StratifiedKFold(n_folds, shuffle=True, random_state=seed).split(np.zeros(len(y)), y)): fold[val] = k
+        splits = StratifiedKFold(n_folds, shuffle=True, random_state=seed).split(np.zeros(len(y)), y)
+        for k, (_, val) in enumerate(splits):
+            fold[val] = k
     out['fold'] = -1; out.loc[train, 'fold'] = fold
     return out
 
@@ -319,7 +345,8 @@ def leakage_arms(
 )->dict[str, pd.DataFrame]:        # arm letter -> manifest with its fold column
     "The three splits of the leakage experiment."
     both, _ = attach_copies(manifest, copies)
-    return {'a': assign_folds(manifest, n_folds, seed), 'b': row_folds(both, n_folds, seed), 'c': assign_folds(both, n_folds, seed)}
+    return {'a': assign_folds(manifest, n_folds, seed), 'b': row_folds(both, n_folds, seed),
+            'c': assign_folds(both, n_folds, seed)}
 
 # %% ../nbs/03_augment.ipynb #36cf0ce4
 def leak_audit(
@@ -328,7 +355,8 @@ def leak_audit(
 )->pd.DataFrame:                    # one row per leaking validation image: fold, image_path, reason, partner
     "Validation images whose group, exact duplicate or near-duplicate is in the training part of their fold."
     if 'sha1' not in manifest and {'sha1_x', 'sha1_y'} <= set(manifest.columns):
-        raise DataError('the manifest has sha1_x and sha1_y but no sha1 column (a merge with a frame that already had sha1); '
+        raise DataError('the manifest has sha1_x and sha1_y but no sha1 column (a merge '
+                        'with a frame that already had sha1); '
                         'exact duplicates would go uncounted: keep one sha1 column')
     train = manifest[(manifest.split == 'train') & (manifest.fold >= 0)]
     links = []
@@ -340,10 +368,12 @@ def leak_audit(
         val, rest = train[train.fold == k], train[train.fold != k]
         found = {}
         by_group = rest.drop_duplicates('group').set_index('group').image_path
-        for r in val[val.group.isin(by_group.index)].itertuples(): found.setdefault(r.image_path, ('same group', by_group[r.group]))
+        for r in val[val.group.isin(by_group.index)].itertuples():
+            found.setdefault(r.image_path, ('same group', by_group[r.group]))
         if 'sha1' in train:
             by_hash = rest.dropna(subset=['sha1']).drop_duplicates('sha1').set_index('sha1').image_path
-            for r in val[val.sha1.isin(by_hash.index)].itertuples(): found.setdefault(r.image_path, ('exact duplicate', by_hash[r.sha1]))
+            for r in val[val.sha1.isin(by_hash.index)].itertuples():
+                found.setdefault(r.image_path, ('exact duplicate', by_hash[r.sha1]))
         if len(links):
             near = links[links.x.isin(val.image_path) & links.y.isin(rest.image_path)].drop_duplicates('x')
             for x, y in zip(near.x, near.y): found.setdefault(x, ('near-duplicate', y))

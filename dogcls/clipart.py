@@ -44,7 +44,8 @@ def _save_drawing(im:Image.Image, path:Path):
 
 # %% ../nbs/01a_clipart.ipynb #d9785094
 def _usable_classes(src:Path, min_per_class:int, max_pixels:int)->tuple[dict, list, list]:
-    "Leaf folders with at least `min_per_class` readable PNGs of at most `max_pixels` (class -> files), and the files left out."
+    """Leaf folders with at least `min_per_class` readable PNGs of at most
+    `max_pixels` (class -> files), and the files left out."""
     classes, bombs, unreadable = {}, [], []
     for name, files in _leaf_classes(src).items():
         usable = []
@@ -58,7 +59,8 @@ def _usable_classes(src:Path, min_per_class:int, max_pixels:int)->tuple[dict, li
 
 # %% ../nbs/01a_clipart.ipynb #8f416dd5
 def _draw_split(classes:dict, max_per_class:int, test_fraction:float, rng:np.random.Generator)->tuple[list, list]:
-    "Draw each class's images and hold out `test_fraction` of them: training rows under train/<class>/, test rows numbered in random order."
+    """Draw each class's images and hold out `test_fraction` of them: training rows
+    under train/<class>/, test rows numbered in random order."""
     train_rows, test_rows = [], []
     for target, (name, files) in enumerate(classes.items()):
         chosen = [files[i] for i in sorted(rng.permutation(len(files))[:max_per_class])]
@@ -86,7 +88,8 @@ def build_clipart(
     if not src.is_dir():
         raise DataError(f'{src}: not found; install it with `apt-get install openclipart-png` or pass src=')
     if dest.exists() and any(dest.iterdir()):
-        raise DataError(f'{dest}: not empty; dogcls never overwrites a data set: remove it yourself or pass another dest')
+        raise DataError(f'{dest}: not empty; dogcls never overwrites a data set: remove '
+                        'it yourself or pass another dest')
     classes, bombs, unreadable = _usable_classes(src, min_per_class, max_pixels)
     train_rows, test_rows = _draw_split(classes, max_per_class, test_fraction, np.random.default_rng(seed))
     for r in train_rows + test_rows:
@@ -101,24 +104,29 @@ def build_clipart(
 
 # %% ../nbs/01a_clipart.ipynb #3e95fa6b
 def _package_version(package:str='openclipart-png')->str|None:
-    try: return subprocess.run(['dpkg-query', '-W', '-f=${Version}', package], capture_output=True, text=True, check=True).stdout
+    try:
+        query = ['dpkg-query', '-W', '-f=${Version}', package]
+        return subprocess.run(query, capture_output=True, text=True, check=True).stdout
     except (OSError, subprocess.CalledProcessError): return None
 
 # %% ../nbs/01a_clipart.ipynb #41bfd02b
 def _write_tables(dest, train, test, src, bombs, unreadable, settings)->dict:
-    train.sort_values(['target', 'image_path'])[['class_name', 'image_path', 'target']].to_csv(dest/'train.csv', index=False)
+    listed = train.sort_values(['target', 'image_path'])
+    listed[['class_name', 'image_path', 'target']].to_csv(dest/'train.csv', index=False)
     test[['image_path']].to_csv(dest/'test.csv', index=False)
     test[['image_path', 'target']].to_csv(dest/'test_labels.csv', index=False)
     everything = pd.concat([train, test])
-    everything[['image_path', 'class_name', 'source', 'source_sha1']].sort_values('image_path').to_csv(dest/'sources.csv', index=False)
+    sources = everything[['image_path', 'class_name', 'source', 'source_sha1']].sort_values('image_path')
+    sources.to_csv(dest/'sources.csv', index=False)
     per_class = everything.groupby('class_name').size()
     classes_per_file = everything.groupby('source_sha1').class_name.nunique()
+    shared_files = classes_per_file[classes_per_file > 1].index
     summary = dict(source=str(src), package='openclipart-png', package_version=_package_version(), **settings,
                    classes=len(per_class), images=len(everything), train_images=len(train), test_images=len(test),
                    per_class_min=int(per_class.min()), per_class_median=float(statistics.median(per_class)),
                    per_class_max=int(per_class.max()),
                    files_shared_across_classes=int((classes_per_file > 1).sum()),
-                   images_from_shared_files=int(everything.source_sha1.isin(classes_per_file[classes_per_file > 1].index).sum()),
+                   images_from_shared_files=int(everything.source_sha1.isin(shared_files).sum()),
                    skipped_decompression_bombs=len(bombs), skipped_unreadable=len(unreadable),
                    skipped_files=sorted(Path(p).relative_to(src).as_posix() for p in bombs + unreadable))
     write_json(summary, dest/'build.json')

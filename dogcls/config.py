@@ -17,10 +17,13 @@ __all__ = ['ModelConfig', 'DataConfig', 'TrainerConfig', 'TrainConfig']
 
 # %% ../nbs/04b_config.ipynb #774c07fe
 def _positive_int(name, v, least=1):
-    if isinstance(v, bool) or not isinstance(v, numbers.Integral) or v < least: raise DataError(f'{name}={v!r}: use a whole number >= {least}')
+    if isinstance(v, bool) or not isinstance(v, numbers.Integral) or v < least:
+        raise DataError(f'{name}={v!r}: use a whole number >= {least}')
 
+# %% ../nbs/04b_config.ipynb #e813c5c6
 def _fraction(name, v, hi=1.0):
-    if isinstance(v, bool) or not isinstance(v, numbers.Real) or not 0 <= v < hi: raise DataError(f'{name}={v!r}: use a number in [0, {hi})')
+    if isinstance(v, bool) or not isinstance(v, numbers.Real) or not 0 <= v < hi:
+        raise DataError(f'{name}={v!r}: use a number in [0, {hi})')
 
 # %% ../nbs/04b_config.ipynb #4a465430
 @dataclass
@@ -37,7 +40,7 @@ class ModelConfig:
     label_smoothing:float=0.1       # cross-entropy label smoothing
     mixup:float=0.0                 # mixup alpha (0: off)
     cutmix:float=0.0                # cutmix alpha (0: off)
-    ema_decay:float=0.0             # exponential moving average of the weights (timm ModelEmaV3, with warm-up), e.g. 0.999; 0: off
+    ema_decay:float=0.0             # moving average of the weights (timm ModelEmaV3, with warm-up), e.g. 0.999; 0: off
 
     def __post_init__(self):
         if self.img_size in (0, None): self.img_size = None
@@ -47,7 +50,8 @@ class ModelConfig:
         if not (isinstance(self.lr, (int, float)) and not isinstance(self.lr, bool) and 0 < self.lr < float('inf')):
             raise DataError(f'lr={self.lr!r}: use a positive number, e.g. 1e-3')
         for name in ('weight_decay', 'warmup_epochs', 'label_smoothing', 'mixup', 'cutmix'):
-            _fraction(name, getattr(self, name), float('inf') if name in ('weight_decay', 'warmup_epochs', 'mixup', 'cutmix') else 1.0)
+            _fraction(name, getattr(self, name),
+                      float('inf') if name in ('weight_decay', 'warmup_epochs', 'mixup', 'cutmix') else 1.0)
         if self.drop_path_rate is not None: _fraction('drop_path_rate', self.drop_path_rate)
         _fraction('ema_decay', self.ema_decay)
 
@@ -57,7 +61,7 @@ class DataConfig:
     "The split and the batches: what `dogcls.loader.ImageDataModule` is built from."
     folds:int=5                      # number of folds (a manifest's own fold column must have as many)
     batch_size:int=32                # images per batch
-    samples_per_epoch:int|None=None  # images drawn per epoch (None: all); equal budgets over data sets of different sizes
+    samples_per_epoch:int|None=None  # images drawn per epoch (None: all): equal budgets over data sets of other sizes
     policy:str='randaugment+hflip'   # online augmentation, see dogcls.augment.policy_transforms
     num_workers:int=field(default=0, compare=False) # DataLoader worker processes
 
@@ -73,15 +77,15 @@ class TrainerConfig:
     "How long and where: what `L.Trainer` is built from."
     epochs:int=6                    # epochs per fold
     accumulate_grad_batches:int=1   # batches per optimiser step (Lightning's gradient accumulation)
-    gradient_clip_val:float|None=None # clip the gradient norm at this value (Lightning's gradient_clip_val); None: no clipping
-    limit_batches:int|None=None     # smoke runs: at most this many training and validation batches per epoch (None or 0: all)
+    gradient_clip_val:float|None=None # clip the gradient norm at this value (Lightning's); None: no clipping
+    limit_batches:int|None=None     # smoke runs: at most this many training and validation batches (None, 0: all)
     tta:bool=False                  # flip test-time augmentation of the predictions
     accelerator:str=field(default='auto', compare=False) # Lightning accelerator
     devices:int|str=field(default='auto', compare=False) # Lightning devices (e.g. 4 GPUs)
     strategy:str=field(default='auto', compare=False)    # Lightning strategy ('ddp', 'ddp_notebook' in Jupyter)
     num_nodes:int=field(default=1, compare=False)        # Lightning num_nodes
     precision:str|None=field(default=None, compare=False) # None: bf16/16 mixed on a GPU, 32 on the CPU
-    keep_checkpoints:bool=field(default=False, compare=False) # keep Lightning's best.ckpt and last.ckpt of finished folds
+    keep_checkpoints:bool=field(default=False, compare=False) # keep best.ckpt and last.ckpt of finished folds
 
     def __post_init__(self):
         _positive_int('epochs', self.epochs); _positive_int('accumulate_grad_batches', self.accumulate_grad_batches)
@@ -99,7 +103,7 @@ class TrainConfig:
     data:DataConfig=field(default_factory=DataConfig)
     trainer:TrainerConfig=field(default_factory=TrainerConfig)
     seed:int=42                              # seed of the split, the initialisation and the batches
-    logger:str=field(default='csv', compare=False) # experiment tracker: csv, tensorboard, mlflow, wandb or none (dogcls.track)
+    logger:str=field(default='csv', compare=False) # tracker: csv, tensorboard, mlflow, wandb or none (dogcls.track)
 
     @classmethod
     def names(cls)->dict[str, str]:
@@ -109,13 +113,15 @@ class TrainConfig:
 
     @classmethod
     def from_flat(cls, **options)->TrainConfig:
-        "A configuration from flat option names (`arch=..., epochs=...`); an unknown name is refused with the closest ones."
+        """A configuration from flat option names (`arch=..., epochs=...`); an
+        unknown name is refused with the closest ones."""
         names = cls.names()
         unknown = [k for k in options if k not in names]
         if unknown:
             hints = {k: difflib.get_close_matches(k, names, 2) for k in unknown}
-            raise DataError('unknown training option(s): ' + ', '.join(f'{k!r}' + (f' (did you mean {" or ".join(h)}?)' if h else '')
-                                                                      for k, h in hints.items()) + f'; the options are {", ".join(names)}')
+            hint = lambda k, h: f'{k!r}' + (f' (did you mean {" or ".join(h)}?)' if h else '')
+            raise DataError('unknown training option(s): ' + ', '.join(hint(k, h) for k, h in hints.items())
+                            + f'; the options are {", ".join(names)}')
         parts = {part: kind(**{k: v for k, v in options.items() if names[k] == part}) for part, kind in _PARTS.items()}
         return cls(**parts, **{k: v for k, v in options.items() if names[k] == ''})
 
@@ -125,13 +131,16 @@ def from_namespace(cls:TrainConfig, namespace:dict)->TrainConfig:
     "A configuration from the variables of a notebook (`globals()`) that are named like options; the rest are ignored."
     return cls.from_flat(**{k: namespace[k] for k in cls.names() if k in namespace})
 
+# %% ../nbs/04b_config.ipynb #26578be5
 @patch(cls_method=True)
 def from_dict(cls:TrainConfig, d:dict)->TrainConfig:
     "From `asdict` (config.json), or from the flat dict that runs written before this class stored."
     if all(part in d for part in _PARTS):
-        return cls(**{part: kind(**d[part]) for part, kind in _PARTS.items()}, **{k: v for k, v in d.items() if k not in _PARTS})
+        return cls(**{part: kind(**d[part]) for part, kind in _PARTS.items()},
+                   **{k: v for k, v in d.items() if k not in _PARTS})
     return cls.from_flat(**{k: v for k, v in d.items() if k in cls.names()})
 
+# %% ../nbs/04b_config.ipynb #0d444d07
 @patch(cls_method=True)
 def load(cls:TrainConfig, folder:str|Path)->TrainConfig:
     "The configuration of a run folder (its config.json)."
@@ -146,6 +155,7 @@ def flat(self:TrainConfig)->dict:
     return {**{k: v for part in _PARTS for k, v in asdict(getattr(self, part)).items()},
             **{k: v for k, v in asdict(self).items() if k not in _PARTS}}
 
+# %% ../nbs/04b_config.ipynb #3058078e
 @patch
 def differences(self:TrainConfig, other:TrainConfig)->dict[str, tuple]:
     "Option -> (other's, this one's) of every option that changes the result (`compare=True`) and differs."
@@ -158,6 +168,7 @@ def differences(self:TrainConfig, other:TrainConfig)->dict[str, tuple]:
                 if f.name not in _PARTS and f.compare and getattr(other, f.name) != getattr(self, f.name)})
     return out
 
+# %% ../nbs/04b_config.ipynb #09fd1d58
 @patch
 def save(self:TrainConfig, folder:str|Path):
     "Write config.json, or check it against the one there: a run folder holds one configuration."
@@ -165,6 +176,8 @@ def save(self:TrainConfig, folder:str|Path):
     if not path.is_file(): return write_json(asdict(self), path)
     changed = self.differences(TrainConfig.load(folder))
     if changed:
-        raise DataError(f'{folder} was trained with other settings ({", ".join(f"{k}: {a!r} then, {b!r} now" for k, (a, b) in changed.items())}); '
+        raise DataError(f'{folder} was trained with other settings '
+                        f'({", ".join(f"{k}: {a!r} then, {b!r} now" for k, (a, b) in changed.items())}); '
                         'use a new run_name, or delete that folder to start over')
-    if asdict(self) != json.loads(path.read_text()): write_json(asdict(self), path) # where it ran may change: the latest is kept
+    if asdict(self) != json.loads(path.read_text()):
+        write_json(asdict(self), path) # where it ran may change: the latest is kept

@@ -44,7 +44,8 @@ def resolve_dir(
 
 # %% ../nbs/00_core.ipynb #fd7a5aa3
 def cache_dir()->Path:
-    "dogcls's cache folder (`$XDG_CACHE_HOME/dogcls`, default `~/.cache/dogcls`): converted weights, scans of data sets."
+    """dogcls's cache folder (`$XDG_CACHE_HOME/dogcls`, default
+    `~/.cache/dogcls`): converted weights, scans of data sets."""
     folder = Path(os.environ.get('XDG_CACHE_HOME', Path.home()/'.cache'))/'dogcls'
     folder.mkdir(parents=True, exist_ok=True)
     return folder
@@ -86,10 +87,13 @@ def cpu_threads()->int:
 
 # %% ../nbs/00_core.ipynb #72e5db2c
 def hardware_info()->dict:
-    "CPU, GPU and library versions of this machine, for the report of a run (GPU facts only where torch is already loaded)."
+    """CPU, GPU and library versions of this machine, for the report of a
+    run (GPU facts only where torch is already loaded)."""
     from importlib.metadata import PackageNotFoundError, version
-    info = dict(python=platform.python_version(), platform=platform.platform(), cpu_count=os.cpu_count(), threads=cpu_threads())
-    torch = sys.modules.get('torch') # importing torch takes seconds; a step that never needed it (EDA) does not pay for it here
+    info = dict(python=platform.python_version(), platform=platform.platform(), cpu_count=os.cpu_count(),
+                threads=cpu_threads())
+    # importing torch takes seconds; a step that never needed it (EDA) does not pay for it here
+    torch = sys.modules.get('torch')
     if torch is None:
         try: info['torch'] = version('torch')
         except PackageNotFoundError: info['torch'] = 'not installed'
@@ -107,7 +111,8 @@ def atomic_write(
 ):
     "Yield a temporary path beside `path` to write; rename it into place if the block succeeds, remove it if not."
     path = Path(path)
-    # unique per process and call (two processes may write one cache file at once); same suffix: np.savez keeps the name as given
+    # unique per process and call (two processes may write one cache file at
+    # once); same suffix: np.savez keeps the name as given
     tmp = path.with_name(f'{path.stem}.tmp-{os.getpid()}-{next(_tmp_counter)}{path.suffix}')
     try:
         yield tmp
@@ -136,11 +141,13 @@ def as_list(
 )->list:
     "A notebook's list parameter as a Python list."
     if isinstance(value, (list, tuple)): return list(value)
-    if not isinstance(value, str): raise DataError(f'{name}={value!r}: pass a list, a JSON list string or comma-separated names')
+    if not isinstance(value, str):
+        raise DataError(f'{name}={value!r}: pass a list, a JSON list string or comma-separated names')
     text = value.strip()
     if text.startswith('['):
         try: parsed = json.loads(text)
-        except json.JSONDecodeError as e: raise DataError(f'{name}={value!r} is not a valid JSON list ({e.msg}); e.g. \'["a", "b"]\'') from None
+        except json.JSONDecodeError as e:
+            raise DataError(f'{name}={value!r} is not a valid JSON list ({e.msg}); e.g. \'["a", "b"]\'') from None
         if not isinstance(parsed, list): raise DataError(f'{name}={value!r}: expected a JSON list')
         return parsed
     return [v.strip() for v in text.split(',') if v.strip()]

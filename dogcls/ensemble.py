@@ -44,25 +44,32 @@ def load_runs(
     loaded = {}
     for run in runs:
         folder = run_folder(run, reports)
-        if not (folder/'folds.csv').is_file(): raise DataError(f'run {str(run)!r}: {folder} is not a finished training run (no folds.csv)')
+        if not (folder/'folds.csv').is_file():
+            raise DataError(f'run {str(run)!r}: {folder} is not a finished training run (no folds.csv)')
         try: loaded[Path(str(run)).name] = Run.load(folder)
         except DataError as e: raise DataError(f'run {str(run)!r}: {e}') from None
     (first, a), *others = loaded.items()
     for name, b in others:
         names_a, names_b = class_names(a.split), class_names(b.split)
         if names_a != names_b:
-            diff = sorted(set(names_a) ^ set(names_b))[:3] or [f'order differs at target {next(i for i, (x, y) in enumerate(zip(names_a, names_b)) if x != y)}']
-            raise DataError(f'runs {first!r} and {name!r} have different class sets ({len(names_a)} and {len(names_b)} classes; e.g. {diff}); '
+            order = [i for i, (x, y) in enumerate(zip(names_a, names_b)) if x != y][:1] # same classes, other order
+            diff = sorted(set(names_a) ^ set(names_b))[:3] or [f'order differs at target {order[0]}']
+            raise DataError(f'runs {first!r} and {name!r} have different class sets ({len(names_a)} and '
+                            f'{len(names_b)} classes; e.g. {diff}); '
                             'ensembles need models of the same classes')
         sa, sb = a.split, b.split
         if len(sa) != len(sb) or (sa.image_path.values != sb.image_path.values).any():
             i = next((i for i, (x, y) in enumerate(zip(sa.image_path, sb.image_path)) if x != y), min(len(sa), len(sb)))
-            raise DataError(f'runs {first!r} and {name!r} were trained on different images ({len(sa)} and {len(sb)} rows; first '
-                            f'difference at row {i}); train them on the same data (same dedup decisions and offline copies)')
+            raise DataError(f'runs {first!r} and {name!r} were trained on different images '
+                            f'({len(sa)} and {len(sb)} rows; first '
+                            f'difference at row {i}); train them on the same data (same '
+                            'dedup decisions and offline copies)')
         if (sa.fold.values != sb.fold.values).any():
             i = int(np.argmax(sa.fold.values != sb.fold.values))
-            raise DataError(f'runs {first!r} and {name!r} use different splits: {sa.image_path.iloc[i]!r} is in fold {sa.fold.iloc[i]} '
-                            f'of {first!r} and fold {sb.fold.iloc[i]} of {name!r}; retrain with the same folds and seed')
+            raise DataError(f'runs {first!r} and {name!r} use different splits: '
+                            f'{sa.image_path.iloc[i]!r} is in fold {sa.fold.iloc[i]} '
+                            f'of {first!r} and fold {sb.fold.iloc[i]} of {name!r}; '
+                            'retrain with the same folds and seed')
         if list(a.test_image_path) != list(b.test_image_path):
             raise DataError(f'runs {first!r} and {name!r} predicted different test images')
     return loaded
@@ -99,7 +106,8 @@ def weighted_vote(probs:list[np.ndarray], weights:np.ndarray)->np.ndarray:
 
 # %% ../nbs/06_ensemble.ipynb #2c641f94
 class LogLinearPool:
-    "Stacking that stays small at hundreds of classes: softmax(sum_m w_m log p_m + b), one weight per model, one bias per class."
+    """Stacking that stays small at hundreds of classes: softmax(sum_m w_m log
+    p_m + b), one weight per model, one bias per class."""
     def __init__(self, bias_l2:float=1e-2): # L2 penalty on the class biases (they only correct class priors)
         self.bias_l2 = bias_l2
 
@@ -116,7 +124,8 @@ class LogLinearPool:
             p = np.exp(z); total = p.sum(1, keepdims=True); p /= total
             nll = np.log(total[:, 0]).mean() - z[np.arange(n), y].mean() + self.bias_l2 / 2 * theta[m:] @ theta[m:]
             p[np.arange(n), y] -= 1; p /= n # the gradient of the log-loss by z
-            return nll, np.concatenate([np.einsum('knc,nc->k', logs, p), p.sum(0) + self.bias_l2 * theta[m:]]).astype(np.float64)
+            gradient = np.concatenate([np.einsum('knc,nc->k', logs, p), p.sum(0) + self.bias_l2 * theta[m:]])
+            return nll, gradient.astype(np.float64)
         start = np.concatenate([np.full(m, 1 / m), np.zeros(c)])
         theta = minimize(loss, start, jac=True, method='L-BFGS-B', bounds=[(0, None)] * m + [(None, None)] * c).x
         self.weights_, self.bias_ = theta[:m], theta[m:]
@@ -145,11 +154,12 @@ def cross_fit(
     test:list[np.ndarray],   # each model's test probabilities: (T, C), or (folds, T, C) from each fold model
     y:np.ndarray,            # (N,) training targets
     folds:np.ndarray,        # (N,) fold of each training row (the runs' shared split)
-    combiner,                # a name in COMBINERS, or any estimator with fit(probs, y) and predict_proba(probs) (copied per fit)
-)->tuple[np.ndarray, np.ndarray, object]: # (cross-fitted out-of-fold probs, test probs, the combiner fitted on all rows)
+    combiner,                # a name in COMBINERS or an estimator: fit(probs, y), predict_proba(probs) (copied per fit)
+)->tuple[np.ndarray, np.ndarray, object]: # (cross-fitted out-of-fold probs, test probs, the combiner fitted on all)
     "A learning combiner, scored by cross-fitting over the runs' folds and then fitted on every out-of-fold row."
     if isinstance(combiner, str) and combiner not in COMBINERS:
-        raise DataError(f'combiner={combiner!r}: use one of {sorted(COMBINERS)}, or an estimator with fit(probs, y) and predict_proba(probs)')
+        raise DataError(f'combiner={combiner!r}: use one of {sorted(COMBINERS)}, or an estimator with '
+                        'fit(probs, y) and predict_proba(probs)')
     if not isinstance(combiner, str) and not (hasattr(combiner, 'fit') and hasattr(combiner, 'predict_proba')):
         raise DataError(f'combiner={combiner!r} has no fit(probs, y) and predict_proba(probs)')
     fresh = COMBINERS[combiner] if isinstance(combiner, str) else lambda: copy.deepcopy(combiner)
@@ -159,9 +169,11 @@ def cross_fit(
         held = folds == k
         out[held] = fit(~held).predict_proba([p[held] for p in oof])
     model = fit(np.ones(len(y), bool))
-    # each fold model's test probabilities go through the combiner on their own, as its out-of-fold inputs did, then are averaged
+    # each fold model's test probabilities go through the combiner on their
+    # own, as its out-of-fold inputs did, then are averaged
     per_fold = test[0].ndim == 3
-    tested = np.mean([model.predict_proba([t[k] for t in test]) for k in range(len(test[0]))], 0) if per_fold else model.predict_proba(test)
+    if per_fold: tested = np.mean([model.predict_proba([t[k] for t in test]) for k in range(len(test[0]))], 0)
+    else: tested = model.predict_proba(test)
     return out, tested, model
 
 # %% ../nbs/06_ensemble.ipynb #7d957d59
@@ -194,10 +206,12 @@ def tta_predictions(
     for k in result.folds_done:
         model = load_run_model(folder, k).to(device)
         size = model.dogcls.img_size
-        dm = ImageDataModule(split, fold=k, data=DataConfig(batch_size=batch_size), eval_transform=eval_transform(model), max_side=cache_side(size), cache=None)
+        dm = ImageDataModule(split, fold=k, data=DataConfig(batch_size=batch_size),
+                             eval_transform=eval_transform(model), max_side=cache_side(size), cache=None)
         dm.setup()
         oof[position[dm.val_rows.image_path].to_numpy()] = predict_probs(model, dm.val_dataloader(), tta=True)
-        tests.append(predict_probs(model, dm.test_dataloader(), tta=True) if len(dm.test_rows) else np.zeros((0, oof.shape[1]), np.float32))
+        no_test = np.zeros((0, oof.shape[1]), np.float32)
+        tests.append(predict_probs(model, dm.test_dataloader(), tta=True) if len(dm.test_rows) else no_test)
     tests = np.stack(tests)
     with atomic_write(cache) as tmp: np.savez(tmp, oof_probs=oof, test_probs=tests, fingerprint=np.array(fingerprint))
     return result.with_probs(oof, tests)
@@ -206,7 +220,8 @@ def tta_predictions(
 def ensemble(
     runs:dict[str, Run],          # from load_runs (or tta_predictions results)
 )->tuple[pd.DataFrame, dict]:     # (scores table, name -> (oof probs, test probs))
-    "Score every single model and every combiner of a set of runs sharing one split (test: of the fold-averaged prediction and of the single fold models)."
+    """Score every single model and every combiner of a set of runs sharing one split (test:
+    of the fold-averaged prediction and of the single fold models)."""
     names = list(runs)
     first = runs[names[0]]
     y, folds = first.split.target.to_numpy(), first.split.fold.to_numpy()
@@ -218,8 +233,10 @@ def ensemble(
     predictions['weighted soft voting'] = (crossed, tested)
     crossed, tested, stacker = cross_fit(oof, [runs[n].test_probs for n in names], y, folds, 'stacking')
     predictions['stacking'] = (crossed, tested)
-    # each predictor applied to the test probabilities of one fold model per run at a time: the like-for-like partner of out-of-fold
-    combine = {**{n: (lambda p, i=i: p[i]) for i, n in enumerate(names)}, 'soft voting': soft_vote, 'hard voting': hard_vote,
+    # each predictor applied to the test probabilities of one fold model per
+    # run at a time: the like-for-like partner of out-of-fold
+    combine = {**{n: (lambda p, i=i: p[i]) for i, n in enumerate(names)}, 'soft voting': soft_vote,
+               'hard voting': hard_vote,
                'weighted soft voting': weighted.predict_proba, 'stacking': stacker.predict_proba}
     n_fold_models = min(len(runs[n].test_probs) for n in names)
     per_fold = [[runs[n].test_probs[k] for n in names] for k in range(n_fold_models)]
@@ -227,25 +244,31 @@ def ensemble(
     rows = []
     for name, (o, t) in predictions.items():
         s = prediction_scores(y, o)
-        row = dict(model=name, kind='single model' if name in runs else 'ensemble', oof_accuracy=s['accuracy'], oof_macro_f1=s['macro_f1'])
+        row = dict(model=name, kind='single model' if name in runs else 'ensemble', oof_accuracy=s['accuracy'],
+                   oof_macro_f1=s['macro_f1'])
         if test_y is not None:
             s = prediction_scores(test_y, t)
-            single = float(np.mean([prediction_scores(test_y, combine[name](p))['accuracy'] for p in per_fold])) if per_fold else None
+            single = None
+            if per_fold:
+                single = float(np.mean([prediction_scores(test_y, combine[name](p))['accuracy'] for p in per_fold]))
             row.update(test_accuracy=s['accuracy'], mean_fold_test_accuracy=single, test_macro_f1=s['macro_f1'],
-                       gap=row['oof_accuracy'] - s['accuracy'], single_gap=None if single is None else row['oof_accuracy'] - single)
+                       gap=row['oof_accuracy'] - s['accuracy'],
+                       single_gap=None if single is None else row['oof_accuracy'] - single)
         rows.append(row)
     table = pd.DataFrame(rows)
     table.attrs['weights'] = dict(zip(names, np.round(weighted.weights_, 4).tolist()))
     return table, predictions
 
 # %% ../nbs/06_ensemble.ipynb #dd233347
-TEST_MEASURES = {'test_accuracy': 'the fold-averaged prediction', 'mean_fold_test_accuracy': 'the single fold models (mean)'}
+TEST_MEASURES = {'test_accuracy': 'the fold-averaged prediction',
+                 'mean_fold_test_accuracy': 'the single fold models (mean)'}
 
 def best_of(
     table:pd.DataFrame, # from `ensemble`
 )->dict:                # best_single, best (names) and gains: {test measure: best minus best_single}
     "The best single model and the best combiner by out-of-fold accuracy, and the combiner's gain on each test measure."
-    by_kind = {kind: rows.sort_values('oof_accuracy', ascending=False).model.iloc[0] for kind, rows in table.groupby('kind')}
+    best_of = lambda rows: rows.sort_values('oof_accuracy', ascending=False).model.iloc[0]
+    by_kind = {kind: best_of(rows) for kind, rows in table.groupby('kind')}
     best_single, best = by_kind['single model'], by_kind['ensemble']
     by_model = table.set_index('model')
     gains = {c: float(by_model[c][best] - by_model[c][best_single]) for c in TEST_MEASURES
@@ -263,8 +286,11 @@ def gap_warnings(
         far = [f'{name} {v:+.3f}' for name, v in (('against the fold-averaged prediction', getattr(r, 'gap', None)),
                                                    ('against the single fold models', getattr(r, 'single_gap', None)))
                if v is not None and not pd.isna(v) and abs(v) > limit]
-        if far: out.append(f'{r.model}: out-of-fold and test accuracy differ by more than {limit * 100:.0f} points ({"; ".join(far)}). '
-                           'Its out-of-fold score does not predict its test score; do not choose it by the out-of-fold score alone.')
+        if far:
+            out.append(f'{r.model}: out-of-fold and test accuracy differ by more than '
+                       f'{limit * 100:.0f} points ({"; ".join(far)}). '
+                       'Its out-of-fold score does not predict its test score; do not choose '
+                       'it by the out-of-fold score alone.')
     return out
 
 # %% ../nbs/06_ensemble.ipynb #f723ecc9

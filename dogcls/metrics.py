@@ -8,7 +8,7 @@ import numpy as np, pandas as pd
 
 
 # %% auto #0
-__all__ = ['confusion_order', 'most_confused_classes', 'confusion_table', 'most_confused', 'per_class_accuracy']
+__all__ = ['confusion_order', 'most_confused_classes', 'confusion_table', 'most_confused', 'per_class_accuracy', 'confusion_view']
 
 # %% ../nbs/07a_metrics.ipynb #599d3525
 def confusion_order(
@@ -40,7 +40,8 @@ def confusion_table(
 )->pd.DataFrame:                          # counts, true classes as rows and predicted as columns, named
     "The full confusion matrix as a table (for a CSV beside the report: at 500 classes no figure shows it all)."
     from sklearn.metrics import confusion_matrix
-    return pd.DataFrame(confusion_matrix(y_true, y_pred, labels=np.arange(len(names))), index=pd.Index(names, name='true'), columns=names)
+    return pd.DataFrame(confusion_matrix(y_true, y_pred, labels=np.arange(len(names))),
+                        index=pd.Index(names, name='true'), columns=names)
 
 # %% ../nbs/07a_metrics.ipynb #ccbf3b36
 def most_confused(
@@ -64,3 +65,19 @@ def per_class_accuracy(
     table = frame.groupby('true').correct.agg(['size', 'mean']).rename(columns={'size': 'images', 'mean': 'accuracy'})
     table.insert(0, 'class', [names[i] for i in table.index])
     return table.sort_values(['accuracy', 'images']).reset_index(drop=True)
+
+# %% ../nbs/07a_metrics.ipynb #dfb2e625
+def confusion_view(
+    y_true:np.ndarray, y_pred:np.ndarray, # class indices
+    names:list[str],                      # class names by index
+    max_classes:int=80,                   # beyond this many classes, only the most confused ones are kept
+)->pd.DataFrame:                          # shares of each true class (rows) predicted as each class (columns)
+    "The most confused classes' part of the confusion matrix, as shares of each true class, confused classes together."
+    cm = confusion_table(y_true, y_pred, names).to_numpy()
+    shown = np.arange(len(names)) if len(names) <= max_classes else most_confused_classes(cm, max_classes)
+    rates = (cm / np.maximum(cm.sum(1, keepdims=True), 1))[np.ix_(shown, shown)]
+    order = confusion_order(cm[np.ix_(shown, shown)])
+    labels = [names[i] for i in shown[order]]
+    view = pd.DataFrame(rates[np.ix_(order, order)], index=labels, columns=labels)
+    view.attrs['classes'] = len(names) # how many classes there are in all
+    return view

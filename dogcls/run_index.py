@@ -24,7 +24,8 @@ def changed_parameters(
     namespace:dict,        # the running notebook's variables (`globals()`)
     notebook:str|Path,     # the experiment notebook: a name in nbs/ ('train') or a path
 )->dict:                   # name -> value of every parameter that differs from the parameters cell's default
-    "The parameters a run was given that differ from its notebook's defaults (read by papermill from the parameters cell)."
+    """The parameters a run was given that differ from its notebook's
+    defaults (read by papermill from the parameters cell)."""
     import papermill as pm, dogcls
     path = Path(notebook)
     if path.suffix != '.ipynb': path = project_root(Path(dogcls.__file__).parent)/'nbs'/f'{notebook}.ipynb'
@@ -41,7 +42,8 @@ _KEY_PARAMS = ('size', 'img_size', 'epochs', 'folds', 'batch_size', 'lr', 'polic
 def _parameter_text(m:dict)->str:
     changed = m.get('parameters') if isinstance(m.get('parameters'), dict) else None
     if m.get('kind') == 'ensemble' and 'runs' in m:
-        return '; '.join(['runs: ' + ', '.join(m['runs'])] + [f'{k}={v}' for k, v in (changed or {}).items() if k != 'runs'])
+        others = [f'{k}={v}' for k, v in (changed or {}).items() if k != 'runs']
+        return '; '.join(['runs: ' + ', '.join(m['runs'])] + others)
     if changed is not None: return ', '.join(f'{k}={v}' for k, v in changed.items()) or 'defaults'
     config = m.get('config') or {} # runs written before `changed_parameters`: the key settings
     return ', '.join(f'{k}={config[k]}' for k in _KEY_PARAMS if config.get(k) not in (None, ''))
@@ -62,7 +64,8 @@ def _index_row(folder:Path, m:dict)->dict:
     smoke = bool(config.get('limit_batches') or (m.get('parameters') or {}).get('limit_batches'))
     oof, test = m.get('oof_accuracy'), m.get('test_accuracy')
     tracker, tracker_link = _tracker(folder)
-    return {'run': folder.name, 'kind': m.get('kind', '') + (' · smoke run' if smoke else ''), 'arch': m.get('arch', '') or m.get('best', ''),
+    return {'run': folder.name, 'kind': m.get('kind', '') + (' · smoke run' if smoke else ''),
+            'arch': m.get('arch', '') or m.get('best', ''),
             'parameters': _parameter_text(m), 'smoke': smoke,
             'out-of-fold accuracy': oof, 'test accuracy of the fold-averaged prediction': test,
             'mean test accuracy of the single fold models': m.get('mean_fold_test_accuracy'),
@@ -96,26 +99,35 @@ def update_index(
     rows = []
     for path in sorted(reports.glob('*/metrics.json')):
         try: rows.append(_index_row(path.parent, json.loads(path.read_text())))
-        except (json.JSONDecodeError, OSError) as e: rows.append({'run': path.parent.name, 'kind': f'unreadable metrics.json ({e})'})
-    columns = ['run', 'kind', 'arch', 'parameters', 'out-of-fold accuracy', 'test accuracy of the fold-averaged prediction',
-               'mean test accuracy of the single fold models', 'gap (out-of-fold - fold-averaged test)', 'seconds', 'date', 'tracker']
+        except (json.JSONDecodeError, OSError) as e:
+            rows.append({'run': path.parent.name, 'kind': f'unreadable metrics.json ({e})'})
+    columns = ['run', 'kind', 'arch', 'parameters', 'out-of-fold accuracy',
+               'test accuracy of the fold-averaged prediction',
+               'mean test accuracy of the single fold models', 'gap (out-of-fold - fold-averaged test)',
+               'seconds', 'date', 'tracker']
     cells = []
     for r in rows:
         tds = []
         for c in columns:
             v = r.get(c)
-            text = '' if v is None else f'{v:.4f}' if isinstance(v, float) and c != 'seconds' else f'{v:.0f}' if isinstance(v, float) else str(v)
+            text = ('' if v is None else str(v) if not isinstance(v, float)
+                    else f'{v:.0f}' if c == 'seconds' else f'{v:.4f}')
             link = r.get('report') if c == 'run' else r.get('tracker_link') if c == 'tracker' else ''
-            if link: tds.append(f'<td data-sort="{html.escape(str(v))}"><a href="{html.escape(link, quote=True)}">{html.escape(text)}</a></td>')
+            if link:
+                tds.append(f'<td data-sort="{html.escape(str(v))}"><a '
+                           f'href="{html.escape(link, quote=True)}">{html.escape(text)}</a></td>')
             else: tds.append(f'<td>{html.escape(text)}</td>')
-        cells.append(('<tr class="smoke" title="smoke run (limit_batches): its numbers are not results">' if r.get('smoke') else '<tr>')
+        smoke = '<tr class="smoke" title="smoke run (limit_batches): its numbers are not results">'
+        cells.append((smoke if r.get('smoke') else '<tr>')
                      + ''.join(tds) + '</tr>')
     table = ('<table><thead><tr>' + ''.join(f'<th title="click to sort">{html.escape(c)}</th>' for c in columns) +
              '</tr></thead><tbody>' + '\n'.join(cells) + '</tbody></table>')
     page = ('<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>dogcls runs</title>'
-            f'<style>{REPORT_CSS} th{{cursor:pointer}} th[data-order=asc]::after{{content:" ▲"}} th[data-order=desc]::after{{content:" ▼"}} tr.smoke td{{color:#888;font-style:italic}}</style>'
+            f'<style>{REPORT_CSS} th{{cursor:pointer}} th[data-order=asc]::after{{content:" ▲"}} '
+            f'th[data-order=desc]::after{{content:" ▼"}} tr.smoke td{{color:#888;font-style:italic}}</style>'
             f'</head><body><h1>dogcls runs</h1><p class="subtitle">{len(rows)} runs in {html.escape(str(reports))} · '
-            f'updated {datetime.datetime.now():%Y-%m-%d %H:%M} · click a column to sort</p>{table}<script>{_SORT_JS}</script></body></html>\n')
+            f'updated {datetime.datetime.now():%Y-%m-%d %H:%M} · click a column to '
+            f'sort</p>{table}<script>{_SORT_JS}</script></body></html>\n')
     out = reports/'index.html'
     with atomic_write(out) as tmp: tmp.write_text(page, encoding='utf-8')
     return out

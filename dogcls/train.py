@@ -45,9 +45,14 @@ class Classifier(L.LightningModule):
         kwargs = {} if c.drop_path_rate is None else {'drop_path_rate': c.drop_path_rate}
         self.model = create_model(c.arch, num_classes, c.size, c.img_size, c.pretrained, **kwargs)
         # validated and predicted with when on; warm-up: the decay grows from 0 towards ema_decay over the first steps
-        self.ema = ModelEmaV3(self.model, decay=c.ema_decay, use_warmup=True).requires_grad_(False) if c.ema_decay else None
-        self.mix = Mixup(mixup_alpha=c.mixup, cutmix_alpha=c.cutmix, label_smoothing=c.label_smoothing, num_classes=num_classes) if c.mixup or c.cutmix else None
-        self.soft_loss, self.loss = SoftTargetCrossEntropy(), torch.nn.CrossEntropyLoss(label_smoothing=c.label_smoothing)
+        self.ema = None
+        if c.ema_decay: self.ema = ModelEmaV3(self.model, decay=c.ema_decay, use_warmup=True).requires_grad_(False)
+        self.mix = None
+        if c.mixup or c.cutmix:
+            self.mix = Mixup(mixup_alpha=c.mixup, cutmix_alpha=c.cutmix, label_smoothing=c.label_smoothing,
+                             num_classes=num_classes)
+        self.soft_loss = SoftTargetCrossEntropy()
+        self.loss = torch.nn.CrossEntropyLoss(label_smoothing=c.label_smoothing)
         self.train_acc = MulticlassAccuracy(num_classes, average='micro')
         self.val_acc = MulticlassAccuracy(num_classes, average='micro')
 
@@ -64,10 +69,12 @@ def training_step(self:Classifier, batch, batch_idx):
         logits = self(x); loss = self.loss(logits, y)
     if not torch.isfinite(loss):
         lr = self.trainer.optimizers[0].param_groups[0]['lr'] if self.trainer.optimizers else float('nan')
-        raise TrainingError(f'the training loss became {loss.item()} at epoch {self.current_epoch}, step {self.global_step} '
+        raise TrainingError(f'the training loss became {loss.item()} at epoch '
+                            f'{self.current_epoch}, step {self.global_step} '
                             f'(learning rate {lr:.3g}); lower lr, check the images for NaNs, or use a smaller model')
     self.train_acc(logits.detach(), y)
-    self.log('train_loss', loss, on_step=False, on_epoch=True, batch_size=len(x), sync_dist=True) # sync: averaged over DDP processes
+    # sync: averaged over DDP processes
+    self.log('train_loss', loss, on_step=False, on_epoch=True, batch_size=len(x), sync_dist=True)
     self.log('train_acc', self.train_acc, on_step=False, on_epoch=True, batch_size=len(x))
     return loss
 
@@ -75,7 +82,8 @@ def training_step(self:Classifier, batch, batch_idx):
 @patch
 def optimizer_step(self:Classifier, *args, **kwargs): # once per optimiser step, also with gradient accumulation
     super(Classifier, self).optimizer_step(*args, **kwargs) # patched in: super() needs the class named
-    if self.ema is not None: self.ema.update(self.model, step=self.global_step + 1) # steps done, counted as timm's train.py does
+    if self.ema is not None:
+        self.ema.update(self.model, step=self.global_step + 1) # steps done, counted as timm's train.py does
 
 # %% ../nbs/05_train.ipynb #9ee85041
 @patch
@@ -132,22 +140,27 @@ class EpochLog(L.Callback):
         from IPython.display import HTML, display
         self.last = time.time()
         loss = outputs['loss'].item() if isinstance(outputs, dict) else float('nan')
-        text = HTML(f'<code>fold {self.fold + 1}/{self.n_folds} · epoch {trainer.current_epoch + 1}/{trainer.max_epochs} · '
+        text = HTML(f'<code>fold {self.fold + 1}/{self.n_folds} · epoch '
+                    f'{trainer.current_epoch + 1}/{trainer.max_epochs} · '
                     f'batch {batch_idx + 1}/{trainer.num_training_batches} · loss {loss:.3f}</code>')
         if self.handle is None: self.handle = display(text, display_id=True)
         else: self.handle.update(text)
 
     def on_train_epoch_end(self, trainer, module):
-        if trainer.sanity_checking or not trainer.is_global_zero: return # one writer and one log line, however many processes
+        if trainer.sanity_checking or not trainer.is_global_zero:
+            return # one writer and one log line, however many processes
         m = {k: float(v) for k, v in trainer.callback_metrics.items()}
-        row = dict(fold=self.fold, epoch=trainer.current_epoch + 1, train_loss=m.get('train_loss'), train_acc=m.get('train_acc'),
+        row = dict(fold=self.fold, epoch=trainer.current_epoch + 1, train_loss=m.get('train_loss'),
+                   train_acc=m.get('train_acc'),
                    val_loss=m.get('val_loss'), val_acc=m.get('val_acc'), lr=trainer.optimizers[0].param_groups[0]['lr'],
                    seconds=round(time.time() - self.started, 2))
         self.rows = [r for r in self.rows if r['epoch'] < row['epoch']] + [row]
         with atomic_write(self.path) as tmp: pd.DataFrame(self.rows).to_csv(tmp, index=False)
         fmt = lambda v: 'n/a' if v is None else f'{v:.3f}'
-        self.emit(f'fold {self.fold + 1}/{self.n_folds} epoch {row["epoch"]}/{trainer.max_epochs}: train loss {fmt(row["train_loss"])} '
-                 f'acc {fmt(row["train_acc"])} | val loss {fmt(row["val_loss"])} acc {fmt(row["val_acc"])} | {row["seconds"]:.1f} s')
+        self.emit(f'fold {self.fold + 1}/{self.n_folds} epoch '
+                  f'{row["epoch"]}/{trainer.max_epochs}: train loss {fmt(row["train_loss"])} '
+                 f'acc {fmt(row["train_acc"])} | val loss {fmt(row["val_loss"])} acc '
+                 f'{fmt(row["val_acc"])} | {row["seconds"]:.1f} s')
 
 # %% ../nbs/05_train.ipynb #8fd102a0
 @torch.inference_mode()
@@ -174,18 +187,22 @@ def _prepare_split(manifest:pd.DataFrame, out:Path, folds:int, seed:int)->pd.Dat
     m = manifest if 'fold' in manifest else assign_folds(manifest, folds, seed)
     m = m.reset_index(drop=True)
     saved = out/'folds.csv'
-    columns = ['image_path', 'class_name', 'target', 'group', 'split', 'fold', 'file'] + (['sha1'] if 'sha1' in m else [])
+    columns = ['image_path', 'class_name', 'target', 'group', 'split', 'fold', 'file']
+    if 'sha1' in m: columns.append('sha1')
     if saved.is_file():
         before = read_folds(out)
-        same = len(before) == len(m) and (before.image_path.values == m.image_path.values).all() and (before.fold.values == m.fold.values).all()
+        same = len(before) == len(m) and all((before[c].values == m[c].values).all() for c in ('image_path', 'fold'))
         if not same:
-            raise DataError(f'{out} holds a run over a different split or data set ({saved}); use a new run_name, or delete that folder')
+            raise DataError(f'{out} holds a run over a different split or data set ({saved}); use a '
+                            'new run_name, or delete that folder')
         if 'sha1' in before and 'sha1' in m: # same names, same contents (e.g. offline copies remade by other code)
             old, new = before.sha1.values, m.sha1.fillna('').astype(str).values
             changed = (old != new) & (old != '') & (new != '')
             if changed.any():
-                raise DataError(f'{out} was trained on other contents of {changed.sum()} images with the same names (e.g. '
-                                f'{m.image_path[changed].iloc[0]}); use a new run_name, or delete that folder to start over')
+                raise DataError(f'{out} was trained on other contents of {changed.sum()} '
+                                'images with the same names (e.g. '
+                                f'{m.image_path[changed].iloc[0]}); use a new run_name, or '
+                                'delete that folder to start over')
     else:
         with atomic_write(saved) as tmp: m[columns].to_csv(tmp, index=False)
     n_folds = int(m.loc[m.split == 'train', 'fold'].max()) + 1
@@ -194,13 +211,16 @@ def _prepare_split(manifest:pd.DataFrame, out:Path, folds:int, seed:int)->pd.Dat
 
 # %% ../nbs/05_train.ipynb #8803ba13
 def _checked_run(manifest:pd.DataFrame, config:TrainConfig, fold:int|None)->tuple[TrainConfig, list, list]:
-    "Fail before any work on a wrong option; the config with the model's input size, the class names and the folds to train."
+    """Fail before any work on a wrong option; the config with the model's
+    input size, the class names and the folds to train."""
     if (manifest.split == 'train').sum() == 0: raise DataError('the manifest has no training images')
     check_logger(config.logger)
-    train_transform(dict(input_size=(3, 8, 8), mean=(0.5,) * 3, std=(0.5,) * 3), config.data.policy) # a bad policy fails before any work
+    # a bad policy fails before any work
+    train_transform(dict(input_size=(3, 8, 8), mean=(0.5,) * 3, std=(0.5,) * 3), config.data.policy)
     names = class_names(manifest[manifest.split == 'train'])
     mc = config.model
-    probe = create_model(mc.arch, len(names), mc.size, mc.img_size, pretrained=False) # a bad arch or img_size fails before anything is written
+    # a bad arch or img_size fails before anything is written
+    probe = create_model(mc.arch, len(names), mc.size, mc.img_size, pretrained=False)
     config = dataclasses.replace(config, model=dataclasses.replace(mc, img_size=probe.dogcls.img_size))
     folds = config.data.folds
     to_run = list(range(folds)) if fold is None else [fold]
@@ -210,7 +230,7 @@ def _checked_run(manifest:pd.DataFrame, config:TrainConfig, fold:int|None)->tupl
 
 # %% ../nbs/05_train.ipynb #d81f02b0
 def train_kfold(
-    manifest:pd.DataFrame,       # from load_data (cleaned by dedup, extended with offline copies, ...); a fold column is used as is
+    manifest:pd.DataFrame,       # from load_data (cleaned by dedup, with offline copies, ...); a fold column is kept
     out:str|Path,                # the run folder, e.g. dogcls.core.run_dir(run_name)
     config:TrainConfig|None=None, # every option (default: TrainConfig()); `options` change single ones
     fold:int|None=None,          # train only this fold (None: all)
@@ -228,12 +248,14 @@ def train_kfold(
     for k in to_run:
         n_train = ((m.split == 'train') & (m.fold != k)).sum()
         if config.data.batch_size > n_train:
-            raise DataError(f'batch_size={config.data.batch_size} is larger than the {n_train} training images of fold {k}; use batch_size <= {n_train}')
+            raise DataError(f'batch_size={config.data.batch_size} is larger than the {n_train} training images '
+                            f'of fold {k}; use batch_size <= {n_train}')
     config.save(out) # config.json, or the check that a resumed run keeps its settings
     start_tracking(out, config.logger)
     missing = classes_missing_from_training(m)
-    if len(missing): log(f'note: {missing.class_name.nunique()} classes are missing from the training part of some folds '
-                         f'({len(missing)} fold-class pairs); their models cannot predict them')
+    if len(missing):
+        log(f'note: {missing.class_name.nunique()} classes are missing from the training part of some folds '
+            f'({len(missing)} fold-class pairs); their models cannot predict them')
     cache = cache if isinstance(cache, ImageCache) else ImageCache(cache)
     trained = []
     for k in to_run:
@@ -262,8 +284,10 @@ def quiet_lightning():
 # %% ../nbs/05_train.ipynb #1ba721e3
 def _trainer(t, folder:Path, callbacks:list, logger, gpu:bool)->L.Trainer:
     "An `L.Trainer` from a `TrainerConfig`: its fields named like `L.Trainer` arguments pass as they are."
-    same = {f.name: getattr(t, f.name) for f in dataclasses.fields(t) if f.name in inspect.signature(L.Trainer).parameters}
-    same['precision'] = t.precision or (('bf16-mixed' if torch.cuda.is_bf16_supported() else '16-mixed') if gpu else '32-true')
+    accepted = inspect.signature(L.Trainer).parameters
+    same = {f.name: getattr(t, f.name) for f in dataclasses.fields(t) if f.name in accepted}
+    mixed = 'bf16-mixed' if gpu and torch.cuda.is_bf16_supported() else '16-mixed'
+    same['precision'] = t.precision or (mixed if gpu else '32-true')
     return L.Trainer(**same, max_epochs=t.epochs, deterministic=not gpu, callbacks=callbacks, logger=logger,
                      enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=0,
                      limit_train_batches=t.limit_batches, limit_val_batches=t.limit_batches, default_root_dir=folder)
@@ -286,11 +310,25 @@ def _fold_data(m:pd.DataFrame, k:int, config:TrainConfig, cache:ImageCache, mode
     "Fold k's data, transformed for the model, every image decoded into the shared cache."
     model_data, d = data_config(model), config.data
     dm = ImageDataModule(m, fold=k, data=d, seed=config.seed, train_transform=train_transform(model_data, d.policy),
-                         eval_transform=eval_transform(model), cache=cache, max_side=cache_side(model_data['input_size'][-1]))
-    dm.setup() # decodes every image of the fold into the shared cache (Lightning's own setup call then finds them there)
+                         eval_transform=eval_transform(model), cache=cache,
+                         max_side=cache_side(model_data['input_size'][-1]))
+    # decodes every image of the fold into the shared cache (Lightning's own setup call then finds them there)
+    dm.setup()
     return dm
 
 # %% ../nbs/05_train.ipynb #7e0069e1
+def _save_predictions(folder:Path, model, dm:ImageDataModule, n_classes:int, tta:bool):
+    "The fold's validation and test probabilities (predictions.npz) and its final weights (weights.pt)."
+    val_probs = predict_probs(model, dm.val_dataloader(), tta)
+    test_probs = np.zeros((0, n_classes), np.float32)
+    if len(dm.test_rows): test_probs = predict_probs(model, dm.test_dataloader(), tta)
+    with atomic_write(folder/'predictions.npz') as tmp:
+        np.savez(tmp, val_image_path=dm.val_rows.image_path.to_numpy(str), val_probs=val_probs,
+                 test_image_path=dm.test_rows.image_path.to_numpy(str), test_probs=test_probs)
+    with atomic_write(folder/'weights.pt') as tmp:
+        torch.save({'state_dict': {f'model.{n}': v for n, v in model.state_dict().items()}}, tmp)
+
+# %% ../nbs/05_train.ipynb #49307345
 def _train_fold(m, out, k, names, config:TrainConfig, cache, log):
     folder = out/f'fold{k}'; folder.mkdir(exist_ok=True)
     started, d, t = time.time(), config.data, config.trainer
@@ -299,7 +337,8 @@ def _train_fold(m, out, k, names, config:TrainConfig, cache, log):
     dm = _fold_data(m, k, config, cache, module.model)
     loaded = time.time()
     gpu = torch.cuda.is_available() and t.accelerator in ('auto', 'gpu', 'cuda')
-    best = L.pytorch.callbacks.ModelCheckpoint(dirpath=folder, filename='best', monitor='val_loss', mode='min', save_last=True,
+    best = L.pytorch.callbacks.ModelCheckpoint(dirpath=folder, filename='best', monitor='val_loss', mode='min',
+                                               save_last=True,
                                                enable_version_counter=False)
     history = EpochLog(k, d.folds, folder/'history.csv', log)
     tracker = fold_logger(out, k, config.flat()) # the run's experiment tracker (tracker.json)
@@ -314,12 +353,7 @@ def _train_fold(m, out, k, names, config:TrainConfig, cache, log):
     module.model.load_state_dict(module.final_weights()) # the moving average, when on
     module.to('cuda' if gpu else 'cpu')
     dm.setup()
-    val_probs = predict_probs(module.model, dm.val_dataloader(), t.tta)
-    test_probs = predict_probs(module.model, dm.test_dataloader(), t.tta) if len(dm.test_rows) else np.zeros((0, len(names)), np.float32)
-    with atomic_write(folder/'predictions.npz') as tmp:
-        np.savez(tmp, val_image_path=dm.val_rows.image_path.to_numpy(str), val_probs=val_probs,
-                 test_image_path=dm.test_rows.image_path.to_numpy(str), test_probs=test_probs)
-    with atomic_write(folder/'weights.pt') as tmp: torch.save({'state_dict': {f'model.{n}': v for n, v in module.model.state_dict().items()}}, tmp)
+    _save_predictions(folder, module.model, dm, len(names), t.tta)
     epochs = pd.read_csv(folder/'history.csv') # written by the process that trained (in a forked DDP run, not this one)
     write_json(dict(fold=k, seconds=round(time.time() - started, 1), load_seconds=round(loaded - started, 1),
                     fit_seconds=round(fitted - loaded, 1),
@@ -335,7 +369,8 @@ def merge_folds(
     out:str|Path,        # the run folder
     partial:bool=False,  # allow missing folds (their validation rows get no out-of-fold probabilities)
 )->Run:                  # the run, with its merged probabilities
-    "Join the finished folds of a run into out-of-fold and test probabilities, and save them as oof_probs.npz and test_probs.npz."
+    """Join the finished folds of a run into out-of-fold and test
+    probabilities, and save them as oof_probs.npz and test_probs.npz."""
     run = Run.load(out, partial)
     run.save_probs()
     return run
@@ -346,8 +381,10 @@ SUBMISSION_COLUMNS = ('ID', 'image_path', 'target')
 def _submission_columns(columns)->list[str]:
     columns = [c.strip() for c in columns.split(',')] if isinstance(columns, str) else [str(c) for c in columns]
     if 'target' not in columns or set(columns) - set(SUBMISSION_COLUMNS) or len(set(columns)) != len(columns):
-        raise DataError(f'submission columns {",".join(columns)!r}: choose from {",".join(SUBMISSION_COLUMNS)}, each at most '
-                        'once and target always, e.g. "ID,image_path,target" (the competition\'s) or "image_path,target"')
+        raise DataError(f'submission columns {",".join(columns)!r}: choose from '
+                        f'{",".join(SUBMISSION_COLUMNS)}, each at most '
+                        'once and target always, e.g. "ID,image_path,target" (the '
+                        'competition\'s) or "image_path,target"')
     return columns
 
 # %% ../nbs/05_train.ipynb #e24342b5
@@ -360,18 +397,22 @@ def write_submission(
     "Write submission.csv: the fold-averaged prediction for every row of test.csv, in its order."
     columns, test_csv = _submission_columns(columns), Path(test_csv)
     rows = pd.read_csv(test_csv, dtype=str, keep_default_na=False)
-    if 'image_path' not in rows: raise DataError(f'{test_csv}: no image_path column; expected the competition\'s test.csv')
+    if 'image_path' not in rows:
+        raise DataError(f'{test_csv}: no image_path column; expected the competition\'s test.csv')
     predicted = pd.Series(run.test_mean.argmax(1) if len(run.test_mean) else [], index=run.test_image_path, dtype=int)
     keys = rows.image_path.str.strip()
-    # the run's paths are relative to the data root; test.csv's may be relative to test/: one convention for the whole file
+    # the run's paths are relative to the data root; test.csv's may be
+    # relative to test/: one convention for the whole file
     prefix = max(('', 'test/'), key=lambda p: (p + keys).isin(predicted.index).sum())
     target = (prefix + keys).map(predicted)
     missing = target.isna().to_numpy()
     fallback = int(run.split.target.mode().iloc[0])
-    out = pd.DataFrame(dict(ID=np.arange(len(rows)), image_path=rows.image_path, target=target.fillna(fallback).astype(int)))
+    out = pd.DataFrame(dict(ID=np.arange(len(rows)), image_path=rows.image_path,
+                            target=target.fillna(fallback).astype(int)))
     with atomic_write(path) as tmp: out[columns].to_csv(tmp, index=False)
     filled = out[missing].assign(reason='no prediction (the image was not readable when the run loaded the data)')
-    return dict(rows=len(out), columns=columns, filled_with_most_frequent_class=int(missing.sum()), fallback_class=fallback,
+    return dict(rows=len(out), columns=columns, filled_with_most_frequent_class=int(missing.sum()),
+                fallback_class=fallback,
                 filled_rows=filled.to_dict('records'))
 
 # %% ../nbs/05_train.ipynb #9c5742a5
@@ -386,6 +427,7 @@ def load_run_model(
     c = TrainConfig.load(folder).model
     names = class_names(read_folds(folder).query('split == "train"'))
     model = create_model(c.arch, len(names), c.size, c.img_size, pretrained=False)
-    state = torch.load(folder/f'fold{fold}'/json.loads(done.read_text())['best_checkpoint'], map_location='cpu', weights_only=True)['state_dict']
+    checkpoint = folder/f'fold{fold}'/json.loads(done.read_text())['best_checkpoint']
+    state = torch.load(checkpoint, map_location='cpu', weights_only=True)['state_dict']
     model.load_state_dict({k.removeprefix('model.'): v for k, v in state.items()})
     return model.eval()

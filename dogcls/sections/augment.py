@@ -17,9 +17,11 @@ from ..train import train_kfold
 
 
 # %% auto #0
-__all__ = ['train_leakage_arms', 'plot_leakage', 'leakage_summary']
+__all__ = ['LEAK_AUDIT', 'train_leakage_arms', 'plot_leakage', 'leakage_summary']
 
 # %% ../../nbs/09c_sections_augment.ipynb #53027177
+LEAK_AUDIT = 'leak audit (validation images with their group or an exact duplicate in training)' # a column of the table
+
 def train_leakage_arms(
     arms:dict[str, pd.DataFrame], # from dogcls.augment.leakage_arms
     copies:pd.DataFrame,          # the offline copies (dogcls.augment.write_offline)
@@ -43,7 +45,7 @@ def train_leakage_arms(
                      'out-of-fold accuracy (originals only)': only_originals['oof_accuracy'],
                      'test accuracy of the fold-averaged prediction': test,
                      'validation - test gap': None if test is None else everything['oof_accuracy'] - test,
-                     'leak audit (validation images with their group or an exact duplicate in training)': len(leak_audit(run.split)),
+                     LEAK_AUDIT: len(leak_audit(run.split)),
                      'images per epoch': per_epoch, 'seconds': round(time.time() - started, 1)})
     return pd.DataFrame(rows)
 
@@ -51,14 +53,16 @@ def train_leakage_arms(
 def plot_leakage(table:pd.DataFrame, title:str):
     "Validation and test accuracy of each arm, with its gap and leak count."
     fig, ax = plt.subplots(figsize=(9, 3.8))
-    metrics = ['out-of-fold accuracy (all validation rows)', 'out-of-fold accuracy (originals only)', 'test accuracy of the fold-averaged prediction']
+    metrics = ['out-of-fold accuracy (all validation rows)', 'out-of-fold accuracy (originals only)',
+               'test accuracy of the fold-averaged prediction']
     for i, metric in enumerate(metrics):
         bars = ax.bar(np.arange(len(table)) + (i - 1) * 0.25, table[metric].astype(float), 0.25, label=metric)
         ax.bar_label(bars, fmt='%.2f', fontsize=7)
     ax.set_xticks(np.arange(len(table)), [a.replace(', ', ',\n', 1) for a in table.arm], fontsize=8)
-    leaks = table['leak audit (validation images with their group or an exact duplicate in training)']
+    leaks = table[LEAK_AUDIT]
     for x, (gap, n) in enumerate(zip(table['validation - test gap'], leaks)):
-        ax.annotate(f'gap {gap:+.2f}\nleaks {n}' if gap is not None and not pd.isna(gap) else f'leaks {n}', (x, 0.02), ha='center', fontsize=8, color='darkred')
+        ax.annotate(f'gap {gap:+.2f}\nleaks {n}' if gap is not None and not pd.isna(gap) else f'leaks {n}', (x, 0.02),
+                    ha='center', fontsize=8, color='darkred')
     ax.set(ylabel='accuracy', ylim=(0, 1), title=title)
     ax.legend(fontsize=7, loc='upper right')
     fig.tight_layout()

@@ -18,52 +18,70 @@ from ..train import train_kfold
 __all__ = ['clean_summary', 'label_issue_sections', 'retrain_section']
 
 # %% ../../nbs/09e_sections_clean.ipynb #c8cd2dc9
-def clean_summary(runs:dict[str, Run], n_images:int, names:list[str], issues:pd.DataFrame, rates:pd.DataFrame, odd:pd.DataFrame,
-                  decisions:pd.DataFrame, edited:bool, empty_classes:list[str])->dict:
+def clean_summary(runs:dict[str, Run], n_images:int, names:list[str], issues:pd.DataFrame, rates:pd.DataFrame,
+                  odd:pd.DataFrame, decisions:pd.DataFrame, edited:bool, empty_classes:list[str])->dict:
     "The figures of a clean run: label issues, the estimated noise rate, outliers, what is proposed."
     return {'runs': ', '.join(runs), 'training images': n_images, 'classes': len(names),
             'label issues (confident learning)': int(issues.is_issue.sum()),
-            'estimated noise rate (all images)': round(float((rates.noise_rate * rates.images).sum() / rates.images.sum()), 4),
+            'estimated noise rate (all images)':
+                round(float((rates.noise_rate * rates.images).sum() / rates.images.sum()), 4),
             'outliers': int(odd.is_outlier.sum()),
             'classes without training images (left out)': ', '.join(empty_classes) or 'none',
             'proposed': ', '.join(f'{n} {a}' for a, n in decisions.action.value_counts().items()) or 'nothing',
-            'decisions': 'your edited decisions.csv (new proposal in decisions-proposed.csv)' if edited else 'as proposed'}
+            'decisions': 'your edited decisions.csv (new proposal in decisions-proposed.csv)' if edited
+                         else 'as proposed'}
 
 # %% ../../nbs/09e_sections_clean.ipynb #d0e78add
-def label_issue_sections(report:Report, summary:dict, settings:dict, oof_accuracy:float, max_share:float, rates:pd.DataFrame,
-                         issues:pd.DataFrame, odd:pd.DataFrame, decisions:pd.DataFrame, split:pd.DataFrame, gallery:int=48, k:int=10):
-    "'Summary' (with a warning when confident learning flags more than `max_share`), 'Estimated noise rate per class', 'Label issues', 'Outliers'."
+def label_issue_sections(report:Report, summary:dict, settings:dict, oof_accuracy:float, max_share:float,
+                         rates:pd.DataFrame, issues:pd.DataFrame, odd:pd.DataFrame, decisions:pd.DataFrame,
+                         split:pd.DataFrame, gallery:int=48, k:int=10):
+    """'Summary' (with a warning when confident learning flags more than `max_share`),
+    'Estimated noise rate per class', 'Label issues', 'Outliers'."""
     report.heading('Summary')
-    report.metrics({**summary, 'out-of-fold accuracy of the runs (mean probabilities)': round(oof_accuracy, 4), **settings})
+    report.metrics({**summary,
+                    'out-of-fold accuracy of the runs (mean probabilities)': round(oof_accuracy, 4), **settings})
     if issues.is_issue.mean() > max_share:
-        report.text(f'Confident learning flags {issues.is_issue.mean():.0%} of the training images, more than max_share={max_share}: '
-                    f'at an out-of-fold accuracy of {oof_accuracy:.2f} it reads the model\'s own errors as label noise. The proposal acts on the '
-                    f'{max_share:.0%} with the lowest label quality and keeps the other flagged images for review; a stronger model '
-                    '(more epochs, a larger architecture, an ensemble: -p runs) makes the ranking more trustworthy.', note=True)
+        report.text(f'Confident learning flags {issues.is_issue.mean():.0%} of the training '
+                    f'images, more than max_share={max_share}: '
+                    f'at an out-of-fold accuracy of {oof_accuracy:.2f} it reads the model\'s own errors '
+                    'as label noise. The proposal acts on the '
+                    f'{max_share:.0%} with the lowest label quality and keeps the other flagged '
+                    'images for review; a stronger model '
+                    '(more epochs, a larger architecture, an ensemble: -p runs) makes the ranking more trustworthy.',
+                    note=True)
     report.heading('Estimated noise rate per class')
-    report.text('The share of each class\'s training images whose true class is estimated to be another one (confident learning: '
+    report.text('The share of each class\'s training images whose true class is estimated '
+                'to be another one (confident learning: '
                 'per-class thresholds, the confident joint, calibrated). Noisiest classes first.')
     report.table(rates.head(30), f'The 30 noisiest of {len(rates)} classes; all are in noise_rates.csv.')
     report.heading('Label issues')
     report_issues(report, decisions, split, 'confident learning', gallery)
-    report.table(issues[issues.is_issue].drop(columns='row'), 'Flagged images, lowest label quality first; label_issues.csv ranks every image.', max_rows=100)
+    report.table(issues[issues.is_issue].drop(columns='row'), 'Flagged images, lowest label quality first; '
+                                                              'label_issues.csv ranks every image.', max_rows=100)
     report.heading('Outliers')
     report_issues(report, decisions, split, 'knn outlier', gallery)
-    report.table(odd.head(30).drop(columns='row'), f'The 30 most isolated images (mean cosine distance to their {k} nearest neighbours); '
+    report.table(odd.head(30).drop(columns='row'), 'The 30 most isolated images (mean cosine distance to '
+                                                   f'their {k} nearest neighbours); '
                  'outliers.csv has every image.')
 
 # %% ../../nbs/09e_sections_clean.ipynb #a02377b3
 def retrain_section(report:Report, run:Run, decisions:pd.DataFrame, folder:str|Path)->pd.DataFrame:
-    "'Before and after cleaning': `run`'s configuration retrained in `folder` on its rows with `decisions` applied, both scored."
+    """'Before and after cleaning': `run`'s configuration retrained in `folder`
+    on its rows with `decisions` applied, both scored."""
     train_kfold(apply_decisions(run.folds.drop(columns='fold'), decisions), folder, run.config)
     overall = {'as given': run.scores()['overall'], 'cleaned': Run.load(folder).scores()['overall']}
-    comparison = pd.DataFrame([{'data': name, **{c: o.get(c) for c in ('oof_accuracy', 'test_accuracy', 'mean_fold_test_accuracy')}}
+    comparison = pd.DataFrame([{'data': name,
+                                **{c: o.get(c) for c in ('oof_accuracy', 'test_accuracy', 'mean_fold_test_accuracy')}}
                                for name, o in overall.items()])
     report.heading('Before and after cleaning')
     test = comparison.set_index('data').test_accuracy
-    report.text(f'Test accuracy of the fold-averaged prediction: {test["as given"]:.3f} as given, {test["cleaned"]:.3f} after cleaning.'
-                if test.notna().all() else 'No labelled test set: the out-of-fold scores below are not comparable between the rows.')
-    report.table(comparison, 'oof_accuracy: against the labels each run was trained with (the given ones, then the cleaned ones), so '
-                 'not comparable between the rows; test_accuracy (the fold-averaged prediction) and mean_fold_test_accuracy (the single fold '
+    report.text(f'Test accuracy of the fold-averaged prediction: {test["as given"]:.3f} as '
+                f'given, {test["cleaned"]:.3f} after cleaning.'
+                if test.notna().all() else 'No labelled test set: the out-of-fold scores below are '
+                                           'not comparable between the rows.')
+    report.table(comparison, 'oof_accuracy: against the labels each run was trained with (the '
+                             'given ones, then the cleaned ones), so '
+                 'not comparable between the rows; test_accuracy (the fold-averaged prediction) and '
+                 'mean_fold_test_accuracy (the single fold '
                  'models) are on the same untouched test labels.')
     return comparison

@@ -16,58 +16,84 @@ from ..review import report_clusters
 __all__ = ['dedup_summary', 'pairs_section', 'decision_summary', 'clusters_section']
 
 # %% ../../nbs/09b_sections_dedup.ipynb #b2722f72
-def dedup_summary(manifest:pd.DataFrame, pairs:pd.DataFrame, decisions:pd.DataFrame, cleaned:pd.DataFrame, edited:bool)->dict:
-    "The figures of a dedup run: pairs, clusters, label conflicts, images dropped, test images with a near-copy in training."
+def _test_images(pairs:pd.DataFrame)->int:
+    "How many test images the pairs hold."
+    test_paths = [pairs.image_path_a[pairs.split_a == 'test'], pairs.image_path_b[pairs.split_b == 'test']]
+    return pd.concat(test_paths).nunique()
+
+# %% ../../nbs/09b_sections_dedup.ipynb #2046906f
+def dedup_summary(manifest:pd.DataFrame, pairs:pd.DataFrame, decisions:pd.DataFrame, cleaned:pd.DataFrame,
+                  edited:bool)->dict:
+    """The figures of a dedup run: pairs, clusters, label conflicts, images
+    dropped, test images with a near-copy in training."""
     test_leaks = pairs[pairs.kind == 'train-test']
     return {'images': len(manifest), 'training images': (manifest.split == 'train').sum(),
             'pairs found': len(pairs), 'clusters of training images': decisions.cluster.nunique(),
-            'label-conflict clusters': decisions.cluster[decisions.review.astype(bool)].nunique(), # astype: an empty column is not boolean
+            # astype: an empty column is not boolean
+            'label-conflict clusters': decisions.cluster[decisions.review.astype(bool)].nunique(),
             'images to drop': (decisions.action == 'drop').sum(),
             'training images after cleaning': (cleaned.split == 'train').sum(),
-            'test images with a near-copy in training': pd.concat([test_leaks.image_path_a[test_leaks.split_a == 'test'],
-                                                                   test_leaks.image_path_b[test_leaks.split_b == 'test']]).nunique(),
-            'decisions': 'your edited decisions.csv (new proposal in decisions-proposed.csv)' if edited else 'as proposed'}
+            'test images with a near-copy in training': _test_images(test_leaks),
+            'decisions': 'your edited decisions.csv (new proposal in decisions-proposed.csv)' if edited
+                         else 'as proposed'}
 
 # %% ../../nbs/09b_sections_dedup.ipynb #f050eca0
-def pairs_section(report:Report, summary:dict, settings:dict, pairs:pd.DataFrame, scored:pd.DataFrame, left_out:pd.DataFrame):
-    "'Summary' (figures and settings, pairs by kind and method, files left out) and 'Score distributions' of a dedup run."
+def pairs_section(report:Report, summary:dict, settings:dict, pairs:pd.DataFrame, scored:pd.DataFrame,
+                  left_out:pd.DataFrame):
+    """'Summary' (figures and settings, pairs by kind and method, files
+    left out) and 'Score distributions' of a dedup run."""
     report.heading('Summary')
     report.metrics({**summary, **settings})
-    report.table(pairs.groupby(['kind', 'method']).size().unstack(fill_value=0), 'Pairs at or above the thresholds, by kind and method. '
-                 'exact: identical bytes; ssim: within-class SSIM; cosine: embedding similarity; geometric: local features, RANSAC fit and aligned pixels.', index=True)
+    report.table(pairs.groupby(['kind', 'method']).size().unstack(fill_value=0), 'Pairs at or above the thresholds, '
+                                                                                 'by kind and method. '
+                 'exact: identical bytes; ssim: within-class SSIM; cosine: embedding similarity; geometric: '
+                 'local features, RANSAC fit and aligned pixels.', index=True)
     if len(left_out): report.table(left_out, 'Files left out.')
     report.heading('Score distributions')
-    report.text('Every pair scored near a threshold (SSIM and cosine from 0.1 and 0.05 below it; geometric: every candidate whose '
-                'geometry agreed). Bars right of the dashed line are linked unless orange (their aligned colours differ by more '
-                'than the colour threshold) or more than max_changed of the aligned pictures differ. The bars just left of a '
+    report.text('Every pair scored near a threshold (SSIM and cosine from 0.1 and 0.05 below '
+                'it; geometric: every candidate whose '
+                'geometry agreed). Bars right of the dashed line are linked unless orange '
+                '(their aligned colours differ by more '
+                'than the colour threshold) or more than max_changed of the aligned '
+                'pictures differ. The bars just left of a '
                 'line are the pairs a looser threshold would add.')
     report.figure(plot_scores(scored), 'Pairs per score, by method.')
-    report.table(scored.assign(colour_ok=scored.colour_ok.astype(bool)).groupby('method').agg(
-        scored=('score', 'size'), linked=('linked', 'sum'), not_linked_for_colour=('colour_ok', lambda s: int((~s).sum()))), 'Pairs scored per method.', index=True)
-    report.table(match_summary(pairs), 'What matched, by orientation and change: identical bytes, the same picture, or a crop, shift or '
-                 'rescale; "recoloured" pairs differ in colour by ΔE 5 or more (CIELAB a*b*), the ΔE columns give the spread.')
+    per_method = scored.assign(colour_ok=scored.colour_ok.astype(bool)).groupby('method').agg(
+        scored=('score', 'size'), linked=('linked', 'sum'),
+        not_linked_for_colour=('colour_ok', lambda s: int((~s).sum())))
+    report.table(per_method, 'Pairs scored per method.', index=True)
+    report.table(match_summary(pairs), 'What matched, by orientation and change: identical bytes, the '
+                                       'same picture, or a crop, shift or '
+                 'rescale; "recoloured" pairs differ in colour by ΔE 5 or more (CIELAB '
+                 'a*b*), the ΔE columns give the spread.')
 
 # %% ../../nbs/09b_sections_dedup.ipynb #5f713657
 def decision_summary(decisions:pd.DataFrame)->str:
     "One sentence on a decisions table: images, clusters, how many of each action, how many to review."
     actions = decisions.action.value_counts()
-    return (f'{len(decisions)} images in {decisions.cluster.nunique()} clusters: ' + ', '.join(f'{n} {a}' for a, n in actions.items())
-            + f'; {int(decisions.review.sum())} flagged for review. The CSV beside this report holds every row.')
+    counts = ', '.join(f'{n} {a}' for a, n in actions.items())
+    return (f'{len(decisions)} images in {decisions.cluster.nunique()} clusters: {counts}; '
+            f'{int(decisions.review.sum())} flagged for review. The CSV beside this report holds every row.')
 
-def clusters_section(report:Report, decisions:pd.DataFrame, manifest:pd.DataFrame, pairs:pd.DataFrame, decisions_csv:str|Path, max_clusters:int=60):
+# %% ../../nbs/09b_sections_dedup.ipynb #1bafca24
+def clusters_section(report:Report, decisions:pd.DataFrame, manifest:pd.DataFrame, pairs:pd.DataFrame,
+                     decisions_csv:str|Path, max_clusters:int=60):
     "'Clusters' (label conflicts first), 'Test images with a near-copy in training' and 'Decisions' of a dedup run."
     report.heading('Clusters')
-    report.text('Label conflicts first, then the largest clusters. Each caption: image, class, proposed action, the method '
+    report.text('Label conflicts first, then the largest clusters. Each caption: image, '
+                'class, proposed action, the method '
                 'and score of its strongest link, and how it matched (mirror, rotation, crop, recolour).')
     report_clusters(report, decisions, manifest, max_clusters)
     report.heading('Test images with a near-copy in training')
     leaks = pairs[pairs.kind == 'train-test']
-    test_images = pd.concat([leaks.image_path_a[leaks.split_a == 'test'], leaks.image_path_b[leaks.split_b == 'test']]).nunique()
-    report.text(f'{test_images} test images have a near-copy among the training images ({len(leaks)} pairs). They inflate held-out '
+    test_images = _test_images(leaks)
+    report.text(f'{test_images} test images have a near-copy among the training images '
+                f'({len(leaks)} pairs). They inflate held-out '
                 'accuracy: a model can recognise the copy rather than the class.' if len(leaks) else
                 'No test image has a near-copy among the training images.')
     report.table(leaks[['image_path_a', 'class_a', 'image_path_b', 'class_b', 'method', 'score', 'match']],
                  'Test images and their training copies, best match first.', max_rows=50)
     report.heading('Decisions')
     report.text(decision_summary(decisions))
-    report.table(decisions, f'{Path(decisions_csv).name}: edit the action column (keep/drop) and re-run, or use the reviewer.', max_rows=200)
+    report.table(decisions, f'{Path(decisions_csv).name}: edit the action column (keep/drop) '
+                            'and re-run, or use the reviewer.', max_rows=200)

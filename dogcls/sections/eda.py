@@ -28,20 +28,24 @@ def overview_section(report:Report, manifest:pd.DataFrame, problems:pd.DataFrame
         'data folder': data_dir, 'classes': train.class_name.nunique(), 'training images': len(train),
         'test images': (manifest.split == 'test').sum(),
         'labelled test images': ((manifest.split == 'test') & (manifest.target >= 0)).sum(),
-        'training images per class (min / median / max)': f'{per_class.min()} / {per_class.median():g} / {per_class.max()}',
+        'training images per class (min / median / max)': f'{per_class.min()} / '
+                                                          f'{per_class.median():g} / {per_class.max()}',
         'files skipped': (problems.action == 'skipped').sum(),
-        'image paths': '; '.join(f'{r.image_path} {r.problem.split(": ", 1)[1]}' for r in problems[problems.action == 'detected'].itertuples())
+        'image paths': '; '.join(f'{r.image_path} {r.problem.split(": ", 1)[1]}'
+                                 for r in problems[problems.action == 'detected'].itertuples())
                        or 'class folders (root/<class>/<image>)'}
     report.heading('Overview'); report.metrics(overview)
     return overview
 
 # %% ../../nbs/09a_sections_eda.ipynb #00606060
 def images_section(report:Report, manifest:pd.DataFrame, max_classes:int=120, samples:int=48, seed:int=0):
-    "'Images per class' (chart and distribution), 'Samples' (one image of up to `samples` classes), 'Image sizes and colour modes'."
+    """'Images per class' (chart and distribution), 'Samples' (one image of up
+    to `samples` classes), 'Image sizes and colour modes'."""
     train = manifest[manifest.split == 'train']
     report.heading('Images per class')
     per_class = train.groupby('class_name').size()
-    report.text(f'{len(per_class)} classes with {per_class.min()} to {per_class.max()} training images each (median {per_class.median():g}); '
+    report.text(f'{len(per_class)} classes with {per_class.min()} to {per_class.max()} training '
+                f'images each (median {per_class.median():g}); '
                 f'{(per_class < 10).sum()} classes have fewer than 10.')
     report.figure(plot_class_counts(manifest, max_classes), 'Stacked by split; the smallest classes are on the left.')
     report.table(train.groupby('class_name').size().describe().to_frame('training images per class').T,
@@ -49,12 +53,15 @@ def images_section(report:Report, manifest:pd.DataFrame, max_classes:int=120, sa
     picks = train.groupby('class_name').sample(1, random_state=seed)
     picks = picks.iloc[np.random.default_rng(seed).permutation(len(picks))[:samples]]
     report.heading('Samples')
-    report.text(f'One training image from each of {len(picks)} of the {train.class_name.nunique()} classes, drawn at random: what the classes '
+    report.text(f'One training image from each of {len(picks)} of the {train.class_name.nunique()} '
+                'classes, drawn at random: what the classes '
                 'look like before any cleaning.')
-    report.images([(f, c) for f, c in zip(picks.file, picks.class_name)], f'One training image from each of {len(picks)} classes.')
+    report.images([(f, c) for f, c in zip(picks.file, picks.class_name)], 'One training image from each of '
+                                                                          f'{len(picks)} classes.')
     report.heading('Image sizes and colour modes')
     modes = manifest['mode'].value_counts() if 'mode' in manifest else pd.Series(dtype=int)
-    report.text(f'Median size {manifest.width.median():g} x {manifest.height.median():g} pixels (from {manifest.width.min()} x '
+    report.text(f'Median size {manifest.width.median():g} x {manifest.height.median():g} '
+                f'pixels (from {manifest.width.min()} x '
                 f'{manifest.height.min()} to {manifest.width.max()} x {manifest.height.max()}); colour modes: '
                 + (', '.join(f'{n} {mode}' for mode, n in modes.items()) or 'not read') + '.')
     report.figure(plot_image_sizes(manifest), 'As stored on disk, before any conversion; all are read as 8-bit RGB.')
@@ -67,14 +74,18 @@ def duplicates_section(report:Report, manifest:pd.DataFrame)->dict:
     report.heading('Exact duplicates (identical files)')
     summary = {'sets of identical files': len(duplicates), 'sets within one class': (~duplicates.across_classes).sum(),
                'sets across classes (label conflicts)': duplicates.across_classes.sum(),
-               'sets spanning train and test': duplicates.splits.map(len).gt(1).sum(), 'files involved': duplicates.n.sum()}
-    report.text(f'{len(duplicates)} sets of identical files ({duplicates.n.sum()} files), {duplicates.across_classes.sum()} of them across '
+               'sets spanning train and test': duplicates.splits.map(len).gt(1).sum(),
+               'files involved': duplicates.n.sum()}
+    report.text(f'{len(duplicates)} sets of identical files ({duplicates.n.sum()} files), '
+                f'{duplicates.across_classes.sum()} of them across '
                 'classes (label conflicts, listed first).' if len(duplicates) else 'No two files have the same bytes.')
     report.metrics(summary)
     if len(duplicates):
-        report.table(duplicates.assign(classes=duplicates.classes.map(', '.join), splits=duplicates.splits.map(', '.join),
+        report.table(duplicates.assign(classes=duplicates.classes.map(', '.join),
+                                       splits=duplicates.splits.map(', '.join),
                                        image_paths=duplicates.image_paths.map(' | '.join)).drop(columns='sha1'),
-                     'Identical files by content hash, label conflicts first. Near-duplicates are the dedup report\'s job.')
+                     'Identical files by content hash, label conflicts first. '
+                     'Near-duplicates are the dedup report\'s job.')
     return summary
 
 # %% ../../nbs/09a_sections_eda.ipynb #0008ca9a
@@ -86,29 +97,35 @@ def quality_section(report:Report, manifest:pd.DataFrame, problems:pd.DataFrame,
         kinds = found.problem.str.split(':').str[0].value_counts()
         report.text(f'{len(found)} problems found while reading ({(found.action == "skipped").sum()} files skipped): '
                     + ', '.join(f'{n} {kind}' for kind, n in kinds.items()) + '. Each row says what to do about it.')
-        report.table(problems, 'Every problem found while reading; "skipped" rows are not in the manifest; "detected" rows say how '
+        report.table(problems, 'Every problem found while reading; "skipped" rows are not in the '
+                               'manifest; "detected" rows say how '
                      'the paths of each CSV were read.', max_rows=500)
     else: report.text('No problems found: every listed file exists, decodes fully and is within the pixel limit.')
     missing = classes_missing_from_training(assign_folds(manifest, n_folds=n_folds, seed=seed))
-    report.text(f'With {n_folds} group-aware folds, {missing.class_name.nunique()} classes are missing from the training '
+    report.text(f'With {n_folds} group-aware folds, {missing.class_name.nunique()} '
+                'classes are missing from the training '
                 f'part of at least one fold ({len(missing)} fold-class pairs).')
 
 # %% ../../nbs/09a_sections_eda.ipynb #6f44309d
 def adversarial_backend(backend:str='auto')->str:
-    "The embeddings adversarial validation uses: `backend`, or for 'auto' efficientnet_lite0 on a GPU and the pixels on CPU."
+    """The embeddings adversarial validation uses: `backend`, or for 'auto'
+    efficientnet_lite0 on a GPU and the pixels on CPU."""
     return backend if backend != 'auto' else 'efficientnet_lite0' if torch.cuda.is_available() else 'pixels'
 
 # %% ../../nbs/09a_sections_eda.ipynb #66d52e93
-def adversarial_section(report:Report, manifest:pd.DataFrame, csv:str|Path, backend:str='auto', seed:int=0, test_like:float=0.25,
-                        samples:int=48, enabled:bool=True, thumbs:np.ndarray|None=None)->dict:
-    "'Adversarial validation': can embeddings tell training from test images? p(test) of every image to `csv`, the most test-like shown."
+def adversarial_section(report:Report, manifest:pd.DataFrame, csv:str|Path, backend:str='auto', seed:int=0,
+                        test_like:float=0.25, samples:int=48, enabled:bool=True, thumbs:np.ndarray|None=None)->dict:
+    """'Adversarial validation': can embeddings tell training from test images?
+    p(test) of every image to `csv`, the most test-like shown."""
     test_rows, train = manifest[manifest.split == 'test'], manifest[manifest.split == 'train']
     report.heading('Adversarial validation: does test look like train?')
     if not enabled or len(test_rows) < 5:
-        report.text('Skipped: ' + ('adversarial=False.' if not enabled else f'{len(test_rows)} test images (5 or more needed).'))
+        why = 'adversarial=False.' if not enabled else f'{len(test_rows)} test images (5 or more needed).'
+        report.text('Skipped: ' + why)
         return {}
     chosen = adversarial_backend(backend)
-    pixels = None if thumbs is None else thumbs.astype(np.float32) / 255 # load_data(thumb=32): the pixels backend decodes nothing
+    # load_data(thumb=32): the pixels backend decodes nothing
+    pixels = None if thumbs is None else thumbs.astype(np.float32) / 255
     emb = embed(manifest, chosen, flips=('none',), thumbs=pixels)[:, 0]
     is_test = (manifest.split == 'test').to_numpy()
     adv = adversarial_validation(emb[~is_test], emb[is_test], seed=seed)
@@ -117,10 +134,13 @@ def adversarial_section(report:Report, manifest:pd.DataFrame, csv:str|Path, back
     scored['test_like'] = False
     scored.loc[scored.split == 'train', 'test_like'] = most_test_like(adv['p_test_train'], test_like)
     scored.to_csv(csv, index=False)
-    summary = {'adversarial ROC AUC (0.5: test looks like train)': round(adv['auc'], 4), 'AUC per fold': adv['auc_per_fold'], 'embeddings': chosen}
+    summary = {'adversarial ROC AUC (0.5: test looks like train)': round(adv['auc'], 4),
+               'AUC per fold': adv['auc_per_fold'], 'embeddings': chosen}
     report.metrics(summary)
-    report.text('A logistic regression on image embeddings, cross-validated over 5 folds, asked to tell training from test '
-                'images. Near 0.5 it cannot: the out-of-fold score should carry over to test. Well above 0.5 (say 0.7) test '
+    report.text('A logistic regression on image embeddings, cross-validated over 5 '
+                'folds, asked to tell training from test '
+                'images. Near 0.5 it cannot: the out-of-fold score should carry over to '
+                'test. Well above 0.5 (say 0.7) test '
                 'is drawn differently; then score the most test-like training images too: '
                 f'`papermill nbs/train.ipynb ... -p test_like_from {csv}`.', note=adv['auc'] > 0.7)
     picks = scored[scored.split == 'train'].sort_values('p_test', ascending=False).head(samples)

@@ -11,7 +11,7 @@ import seaborn as sns
 from pathlib import Path
 
 from ..ensemble import diversity
-from ..metrics import confusion_table, most_confused, per_class_accuracy
+from ..metrics import confusion_table, confusion_view, most_confused, per_class_accuracy
 from ..report import Report, plot_confusion
 from ..run import Run
 
@@ -23,7 +23,8 @@ __all__ = ['plot_model_scores', 'best_ensemble_section', 'diversity_section']
 def plot_model_scores(table:pd.DataFrame):
     "Out-of-fold and test accuracies of every single model and combiner of `dogcls.ensemble.ensemble`."
     fig, ax = plt.subplots(figsize=(max(7, 1.2 * len(table)), 3.6))
-    columns = {c: label for c, label in (('oof_accuracy', 'out-of-fold'), ('mean_fold_test_accuracy', 'test, mean of the single fold models'),
+    columns = {c: label for c, label in (('oof_accuracy', 'out-of-fold'),
+                                         ('mean_fold_test_accuracy', 'test, mean of the single fold models'),
                                           ('test_accuracy', 'test, fold-averaged prediction')) if c in table}
     for i, (c, label) in enumerate(columns.items()):
         bars = ax.bar(np.arange(len(table)) + (i - (len(columns) - 1) / 2) * 0.27, table[c], 0.27, label=label)
@@ -34,8 +35,10 @@ def plot_model_scores(table:pd.DataFrame):
     return fig
 
 # %% ../../nbs/09f_sections_ensemble.ipynb #e62abffd
-def best_ensemble_section(report:Report, runs:dict[str, Run], predictions:dict, best:str, best_single:str, csv:str|Path|None=None):
-    "The best combiner's confusion matrix and most confused pairs, and its per-class gains over the best single model (on test when labelled)."
+def best_ensemble_section(report:Report, runs:dict[str, Run], predictions:dict, best:str, best_single:str,
+                          csv:str|Path|None=None):
+    """The best combiner's confusion matrix and most confused pairs, and its per-class
+    gains over the best single model (on test when labelled)."""
     first = next(iter(runs.values()))
     names, test_y = first.names, first.test_targets
     on_test = test_y is not None
@@ -43,20 +46,23 @@ def best_ensemble_section(report:Report, runs:dict[str, Run], predictions:dict, 
     pred = lambda name: predictions[name][column].argmax(1)
     report.heading(f'Best ensemble ({best}): confusion matrix ({where})')
     confused = most_confused(y, pred(best), names, 30)
-    report.text(f'{best}: accuracy {(pred(best) == y).mean():.3f} on the {where} labels, against {(pred(best_single) == y).mean():.3f} for '
+    report.text(f'{best}: accuracy {(pred(best) == y).mean():.3f} on the {where} labels, against '
+                f'{(pred(best_single) == y).mean():.3f} for '
                 f'{best_single}.' + (f' Most confused: {confused.true.iloc[0]} taken for {confused.predicted.iloc[0]} '
                                      f'({confused["count"].iloc[0]} images).' if len(confused) else ''))
-    report.figure(plot_confusion(y, pred(best), names, f'{best}, {where}'), dpi=90)
+    report.figure(plot_confusion(confusion_view(y, pred(best), names), f'{best}, {where}'), dpi=90)
     if csv is not None: confusion_table(y, pred(best), names).to_csv(csv)
     report.table(confused, f'Most confused pairs of {best} ({where}).' +
                  (f' The full matrix: {Path(csv).name} beside this report.' if csv else ''))
-    gains = per_class_accuracy(y, pred(best), names).merge(per_class_accuracy(y, pred(best_single), names)[['class', 'accuracy']],
-                                                           on='class', suffixes=(' ensemble', ' single'))
+    single = per_class_accuracy(y, pred(best_single), names)[['class', 'accuracy']]
+    gains = per_class_accuracy(y, pred(best), names).merge(single, on='class', suffixes=(' ensemble', ' single'))
     gains['gain'] = gains['accuracy ensemble'] - gains['accuracy single']
     report.heading(f'Per-class gains of {best} over {best_single} ({where})')
-    report.text(f'{(gains.gain > 0).sum()} classes gained, {(gains.gain < 0).sum()} lost, {(gains.gain == 0).sum()} unchanged; '
+    report.text(f'{(gains.gain > 0).sum()} classes gained, {(gains.gain < 0).sum()} lost, '
+                f'{(gains.gain == 0).sum()} unchanged; '
                 f'mean gain per class {gains.gain.mean():+.3f}.')
-    report.table(gains.sort_values('gain', ascending=False), 'Largest gains first; negative gains are classes the ensemble lost.', max_rows=500)
+    report.table(gains.sort_values('gain', ascending=False), 'Largest gains first; negative gains are '
+                                                             'classes the ensemble lost.', max_rows=500)
     return gains
 
 # %% ../../nbs/09f_sections_ensemble.ipynb #5deae161
@@ -64,13 +70,16 @@ def diversity_section(report:Report, runs:dict[str, Run]):
     "Pairwise disagreement and error correlation of the models (`dogcls.ensemble.diversity`) as heat maps."
     disagreement, correlation = diversity(runs)
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
-    sns.heatmap(disagreement, annot=True, fmt='.2f', cmap='Reds', ax=axes[0], vmin=0, vmax=1); axes[0].set_title('Disagreement rate (out-of-fold)')
-    sns.heatmap(correlation, annot=True, fmt='.2f', cmap='coolwarm', ax=axes[1], vmin=-1, vmax=1); axes[1].set_title('Correlation of errors (out-of-fold)')
+    sns.heatmap(disagreement, annot=True, fmt='.2f', cmap='Reds', ax=axes[0], vmin=0, vmax=1)
+    axes[0].set_title('Disagreement rate (out-of-fold)')
+    sns.heatmap(correlation, annot=True, fmt='.2f', cmap='coolwarm', ax=axes[1], vmin=-1, vmax=1)
+    axes[1].set_title('Correlation of errors (out-of-fold)')
     fig.tight_layout()
     report.heading('Diversity between models')
     pairs = ~np.eye(len(disagreement), dtype=bool)
     if pairs.any():
-        report.text(f'Two models disagree on {disagreement.to_numpy()[pairs].mean():.0%} of the training images on average (out-of-fold); '
+        report.text(f'Two models disagree on {disagreement.to_numpy()[pairs].mean():.0%} of the '
+                    'training images on average (out-of-fold); '
                     f'the mean correlation of their errors is {correlation.to_numpy()[pairs].mean():.2f}.')
     report.figure(fig, 'Ensembles gain most from models that disagree and whose errors are weakly correlated.')
     return disagreement, correlation
