@@ -24,10 +24,10 @@ from .data import MAX_PIXELS, open_image, thumbnail
 __all__ = ['VIEWS', 'FLIPS', 'VIEW_SETS', 'VIEW_WORDS', 'GEOMETRIC_COLUMNS', 'PAIR_COLUMNS', 'SCORE_COLUMNS',
            'MATCH_SUMMARY_COLUMNS', 'CONFLICT_POLICIES', 'WITHIN_POLICIES', 'DECISION_COLUMNS', 'LOSSLESS_FORMATS',
            'thumbnails', 'to_gray', 'gaussian_bands', 'SSIMIndex', 'within_class_ssim', 'pixel_embeddings',
-           'model_embeddings', 'embed', 'cosine_pairs', 'decode_all', 'visual_words', 'top_pairs', 'colour_distances',
-           'colour_distance', 'geometric_check', 'exact_pairs', 'DedupConfig', 'decode_images', 'score_pairs',
-           'confirm_pairs', 'geometric_pairs', 'link_pairs', 'Duplicates', 'find_duplicates', 'plot_scores',
-           'match_summary', 'file_facts', 'propose_decisions', 'apply_decisions', 'save_decisions']
+           'view_orders', 'model_embeddings', 'embed', 'cosine_pairs', 'decode_all', 'visual_words', 'top_pairs',
+           'colour_distances', 'colour_distance', 'geometric_check', 'exact_pairs', 'DedupConfig', 'decode_images',
+           'score_pairs', 'confirm_pairs', 'geometric_pairs', 'link_pairs', 'Duplicates', 'find_duplicates',
+           'plot_scores', 'match_summary', 'file_facts', 'propose_decisions', 'apply_decisions', 'save_decisions']
 
 # %% ../nbs/02_dedup.ipynb #8e7898fb
 # the square's 8 symmetries: flips, rotations by 90 degrees, transposes
@@ -93,6 +93,14 @@ def to_gray(
 )->np.ndarray:         # (...) luma in [0, 1]
     "ITU-R 601 luma, the weights of Pillow's convert('L')."
     return (thumbs @ np.array([0.299, 0.587, 0.114], np.float32)).astype(np.float32)
+
+def _as_floats(thumbs:np.ndarray)->np.ndarray:
+    "Thumbnails as float32 in [0, 1]; `decode_all` keeps them as bytes (a quarter of the memory)."
+    return thumbs.astype(np.float32) / 255 if thumbs.dtype == np.uint8 else thumbs
+
+def _as_bytes(thumbs:np.ndarray)->np.ndarray:
+    "Thumbnails as uint8 in [0, 255]."
+    return thumbs if thumbs.dtype == np.uint8 else (thumbs * 255).round().astype(np.uint8)
 
 # %% ../nbs/02_dedup.ipynb #58d68954
 def gaussian_bands(
@@ -267,13 +275,22 @@ def pixel_embeddings(
     flips = _check_flips(flips)
     out = np.empty((len(thumbs), len(flips), side * side * 3 + 1), np.float32)
     for s in range(0, len(thumbs), chunk):
-        x = torch.nn.functional.adaptive_avg_pool2d(torch.from_numpy(thumbs[s:s + chunk]).permute(0, 3, 1, 2), side)
+        x = torch.from_numpy(_as_floats(thumbs[s:s + chunk])).permute(0, 3, 1, 2)
+        x = torch.nn.functional.adaptive_avg_pool2d(x, side)
         flat = torch.stack([_flip(x, f) for f in flips], 1).flatten(2).numpy()
         centred = flat - flat.mean(-1, keepdims=True)
         # no structure: only matches other blanks
         blank = (np.abs(centred).max(-1, keepdims=True) < 1e-3).astype(np.float32)
         out[s:s + chunk] = _l2(np.concatenate([centred * (1 - blank), blank], -1))
     return out
+
+def view_orders(
+    flips=FLIPS,  # views per image
+    side:int=16,  # as in `pixel_embeddings`
+)->np.ndarray:    # (len(flips), side*side*3 + 1) column indices
+    "Where each view's pixel embedding takes its values from the image's own: a flip or a turn only moves pixels."
+    pixels = torch.arange(3 * side * side).reshape(1, 3, side, side)
+    return np.stack([np.append(_flip(pixels, f).flatten().numpy(), 3 * side * side) for f in _check_flips(flips)])
 
 # %% ../nbs/02_dedup.ipynb #f031b57d
 def model_embeddings(
@@ -323,11 +340,17 @@ def cosine_pairs(
     threshold:float=0.99,    # keep pairs with cosine at or above this
     top_k:int|None=None,     # also keep at most this many partners per image (the most similar)
     memory_mb:float=256,     # memory of one block's two similarity matrices
+    orders:np.ndarray|None=None, # (views, d): b's views are these reorderings of (n, d) embeddings (`view_orders`)
 )->pd.DataFrame:             # pairs a < b (row positions), score, view (index of the best view of b)
     "All pairs whose best cosine over b's views is at least `threshold`, searched block by block."
     threshold = _check_threshold('cosine_threshold', threshold)
     emb = torch.as_tensor(embeddings if embeddings.ndim == 3 else embeddings[:, None], dtype=torch.float32)
     n, views, _ = emb.shape
+    if orders is not None: # a . b[order] == a[inverse] . b: reorder the block's queries, not every key
+        if views != 1: raise DataError('cosine_pairs: orders= goes with (n, d) embeddings, each image\'s own view')
+        inverse, views = torch.as_tensor(np.argsort(orders, axis=1)), len(orders)
+    key = lambda v: emb[start:, 0] if orders is not None else emb[start:, v]
+    query = lambda q, v: q[:, inverse[v]] if orders is not None else q
     block = max(1, min(n, int(memory_mb * 2**20 / 4 / max(1, 2 * n))))
     space = torch.empty(2, block * n) # two reused similarity buffers: no allocation per block
     found = [np.zeros((0, 4))]
@@ -337,13 +360,15 @@ def cosine_pairs(
         best, other = space[0, :shape[0] * shape[1]].view(shape), space[1, :shape[0] * shape[1]].view(shape)
         torch.matmul(queries, emb[start:, 0].T, out=best)
         for v in range(1, views): # the best over b's views, one view at a time
-            torch.maximum(best, torch.matmul(queries, emb[start:, v].T, out=other), out=best)
+            torch.maximum(best, torch.matmul(query(queries, v), key(v).T, out=other), out=best)
         best.triu_(1) # keep b > a only (the block's own diagonal and below are cleared)
         if top_k is not None:
             cut = best.topk(min(top_k, best.shape[1]), dim=1).values[:, -1:]
             best.masked_fill_(best < cut, 0)
         rows, cols = torch.nonzero(best >= threshold, as_tuple=True)
-        view = torch.einsum('kd,kvd->kv', queries[rows], emb[cols + start]).argmax(-1) # only for the pairs kept
+        keys_of = lambda v: emb[cols + start, 0 if orders is not None else v]
+        kept = [(query(queries[rows], v) * keys_of(v)).sum(-1) for v in range(views)]
+        view = torch.stack(kept, 1).argmax(-1) # only for the pairs kept
         columns = [(rows + start).numpy(), (cols + start).numpy(), best[rows, cols].numpy(), view.numpy()]
         found.append(np.stack(columns, 1))
     found = np.concatenate(found)
@@ -380,11 +405,11 @@ def decode_all(
     small:int=96,              # longer side of the colour image kept for the photometric check
     max_pixels:int=MAX_PIXELS, # decompression-bomb limit
     n_threads:int|None=None,   # decoding threads (default: `cpu_threads()`)
-)->dict:                       # thumbs (n, size, size, 3) float32, problems, points, descriptors, images, factor
+)->dict:                       # thumbs (n, size, size, 3) uint8, problems, points, descriptors, images, factor
     "Decode every image once: an RGB thumbnail, a small colour copy and (when `side`) ORB keypoints."
     files = [str(f) for f in files]
     n = len(files)
-    out = dict(thumbs=np.zeros((n, size, size, 3), np.float32), problems=[None] * n, points=[None] * n,
+    out = dict(thumbs=np.zeros((n, size, size, 3), np.uint8), problems=[None] * n, points=[None] * n,
                descriptors=[None] * n, images=[None] * n, factor=np.ones(n, np.float32))
     def one(k):
         try: # a JPEG decodes at a reduced scale (draft); the rest is shrunk with OpenCV
@@ -392,7 +417,7 @@ def decode_all(
         except DataError as e: out['problems'][k] = str(e); return
         a = _shrink(a, max(4 * size, side or 0))
         thumb = Image.fromarray(a).resize((size, size), Image.Resampling.BILINEAR, reducing_gap=2.0)
-        out['thumbs'][k] = np.asarray(thumb, np.float32) / 255
+        out['thumbs'][k] = np.asarray(thumb)
         work = _working(a, side, 128) if side else a
         if side:
             keypoints, descriptors = _orb(n_features).detectAndCompute(cv2.cvtColor(work, cv2.COLOR_RGB2GRAY), None)
@@ -643,14 +668,17 @@ def decode_images(
     m, keep = manifest[readable], np.nonzero(readable)[0]
     if not readable.all(): # a copy only when files were left out
         decoded = {k: (v[keep] if isinstance(v, np.ndarray) else [v[i] for i in keep]) for k, v in decoded.items()}
-    decoded['embeddings'] = embed(m, config.backend, config.views, config.size, thumbs=decoded['thumbs'])
+    if config.backend == 'pixels': # each view is a reordering of the image's own vector: only that is kept
+        decoded['embeddings'] = pixel_embeddings(decoded['thumbs'], ('none',))[:, 0]
+        decoded['orders'] = view_orders(config.views)
+    else: decoded['embeddings'] = embed(m, config.backend, config.views, config.size, thumbs=decoded['thumbs'])
     return m, decoded, problems
 
 # %% ../nbs/02_dedup.ipynb #70d4f341
 def _colour_of_pairs(thumbs:np.ndarray, a:np.ndarray, b:np.ndarray, views:list, chunk:int=4096)->np.ndarray:
     "`colour_distances` of thumbnail pairs (a[k], view[k] of b[k]), a chunk of pairs at a time."
     out, views = np.zeros(len(a), np.float32), np.asarray(views, object)
-    as_bytes = lambda rows: torch.from_numpy((thumbs[rows] * 255).round().astype(np.uint8)).permute(0, 3, 1, 2)
+    as_bytes = lambda rows: torch.from_numpy(_as_bytes(thumbs[rows])).permute(0, 3, 1, 2)
     pixels = lambda t: t.permute(0, 2, 3, 1).reshape(len(t), -1, 3).numpy()
     for s in range(0, len(a), chunk):
         ta, tb, v = as_bytes(a[s:s + chunk]), as_bytes(b[s:s + chunk]), views[s:s + chunk]
@@ -669,9 +697,9 @@ def score_pairs(
     train, views = (m.split == 'train').to_numpy(), config.views
     # scored a little below the thresholds too, for the histograms; only pairs at or above a threshold link images
     ssim = within_class_ssim(m[train], max(0.0, config.ssim_threshold - 0.1), config.size, views,
-                             gray=to_gray(decoded['thumbs'])[train]).assign(threshold=config.ssim_threshold)
+                             gray=to_gray(_as_floats(decoded['thumbs'][train]))).assign(threshold=config.ssim_threshold)
     cosine = cosine_pairs(decoded['embeddings'], max(0.0, config.cosine_threshold - 0.05), config.top_k,
-                          config.memory_mb)
+                          config.memory_mb, orders=decoded.get('orders'))
     cosine = pd.DataFrame(dict(a=m.index[cosine.a], b=m.index[cosine.b], score=cosine.score, method='cosine',
                                threshold=config.cosine_threshold, flip=[views[v] for v in cosine.view]))
     scored = pd.concat([ssim, cosine], ignore_index=True)
@@ -714,10 +742,10 @@ def _candidates(decoded:dict, k:int, min_words:float=0.15)->pd.DataFrame:
     its k nearest by embedding (the image itself, view 0)."""
     # dense: a BLAS product beats a sparse one 3 to 1 here
     words = torch.from_numpy(visual_words(decoded['descriptors']).toarray())
-    embeddings = decoded['embeddings']
-    by_words = top_pairs(len(embeddings), lambda rows: (words[rows] @ words.T).numpy(), k, min_words)
     # view 0 only: flipped and rotated copies are the SSIM and cosine paths' job; a crop keeps its orientation
-    by_embedding = top_pairs(len(embeddings), lambda rows: embeddings[rows, 0] @ embeddings[:, 0].T, k)
+    own = decoded['embeddings'] if decoded['embeddings'].ndim == 2 else decoded['embeddings'][:, 0]
+    by_words = top_pairs(len(own), lambda rows: (words[rows] @ words.T).numpy(), k, min_words)
+    by_embedding = top_pairs(len(own), lambda rows: own[rows] @ own.T, k)
     return pd.concat([by_words, by_embedding]).drop_duplicates(['a', 'b'])
 
 # %% ../nbs/02_dedup.ipynb #89a6152f
