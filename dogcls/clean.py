@@ -15,7 +15,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from .core import DataError
-from .data import open_image
+from .data import counts_in_words, open_image
 from .dedup import DECISION_COLUMNS
 
 # %% auto #0
@@ -310,7 +310,8 @@ def propose_cleaning(
 # %% ../nbs/08_clean.ipynb #d4de2639
 def _decision_table(rows:dict, manifest:pd.DataFrame)->pd.DataFrame:
     "image path -> decision, as a decisions table (DECISION_COLUMNS + relabel_to); every image must be in the manifest."
-    unknown = [p for p in rows if p not in set(manifest.image_path)]
+    known = set(manifest.image_path)
+    unknown = [p for p in rows if p not in known]
     if unknown:
         raise DataError(f'{len(unknown)} flagged image(s) are not in the manifest, e.g. {unknown[0]!r}; '
                         'pass the manifest the run was trained on')
@@ -361,8 +362,8 @@ def report_issues(
         return f'{r.image_path} · {r.class_name} · {act} · {r.reason.split(";")[0]}'
     if len(rows):
         done = {'keep': 'kept', 'drop': 'dropped', 'relabel': 'relabelled'}
-        actions = rows.action.map(lambda a: done.get(a, a)).value_counts()
-        report.text(f'{len(rows)} images flagged by {method}: ' + ', '.join(f'{n} {a}' for a, n in actions.items())
+        actions = counts_in_words(rows.action.map(lambda a: done.get(a, a)))
+        report.text(f'{len(rows)} images flagged by {method}: ' + actions
                     + (' (lowest label quality first).' if method != 'knn outlier' else ' (most isolated first).'))
         shown = f', the first {max_images} shown' if len(rows) > max_images else ''
         report.images([(open_image(files[r.image_path], max_side=2 * thumb), caption(r))

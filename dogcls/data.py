@@ -17,8 +17,8 @@ from .core import DataError, atomic_write, cache_dir, cpu_threads, default_data_
 # %% auto #0
 __all__ = ['MAX_PIXELS', 'IMAGE_EXTENSIONS', 'SCAN_COLUMNS', 'PROBLEM_COLUMNS', 'FIXES', 'MANIFEST_COLUMNS', 'to_rgb',
            'open_image', 'thumbnail', 'scan_image', 'scan_images', 'resolve_paths', 'read_competition',
-           'read_image_folder', 'load_data', 'class_names', 'test_labels', 'exact_duplicates', 'assign_folds',
-           'classes_missing_from_training']
+           'read_image_folder', 'load_data', 'counts_in_words', 'class_names', 'test_labels', 'exact_duplicates',
+           'assign_folds', 'classes_missing_from_training']
 
 # %% ../nbs/01_data.ipynb #cd132858
 MAX_PIXELS = 89_478_485 # Pillow's default `Image.MAX_IMAGE_PIXELS`; larger images are treated as decompression bombs
@@ -444,11 +444,15 @@ def _scan_cache(root:Path, keep:int=64)->Path:
     return folder/f'{hashlib.sha1(str(root.resolve()).encode()).hexdigest()[:16]}.csv'
 
 # %% ../nbs/01_data.ipynb #0de4b036
+def counts_in_words(values)->str: # e.g. '2 keep, 1 drop'; empty when there is nothing to count
+    "How many times each value occurs, most frequent first, in words: the reports' and errors' summaries of problems."
+    return ', '.join(f'{n} {value}' for value, n in pd.Series(values).value_counts().items())
+
+# %% ../nbs/01_data.ipynb #302cf269
 def _no_training_images(root:Path, problems:pd.DataFrame)->DataError:
     "The error for a data set none of whose training images can be used, summarising why."
     skipped = problems[(problems.action == 'skipped') & (problems.split == 'train')]
-    counts = skipped.problem.str.split(':').str[0].value_counts()
-    why = ', '.join(f'{n} {kind}' for kind, n in counts.items()) or 'no training rows'
+    why = counts_in_words(skipped.problem.str.split(':').str[0]) or 'no training rows'
     first = skipped.iloc[0] if len(skipped) else None
     example = f'; e.g. {first.image_path}: {first.problem} ({first.fix})' if first is not None else ''
     return DataError(f'{root}: no usable training image ({why}){example}. Nothing can be analysed or trained '

@@ -525,11 +525,13 @@ def _snapped(src:np.ndarray, dst:np.ndarray, keep:np.ndarray, degrees:float)->np
     return np.hstack([rotation, (dst[keep] - src[keep] @ rotation.T).mean(0)[:, None]])
 
 # %% ../nbs/02_dedup.ipynb #3e92b52b
+def _blurred_grey(x:np.ndarray)->np.ndarray:
+    "Grey levels (float32), lightly blurred: thin lines of line art must not fail on a sub-pixel misalignment."
+    return cv2.GaussianBlur(cv2.cvtColor(x, cv2.COLOR_RGB2GRAY).astype(np.float32), (0, 0), 1.0)
+
 def _aligned_agreement(A:np.ndarray, warped:np.ndarray, mask:np.ndarray)->tuple[float, float, float]:
     "Correlation, changed share (offset and gain fitted) and colour distance of aligned pictures over their overlap."
-    # a light blur: thin lines of line art must not fail on a sub-pixel misalignment
-    grey = lambda x: cv2.cvtColor(x, cv2.COLOR_RGB2GRAY).astype(np.float32)
-    ga, gb = (cv2.GaussianBlur(grey(x), (0, 0), 1.0)[mask] for x in (A, warped))
+    ga, gb = (_blurred_grey(x)[mask] for x in (A, warped))
     za, zb = ga - ga.mean(), gb - gb.mean()
     ncc = float((za * zb).sum() / np.sqrt((za * za).sum() * (zb * zb).sum() + 1e-6))
     return ncc, _differing_share(za, zb), colour_distance(A, warped, mask)
@@ -712,7 +714,7 @@ def _squashed_change(decoded:dict, a:int, b:int, view:str, side:int=64)->float:
     side x side and blurred, b's grey levels fitted to a's."""
     A, B = (cv2.resize(decoded['images'][k], (side, side), interpolation=cv2.INTER_AREA) for k in (a, b))
     B = _flip(torch.from_numpy(B).permute(2, 0, 1), view).permute(1, 2, 0).contiguous().numpy()
-    ga, gb = (cv2.GaussianBlur(cv2.cvtColor(x, cv2.COLOR_RGB2GRAY).astype(np.float32), (0, 0), 1.0) for x in (A, B))
+    ga, gb = (_blurred_grey(x) for x in (A, B))
     return _differing_share(ga - ga.mean(), gb - gb.mean())
 
 # %% ../nbs/02_dedup.ipynb #8e747df9

@@ -8,6 +8,7 @@ import pandas as pd
 from pathlib import Path
 
 from ..clean import report_issues
+from ..data import counts_in_words
 from ..dedup import apply_decisions
 from ..report import Report
 from ..run import Run
@@ -27,7 +28,7 @@ def clean_summary(runs:dict[str, Run], n_images:int, names:list[str], issues:pd.
                 round(float((rates.noise_rate * rates.images).sum() / rates.images.sum()), 4),
             'outliers': int(odd.is_outlier.sum()),
             'classes without training images (left out)': ', '.join(empty_classes) or 'none',
-            'proposed': ', '.join(f'{n} {a}' for a, n in decisions.action.value_counts().items()) or 'nothing',
+            'proposed': counts_in_words(decisions.action) or 'nothing',
             'decisions': 'your edited decisions.csv (new proposal in decisions-proposed.csv)' if edited
                          else 'as proposed'}
 

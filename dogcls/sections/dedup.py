@@ -7,6 +7,7 @@ from __future__ import annotations
 import pandas as pd
 from pathlib import Path
 
+from ..data import counts_in_words
 from ..dedup import match_summary, plot_scores
 from ..report import Report
 from ..review import report_clusters
@@ -70,9 +71,7 @@ def pairs_section(report:Report, summary:dict, settings:dict, pairs:pd.DataFrame
 # %% ../../nbs/09b_sections_dedup.ipynb #5f713657
 def decision_summary(decisions:pd.DataFrame)->str:
     "One sentence on a decisions table: images, clusters, how many of each action, how many to review."
-    actions = decisions.action.value_counts()
-    counts = ', '.join(f'{n} {a}' for a, n in actions.items())
-    return (f'{len(decisions)} images in {decisions.cluster.nunique()} clusters: {counts}; '
+    return (f'{len(decisions)} images in {decisions.cluster.nunique()} clusters: {counts_in_words(decisions.action)}; '
             f'{int(decisions.review.sum())} flagged for review. The CSV beside this report holds every row.')
 
 # %% ../../nbs/09b_sections_dedup.ipynb #1bafca24

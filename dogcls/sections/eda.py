@@ -10,7 +10,7 @@ import torch
 from pathlib import Path
 
 from ..clean import adversarial_validation, test_like as most_test_like
-from ..data import assign_folds, classes_missing_from_training, exact_duplicates
+from ..data import assign_folds, classes_missing_from_training, counts_in_words, exact_duplicates
 from ..dedup import embed
 from ..report import Report, plot_class_counts, plot_image_sizes
 
@@ -59,11 +59,11 @@ def images_section(report:Report, manifest:pd.DataFrame, max_classes:int=120, sa
     report.images([(f, c) for f, c in zip(picks.file, picks.class_name)], 'One training image from each of '
                                                                           f'{len(picks)} classes.')
     report.heading('Image sizes and colour modes')
-    modes = manifest['mode'].value_counts() if 'mode' in manifest else pd.Series(dtype=int)
+    modes = counts_in_words(manifest['mode']) if 'mode' in manifest else ''
     report.text(f'Median size {manifest.width.median():g} x {manifest.height.median():g} '
                 f'pixels (from {manifest.width.min()} x '
                 f'{manifest.height.min()} to {manifest.width.max()} x {manifest.height.max()}); colour modes: '
-                + (', '.join(f'{n} {mode}' for mode, n in modes.items()) or 'not read') + '.')
+                + (modes or 'not read') + '.')
     report.figure(plot_image_sizes(manifest), 'As stored on disk, before any conversion; all are read as 8-bit RGB.')
     report.table(manifest[['width', 'height', 'n_bytes']].describe().T, 'Pixels and bytes per file.', index=True)
 
@@ -94,9 +94,9 @@ def quality_section(report:Report, manifest:pd.DataFrame, problems:pd.DataFrame,
     report.heading('Data-quality report')
     found = problems[problems.action != 'detected']
     if len(found):
-        kinds = found.problem.str.split(':').str[0].value_counts()
+        kinds = counts_in_words(found.problem.str.split(':').str[0])
         report.text(f'{len(found)} problems found while reading ({(found.action == "skipped").sum()} files skipped): '
-                    + ', '.join(f'{n} {kind}' for kind, n in kinds.items()) + '. Each row says what to do about it.')
+                    + kinds + '. Each row says what to do about it.')
         report.table(problems, 'Every problem found while reading; "skipped" rows are not in the '
                                'manifest; "detected" rows say how '
                      'the paths of each CSV were read.', max_rows=500)

@@ -45,17 +45,18 @@ def best_ensemble_section(report:Report, runs:dict[str, Run], predictions:dict, 
     y, where, column = (test_y, 'held-out test', 1) if on_test else (first.split.target.to_numpy(), 'out-of-fold', 0)
     pred = lambda name: predictions[name][column].argmax(1)
     report.heading(f'Best ensemble ({best}): confusion matrix ({where})')
-    confused = most_confused(y, pred(best), names, 30)
-    report.text(f'{best}: accuracy {(pred(best) == y).mean():.3f} on the {where} labels, against '
-                f'{(pred(best_single) == y).mean():.3f} for '
+    best_pred, single_pred = pred(best), pred(best_single) # each predictor's classes, once
+    confused = most_confused(y, best_pred, names, 30)
+    report.text(f'{best}: accuracy {(best_pred == y).mean():.3f} on the {where} labels, against '
+                f'{(single_pred == y).mean():.3f} for '
                 f'{best_single}.' + (f' Most confused: {confused.true.iloc[0]} taken for {confused.predicted.iloc[0]} '
                                      f'({confused["count"].iloc[0]} images).' if len(confused) else ''))
-    report.figure(plot_confusion(confusion_view(y, pred(best), names), f'{best}, {where}'), dpi=90)
-    if csv is not None: confusion_table(y, pred(best), names).to_csv(csv)
+    report.figure(plot_confusion(confusion_view(y, best_pred, names), f'{best}, {where}'), dpi=90)
+    if csv is not None: confusion_table(y, best_pred, names).to_csv(csv)
     report.table(confused, f'Most confused pairs of {best} ({where}).' +
                  (f' The full matrix: {Path(csv).name} beside this report.' if csv else ''))
-    single = per_class_accuracy(y, pred(best_single), names)[['class', 'accuracy']]
-    gains = per_class_accuracy(y, pred(best), names).merge(single, on='class', suffixes=(' ensemble', ' single'))
+    single = per_class_accuracy(y, single_pred, names)[['class', 'accuracy']]
+    gains = per_class_accuracy(y, best_pred, names).merge(single, on='class', suffixes=(' ensemble', ' single'))
     gains['gain'] = gains['accuracy ensemble'] - gains['accuracy single']
     report.heading(f'Per-class gains of {best} over {best_single} ({where})')
     report.text(f'{(gains.gain > 0).sum()} classes gained, {(gains.gain < 0).sum()} lost, '
