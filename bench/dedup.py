@@ -126,7 +126,7 @@ print(f"{seconds:.1f} {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 def search_memory():
     out = subprocess.run([sys.executable, '-c', SEARCH_CHILD], capture_output=True, text=True, check=True).stdout.split()
-    print('\nCosine search, 100,000 x 512 embeddings (one view), threshold 0.99, block memory 256 MB:')
+    print('\nCosine search, 100,000 x 512 embeddings (one view), threshold 0.99, block memory 128 MB (the default):')
     print(f'time {out[0]} s, peak memory of the whole process {out[1]} MB (before the search: {out[4]} MB, of which the '
           f'embeddings are 195 MB), planted duplicates found: {out[2]}, pairs: {out[3]}')
 

@@ -4,7 +4,7 @@
 
 # %% ../nbs/02_dedup.ipynb #23c0939e
 from __future__ import annotations
-import dataclasses
+import dataclasses, zlib
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -102,6 +102,13 @@ def _as_bytes(thumbs:np.ndarray)->np.ndarray:
     "Thumbnails as uint8 in [0, 255]."
     return thumbs if thumbs.dtype == np.uint8 else (thumbs * 255).round().astype(np.uint8)
 
+def _grey_thumbs(thumbs:np.ndarray, rows:np.ndarray, chunk:int=2048)->np.ndarray:
+    "`to_gray` of the thumbnails `rows` (a mask), a chunk at a time: no float copy of them all."
+    rows = np.flatnonzero(rows)
+    out = np.empty((len(rows), *thumbs.shape[1:3]), np.float32)
+    for s in range(0, len(rows), chunk): out[s:s + chunk] = to_gray(_as_floats(thumbs[rows[s:s + chunk]]))
+    return out
+
 # %% ../nbs/02_dedup.ipynb #58d68954
 def gaussian_bands(
     size:int,             # image side
@@ -133,15 +140,20 @@ class SSIMIndex:
         self.rows, self.cols = gaussian_bands(x.shape[-1], sigma)
         half = data_range / 2
         self.centred = x - half # centring keeps float32 variances exact
-        mean = self._filter(self.centred)
-        var = self._filter(self.centred * self.centred) - mean * mean
-        # every term of the SSIM map that involves one image only, once per image, so that for a pair (a, b), with
-        # t = mean_a * mean_b: luminance numerator = 2t + L_a + L_b, structure numerator = 2 G(a b) - 2t + c2 and
-        # denominator = (P_a + P_b)(Q_a + Q_b). A flip of an image flips its maps.
-        self.maps = torch.stack([mean, 2 * half * mean + half * half + self.c1 / 2, (mean + half)**2 + self.c1 / 2,
-                                 var + self.c2 / 2], 1) # (n, 4, valid, valid): mean, L, P, Q
+        self.maps = torch.empty(len(x), 4, self.rows.shape[0], self.cols.shape[1]) # (n, 4, valid, valid)
+        for s in range(0, len(x), 2048): # a chunk of images at a time: bounded temporary memory
+            self.maps[s:s + 2048] = self._maps(self.centred[s:s + 2048], half)
         flipped = lambda f: (_flip(self.centred, f).contiguous(), _flip(self.maps, f).contiguous())
         self.flipped = {f: flipped(f) for f in self.flips} if keep_flips else None
+
+    def _maps(self, centred:torch.Tensor, half:float)->torch.Tensor:
+        """(B, 4, valid, valid) maps mean, L, P, Q: every SSIM term that involves one image only. For a pair (a, b),
+        with t = mean_a mean_b: luminance numerator = 2t + L_a + L_b, structure numerator = 2 G(a b) - 2t + c2 and
+        denominator = (P_a + P_b)(Q_a + Q_b). A flip of an image flips its maps."""
+        mean = self._filter(centred)
+        var = self._filter(centred * centred) - mean * mean
+        return torch.stack([mean, 2 * half * mean + half * half + self.c1 / 2, (mean + half)**2 + self.c1 / 2,
+                            var + self.c2 / 2], 1)
 
     def _filter(self, x:torch.Tensor, scale:float=1.0)->torch.Tensor:
         "Valid Gaussian filter of a (B, H, W) batch (times `scale`) as two large matrix products."
@@ -335,11 +347,16 @@ def embed(
     return model_embeddings(manifest.file, model, transform, flips, batch_size)
 
 # %% ../nbs/02_dedup.ipynb #008c63c2
+def _best_views(queries:torch.Tensor, keys:torch.Tensor, views:int, query, orders)->torch.Tensor:
+    "Index of the best view of b for a chunk of kept pairs: queries (k, d), keys (k, views or 1, d) as `cosine_pairs`."
+    key = lambda v: keys[:, 0 if orders is not None else v]
+    return torch.stack([(query(queries, v) * key(v)).sum(-1) for v in range(views)], 1).argmax(-1)
+
 def cosine_pairs(
     embeddings:np.ndarray,   # (n, views, d) or (n, d) unit vectors; view 0 is the image itself
     threshold:float=0.99,    # keep pairs with cosine at or above this
     top_k:int|None=None,     # also keep at most this many partners per image (the most similar)
-    memory_mb:float=256,     # memory of one block's two similarity matrices
+    memory_mb:float=128,     # memory of one block's two similarity matrices
     orders:np.ndarray|None=None, # (views, d): b's views are these reorderings of (n, d) embeddings (`view_orders`)
 )->pd.DataFrame:             # pairs a < b (row positions), score, view (index of the best view of b)
     "All pairs whose best cosine over b's views is at least `threshold`, searched block by block."
@@ -365,10 +382,10 @@ def cosine_pairs(
         if top_k is not None:
             cut = best.topk(min(top_k, best.shape[1]), dim=1).values[:, -1:]
             best.masked_fill_(best < cut, 0)
-        rows, cols = torch.nonzero(best >= threshold, as_tuple=True)
-        keys_of = lambda v: emb[cols + start, 0 if orders is not None else v]
-        kept = [(query(queries[rows], v) * keys_of(v)).sum(-1) for v in range(views)]
-        view = torch.stack(kept, 1).argmax(-1) # only for the pairs kept
+        # numpy's nonzero counts first; torch's would allocate 8 bytes per element of the block
+        rows, cols = (torch.from_numpy(x) for x in np.nonzero(best.numpy() >= threshold))
+        view = torch.cat([_best_views(queries[rows[s:s + 4096]], emb[cols[s:s + 4096] + start], views, query, orders)
+                          for s in range(0, len(rows), 4096)] or [torch.zeros(0, dtype=torch.long)])
         columns = [(rows + start).numpy(), (cols + start).numpy(), best[rows, cols].numpy(), view.numpy()]
         found.append(np.stack(columns, 1))
     found = np.concatenate(found)
@@ -394,6 +411,31 @@ def _working(a:np.ndarray, side:int, min_side:int)->np.ndarray:
                        interpolation=cv2.INTER_LINEAR)
     return a
 
+# %% ../nbs/02_dedup.ipynb #84bd1fcc
+class _Pictures:
+    """The small colour pictures of `decode_all`, kept zlib-compressed (level 1, lossless): drawings and sketches on a
+    plain ground take half the memory or less. Reading one decompresses it (about 70 us at 96 px)."""
+    def __init__(self, n:int): self.blobs, self.shapes = [None] * n, [None] * n
+    def __len__(self)->int: return len(self.blobs)
+    def __setitem__(self, k:int, picture:np.ndarray):
+        self.blobs[k], self.shapes[k] = zlib.compress(np.ascontiguousarray(picture, np.uint8).data, 1), picture.shape
+    def __getitem__(self, k:int)->np.ndarray:
+        if self.blobs[k] is None: return None
+        return np.frombuffer(zlib.decompress(self.blobs[k]), np.uint8).reshape(self.shapes[k])
+    def __iter__(self): return (self[k] for k in range(len(self)))
+    def take(self, rows)->_Pictures:
+        "The pictures at positions `rows`, still compressed."
+        out = _Pictures(len(rows))
+        out.blobs, out.shapes = [self.blobs[k] for k in rows], [self.shapes[k] for k in rows]
+        return out
+    @property
+    def nbytes(self)->int: return sum(len(b) for b in self.blobs if b is not None)
+
+def _shape_of(pictures, k:int)->tuple:
+    "Shape of picture k, without decompressing it."
+    return pictures.shapes[k] if isinstance(pictures, _Pictures) else pictures[k].shape
+
+
 # %% ../nbs/02_dedup.ipynb #bba74beb
 def _orb(n_features:int): return cv2.ORB_create(nfeatures=n_features, fastThreshold=7, edgeThreshold=15, patchSize=15)
 
@@ -406,11 +448,12 @@ def decode_all(
     max_pixels:int=MAX_PIXELS, # decompression-bomb limit
     n_threads:int|None=None,   # decoding threads (default: `cpu_threads()`)
 )->dict:                       # thumbs (n, size, size, 3) uint8, problems, points, descriptors, images, factor
-    "Decode every image once: an RGB thumbnail, a small colour copy and (when `side`) ORB keypoints."
+    """Decode every image once: an RGB thumbnail, a small colour copy (compressed, `_Pictures`) and (when `side`) ORB
+    keypoints."""
     files = [str(f) for f in files]
     n = len(files)
     out = dict(thumbs=np.zeros((n, size, size, 3), np.uint8), problems=[None] * n, points=[None] * n,
-               descriptors=[None] * n, images=[None] * n, factor=np.ones(n, np.float32))
+               descriptors=[None] * n, images=_Pictures(n), factor=np.ones(n, np.float32))
     def one(k):
         try: # a JPEG decodes at a reduced scale (draft); the rest is shrunk with OpenCV
             a = np.asarray(open_image(files[k], max_pixels=max_pixels, draft=max(2 * size, side or 0)))
@@ -423,8 +466,8 @@ def decode_all(
             keypoints, descriptors = _orb(n_features).detectAndCompute(cv2.cvtColor(work, cv2.COLOR_RGB2GRAY), None)
             out['points'][k] = np.float32([p.pt for p in keypoints]).reshape(-1, 2)
             out['descriptors'][k] = descriptors if descriptors is not None else np.zeros((0, 32), np.uint8)
-        out['images'][k] = _shrink(work, small)
-        out['factor'][k] = out['images'][k].shape[1] / work.shape[1]
+        out['images'][k] = picture = _shrink(work, small)
+        out['factor'][k] = picture.shape[1] / work.shape[1]
     with ThreadPoolExecutor(n_threads or cpu_threads()) as pool: list(pool.map(one, range(n)))
     return out
 
@@ -440,13 +483,20 @@ def visual_words(
     n = len(descriptors)
     counts = np.array([0 if d is None else len(d) for d in descriptors])
     if counts.sum() == 0: return sparse.csr_matrix((n, 1), dtype=np.float32)
-    everything = np.concatenate([d for d in descriptors if d is not None and len(d)])
-    n_words = min(n_words, len(everything))
-    vocabulary = everything[np.random.default_rng(seed).choice(len(everything), n_words, replace=False)]
-    nearest = lambda s: cv2.batchDistance(everything[s:s + chunk], vocabulary, cv2.CV_32S,
-                                          normType=cv2.NORM_HAMMING, K=1)[1].ravel()
+    # positions in the sequence of every descriptor, image after image (never concatenated: that is a copy of them all)
+    starts, total = np.cumsum(counts) - counts, int(counts.sum())
+    picked = np.random.default_rng(seed).choice(total, min(n_words, total), replace=False)
+    owners = np.searchsorted(starts + counts, picked, side='right')
+    vocabulary = np.stack([descriptors[i][p - starts[i]] for i, p in zip(owners, picked)])
+    def nearest(images): # whole images, about `chunk` descriptors
+        part = [descriptors[i] for i in images if counts[i]]
+        if not part: return np.zeros(0, np.int32)
+        return cv2.batchDistance(np.concatenate(part), vocabulary, cv2.CV_32S, normType=cv2.NORM_HAMMING,
+                                 K=1)[1].ravel()
     with ThreadPoolExecutor(cpu_threads()) as pool:
-        words = np.concatenate(list(pool.map(nearest, range(0, len(everything), chunk))))
+        groups = np.split(np.arange(n), np.flatnonzero(np.diff(starts // chunk)) + 1)
+        words = np.concatenate(list(pool.map(nearest, groups)))
+    n_words = len(vocabulary)
     owner = np.repeat(np.arange(n), counts)
     x = sparse.csr_matrix((np.ones(len(words), np.float32), (owner, words)), shape=(n, n_words))
     x.sum_duplicates()
@@ -461,7 +511,7 @@ def top_pairs(
     similarity,       # function: rows (slice) -> dense (len(rows), n) similarities
     k:int=5,          # partners kept per item
     min_score:float=0.0, # and only those at least this similar
-    block:int=512,    # rows per block
+    block:int=128,    # rows per block (temporary memory: about 16 bytes per row and item)
 )->pd.DataFrame:      # candidate pairs a < b (positions) with their score
     "Each item's k most similar other items, as unique unordered pairs."
     found = [np.zeros((0, 3))]
@@ -592,8 +642,9 @@ def geometric_check(
                        min(angles, key=lambda t: abs((angle - t + 180) % 360 - 180)))
     # the photometric check, on the small colour copies: b warped into a's frame
     A, warped, mask = _warped_into(decoded, a, b, fit)
-    (h, w), B, fa, fb = A.shape[:2], decoded['images'][b], decoded['factor'][a], decoded['factor'][b]
-    out['coverage'] = float(mask.sum() / max(1.0, min(h * w, B.shape[0] * B.shape[1] * (scale * fa / fb) ** 2)))
+    (h, w), (hb, wb) = A.shape[:2], _shape_of(decoded['images'], b)[:2]
+    fa, fb = decoded['factor'][a], decoded['factor'][b]
+    out['coverage'] = float(mask.sum() / max(1.0, min(h * w, hb * wb * (scale * fa / fb) ** 2)))
     if mask.sum() < 64: return out
     out['ncc'], out['changed'], out['colour'] = _aligned_agreement(A, warped, mask)
     out['confirmed'] = bool(out['ncc'] >= min_ncc and out['coverage'] >= min_coverage and out['changed'] <= max_changed)
@@ -620,7 +671,7 @@ class DedupConfig:
     size:int=32                     # thumbnail side for SSIM (and the pixel backend, before pooling)
     flips:str|list='dihedral'       # views tried by every method: none, flips, dihedral or names from VIEWS
     top_k:int|None=None             # cap on cosine partners per image
-    memory_mb:float=256             # cosine search block size
+    memory_mb:float=128             # cosine search block size
     geometric:bool=True             # also find crops, shifts and rescales: candidates confirmed by local features
     candidates:int=6                # geometric path: each image's most similar images, by visual words and by embedding
     n_features:int=250              # geometric path: ORB keypoints per image (fewer: faster, less sure on small crops)
@@ -669,7 +720,9 @@ def decode_images(
                             columns=['image_path', 'problem', 'action'])
     m, keep = manifest[readable], np.nonzero(readable)[0]
     if not readable.all(): # a copy only when files were left out
-        decoded = {k: (v[keep] if isinstance(v, np.ndarray) else [v[i] for i in keep]) for k, v in decoded.items()}
+        pick = lambda v: v[keep] if isinstance(v, np.ndarray) else v.take(keep) if isinstance(v, _Pictures) else [
+            v[i] for i in keep]
+        decoded = {k: pick(v) for k, v in decoded.items()}
     if config.backend == 'pixels': # each view is a reordering of the image's own vector: only that is kept
         decoded['embeddings'] = pixel_embeddings(decoded['thumbs'], ('none',))[:, 0]
         decoded['orders'] = view_orders(config.views)
@@ -699,7 +752,7 @@ def score_pairs(
     train, views = (m.split == 'train').to_numpy(), config.views
     # scored a little below the thresholds too, for the histograms; only pairs at or above a threshold link images
     ssim = within_class_ssim(m[train], max(0.0, config.ssim_threshold - 0.1), config.size, views,
-                             gray=to_gray(_as_floats(decoded['thumbs'][train]))).assign(threshold=config.ssim_threshold)
+                             gray=_grey_thumbs(decoded['thumbs'], train)).assign(threshold=config.ssim_threshold)
     cosine = cosine_pairs(decoded['embeddings'], max(0.0, config.cosine_threshold - 0.05), config.top_k,
                           config.memory_mb, orders=decoded.get('orders'))
     cosine = pd.DataFrame(dict(a=m.index[cosine.a], b=m.index[cosine.b], score=cosine.score, method='cosine',
@@ -766,13 +819,14 @@ def geometric_pairs(
     done = {frozenset(p) for p in zip(m.index.get_indexer(linked.a), m.index.get_indexer(linked.b))}
     cand = cand[[frozenset(p) not in done for p in zip(cand.a, cand.b)]]
     first, second, angles = cand.a.to_numpy(), cand.b.to_numpy(), _angles(config.views)
-    check = lambda s: [geometric_check(decoded, i, j, angles, min_ncc=config.min_ncc, max_changed=config.max_changed)
-                       # 512 pairs a task: less time waiting for the GIL
-                       for i, j in zip(first[s:s + 512], second[s:s + 512])]
+    def check(s): # 512 pairs a task (less time waiting for the GIL); only the aligned ones are kept, as a table
+        part = pd.DataFrame([geometric_check(decoded, i, j, angles, min_ncc=config.min_ncc,
+                                             max_changed=config.max_changed)
+                             for i, j in zip(first[s:s + 512], second[s:s + 512])], columns=GEOMETRIC_COLUMNS)
+        return part[part.ncc.notna()] # aligned: the pictures' geometry agreed
     with ThreadPoolExecutor(config.n_threads or cpu_threads()) as pool:
-        checks = pd.DataFrame([c for part in pool.map(check, range(0, len(cand), 512)) for c in part],
-                              columns=GEOMETRIC_COLUMNS)
-    checks = checks[checks.ncc.notna()] # aligned: the pictures' geometry agreed
+        parts = [p for p in pool.map(check, range(0, len(cand), 512)) if len(p)]
+    checks = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=GEOMETRIC_COLUMNS)
     rows = pd.DataFrame(dict(a=m.index[checks.a.to_numpy(int)], b=m.index[checks.b.to_numpy(int)], method='geometric',
                              score=checks.ncc.to_numpy(float), threshold=config.min_ncc,
                              flip=[_view_of(x) for x in checks.angle],
@@ -984,7 +1038,8 @@ def propose_decisions(
     for number, (_, members) in enumerate(linked.groupby('_cluster', sort=True)):
         actions, review, note = _decide(members, conflict_policy, within_policy)
         kept = [p for p in members.image_path if actions[p] == 'keep']
-        facts = _best_first(members).set_index('image_path')._facts
+        # (the file facts are read only where a keeper is explained: all copies kept in a group need none)
+        facts = _best_first(members).set_index('image_path')._facts if review or within_policy != 'group' else None
         for idx, r in members.iterrows():
             link = best_link.loc[idx]
             how = f' ({link.match})' if isinstance(link.get('match'), str) and link.match != 'same picture' else ''
