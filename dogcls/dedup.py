@@ -347,11 +347,6 @@ def embed(
     return model_embeddings(manifest.file, model, transform, flips, batch_size)
 
 # %% ../nbs/02_dedup.ipynb #008c63c2
-def _best_views(queries:torch.Tensor, keys:torch.Tensor, views:int, query, orders)->torch.Tensor:
-    "Index of the best view of b for a chunk of kept pairs: queries (k, d), keys (k, views or 1, d) as `cosine_pairs`."
-    key = lambda v: keys[:, 0 if orders is not None else v]
-    return torch.stack([(query(queries, v) * key(v)).sum(-1) for v in range(views)], 1).argmax(-1)
-
 def cosine_pairs(
     embeddings:np.ndarray,   # (n, views, d) or (n, d) unit vectors; view 0 is the image itself
     threshold:float=0.99,    # keep pairs with cosine at or above this
@@ -366,8 +361,11 @@ def cosine_pairs(
     if orders is not None: # a . b[order] == a[inverse] . b: reorder the block's queries, not every key
         if views != 1: raise DataError('cosine_pairs: orders= goes with (n, d) embeddings, each image\'s own view')
         inverse, views = torch.as_tensor(np.argsort(orders, axis=1)), len(orders)
-    key = lambda v: emb[start:, 0] if orders is not None else emb[start:, v]
+    stored = lambda v: 0 if orders is not None else v # which stored view of b serves as its view v
     query = lambda q, v: q[:, inverse[v]] if orders is not None else q
+    def best_view(rows, cols): # of b, for kept pairs (block rows, columns from `start`)
+        scores = [(query(queries[rows], v) * emb[cols + start, stored(v)]).sum(-1) for v in range(views)]
+        return torch.stack(scores, 1).argmax(-1)
     block = max(1, min(n, int(memory_mb * 2**20 / 4 / max(1, 2 * n))))
     space = torch.empty(2, block * n) # two reused similarity buffers: no allocation per block
     found = [np.zeros((0, 4))]
@@ -377,15 +375,16 @@ def cosine_pairs(
         best, other = space[0, :shape[0] * shape[1]].view(shape), space[1, :shape[0] * shape[1]].view(shape)
         torch.matmul(queries, emb[start:, 0].T, out=best)
         for v in range(1, views): # the best over b's views, one view at a time
-            torch.maximum(best, torch.matmul(query(queries, v), key(v).T, out=other), out=best)
+            torch.maximum(best, torch.matmul(query(queries, v), emb[start:, stored(v)].T, out=other), out=best)
         best.triu_(1) # keep b > a only (the block's own diagonal and below are cleared)
         if top_k is not None:
             cut = best.topk(min(top_k, best.shape[1]), dim=1).values[:, -1:]
             best.masked_fill_(best < cut, 0)
         # numpy's nonzero counts first; torch's would allocate 8 bytes per element of the block
         rows, cols = (torch.from_numpy(x) for x in np.nonzero(best.numpy() >= threshold))
-        view = torch.cat([_best_views(queries[rows[s:s + 4096]], emb[cols[s:s + 4096] + start], views, query, orders)
-                          for s in range(0, len(rows), 4096)] or [torch.zeros(0, dtype=torch.long)])
+        # a chunk of kept pairs at a time: gathering every kept pair's vectors at once took 150 MB at 25,000 images
+        view = torch.cat([best_view(rows[s:s + 4096], cols[s:s + 4096]) for s in range(0, len(rows), 4096)]
+                         or [torch.zeros(0, dtype=torch.long)])
         columns = [(rows + start).numpy(), (cols + start).numpy(), best[rows, cols].numpy(), view.numpy()]
         found.append(np.stack(columns, 1))
     found = np.concatenate(found)
@@ -430,10 +429,6 @@ class _Pictures:
         return out
     @property
     def nbytes(self)->int: return sum(len(b) for b in self.blobs if b is not None)
-
-def _shape_of(pictures, k:int)->tuple:
-    "Shape of picture k, without decompressing it."
-    return pictures.shapes[k] if isinstance(pictures, _Pictures) else pictures[k].shape
 
 
 # %% ../nbs/02_dedup.ipynb #bba74beb
@@ -642,7 +637,7 @@ def geometric_check(
                        min(angles, key=lambda t: abs((angle - t + 180) % 360 - 180)))
     # the photometric check, on the small colour copies: b warped into a's frame
     A, warped, mask = _warped_into(decoded, a, b, fit)
-    (h, w), (hb, wb) = A.shape[:2], _shape_of(decoded['images'], b)[:2]
+    (h, w), (hb, wb) = A.shape[:2], decoded['images'].shapes[b][:2] # b's shape, without decompressing it
     fa, fb = decoded['factor'][a], decoded['factor'][b]
     out['coverage'] = float(mask.sum() / max(1.0, min(h * w, hb * wb * (scale * fa / fb) ** 2)))
     if mask.sum() < 64: return out
@@ -990,16 +985,19 @@ def _best_first(members:pd.DataFrame)->pd.DataFrame:
                               ascending=[False, False, True, True, True], kind='stable')
 
 # %% ../nbs/02_dedup.ipynb #d2f9cfa3
-def _decide(members:pd.DataFrame, policy:str, within:str)->tuple[dict, bool, str]:
-    "Action per image_path, the review flag and the reason prefix for one cluster."
+def _decide(members:pd.DataFrame, policy:str, within:str)->tuple[dict, bool, str, pd.Series|None]:
+    """Action per image_path, the review flag, the reason prefix for one cluster and the keeper rule's facts by
+    image_path (None where every copy is kept: no file is read then)."""
     counts = members.class_name.value_counts()
     if len(counts) == 1 and within == 'group':
         reason = 'within-class near-duplicates: all kept in one fold group (policy group)'
-        return dict.fromkeys(members.image_path, 'keep'), False, reason
+        return dict.fromkeys(members.image_path, 'keep'), False, reason, None
     ordered = _best_first(members)
+    facts = ordered.set_index('image_path')._facts
     if len(counts) == 1:
         keep = {ordered.image_path.iloc[0]}
-        return {p: 'keep' if p in keep else 'drop' for p in members.image_path}, False, 'within-class near-duplicates'
+        actions = {p: 'keep' if p in keep else 'drop' for p in members.image_path}
+        return actions, False, 'within-class near-duplicates', facts
     names = ', '.join(sorted(counts.index))
     if policy == 'keep_all':
         keep = set(ordered.drop_duplicates('class_name').image_path)
@@ -1012,7 +1010,7 @@ def _decide(members:pd.DataFrame, policy:str, within:str)->tuple[dict, bool, str
         keep = set()
         note = (f'label conflict between {names}: no majority, all dropped (policy majority)' if policy == 'majority'
                 else f'label conflict between {names}: all dropped (policy drop_all)')
-    return {p: 'keep' if p in keep else 'drop' for p in members.image_path}, True, note
+    return {p: 'keep' if p in keep else 'drop' for p in members.image_path}, True, note, facts
 
 # %% ../nbs/02_dedup.ipynb #99f90ff8
 def propose_decisions(
@@ -1036,14 +1034,12 @@ def propose_decisions(
                           ).sort_values('score', ascending=False).drop_duplicates('a').set_index('a')
     rows = []
     for number, (_, members) in enumerate(linked.groupby('_cluster', sort=True)):
-        actions, review, note = _decide(members, conflict_policy, within_policy)
+        actions, review, note, facts = _decide(members, conflict_policy, within_policy)
         kept = [p for p in members.image_path if actions[p] == 'keep']
-        # (the file facts are read only where a keeper is explained: all copies kept in a group need none)
-        facts = _best_first(members).set_index('image_path')._facts if review or within_policy != 'group' else None
         for idx, r in members.iterrows():
             link = best_link.loc[idx]
             how = f' ({link.match})' if isinstance(link.get('match'), str) and link.match != 'same picture' else ''
-            reason = (note if not review and within_policy == 'group' else # every copy kept: no keeper to explain
+            reason = (note if facts is None else # every copy kept: no keeper to explain
                       f'{note}; kept: {facts[r.image_path]} (keeper rule: most pixels, '
                       'lossless, not CMYK, upright, then name)'
                       if actions[r.image_path] == 'keep' else
