@@ -15,6 +15,8 @@ both built by bench/dedup_sets.py; this script scores and times.
 3. imagededup's PHash (and its CNN, which needs downloaded weights) on the icon benchmark.
 4. Time of `find_duplicates` with the defaults on the embedded set and (--scale) on bench/scale.py's 15,000-image set,
    with the share of the geometric check; SSIM against scikit-image; cosine search memory.
+5. The geometric path's Hamming searches: faiss (`_hamming_nearest`) against OpenCV's `batchDistance`, on the embedded
+   set's ORB descriptors, a thread and two threads, with the same distances and nearest rows.
 
     .venv/bin/python bench/dedup.py [--icons /usr/share/icons/oxygen/base] [--per_kind 40] [--scale] [--skip_old] [--skip_skimage] [--skip_search]
     .venv/bin/python bench/dedup.py --smoke   # seconds: the clipart benchmark with 12 sources and one timing on 300 images
@@ -25,7 +27,8 @@ from pathlib import Path
 import numpy as np, pandas as pd, torch
 
 from dogcls.data import load_data
-from dogcls.dedup import FLIPS, SSIMIndex, find_duplicates, thumbnails, to_gray, within_class_ssim
+import cv2
+from dogcls.dedup import FLIPS, SSIMIndex, _hamming_nearest, decode_all, find_duplicates, thumbnails, to_gray, within_class_ssim
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from dedup_sets import ICONS, TRANSFORMS, build, build_benchmark, icon_manifest # the benchmark sets (built at run time)
@@ -233,6 +236,26 @@ def speed(manifest: pd.DataFrame, name: str, repeats: int):
           f'{times["defaults"] - times["without the geometric path"]:.1f} s = {1 - times["without the geometric path"] / times["defaults"]:.0%} of the time')
 
 
+def hamming_speed(images: int = 300, pairs: int = 4000):
+    """The ratio test's search (each descriptor's two nearest in the other image) on pairs of the embedded set's images:
+    microseconds a pair with faiss and with OpenCV, in one thread and in two, and whether the answers agree."""
+    from concurrent.futures import ThreadPoolExecutor
+    files = load_data(decode=False)[0].file[:images]
+    d = [x for x in decode_all(files)['descriptors'] if x is not None and len(x) >= 2]
+    rng = np.random.default_rng(0)
+    pick = rng.integers(0, len(d), (pairs, 2))
+    opencv = lambda q, b: cv2.batchDistance(q, b, cv2.CV_32S, normType=cv2.NORM_HAMMING, K=2)
+    same = all(np.array_equal(x, y) for i, j in pick[:200] for x, y in zip(opencv(d[i], d[j]), _hamming_nearest(d[i], d[j], 2)))
+    print(f'\nHamming search, {pairs} pairs of {len(d)} images (mean {np.mean([len(x) for x in d]):.0f} descriptors): '
+          f'same distances and nearest rows on 200 pairs: {same}')
+    for name, search in (('OpenCV batchDistance', opencv), ('faiss (_hamming_nearest)', lambda q, b: _hamming_nearest(q, b, 2))):
+        for threads in (1, 2):
+            def run(part): [search(d[i], d[j]) for i, j in part]
+            start = time.perf_counter()
+            with ThreadPoolExecutor(threads) as pool: list(pool.map(run, np.array_split(pick, 16)))
+            print(f'  {name:26s} {threads} calling thread(s): {(time.perf_counter() - start) / pairs * 1e6:6.1f} us a pair')
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument('--icons', type=Path, default=ICONS)
@@ -248,6 +271,7 @@ def main():
     if args.smoke:
         embedded_benchmark(12)
         speed(load_data(decode=False)[0].head(300), 'Embedded set, first 300 images', 1)
+        hamming_speed(60, 200)
         return
     if not any(args.icons.glob('*x*/*/*.png')): sys.exit(f'{args.icons}: no icons; install them with: apt-get install oxygen-icon-theme')
     icon_benchmark(args.icons, args.per_kind)
@@ -262,6 +286,7 @@ def main():
         speed(big, f'Scale set ({len(big)} images)', 1)
     if not args.skip_skimage: ssim_speed()
     big_class_speed()
+    hamming_speed()
     if not args.skip_search: search_memory()
 
 

