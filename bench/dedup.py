@@ -15,7 +15,9 @@ both built by bench/dedup_sets.py; this script scores and times.
 3. imagededup's PHash (and its CNN, which needs downloaded weights) on the icon benchmark.
 4. Time of `find_duplicates` with the defaults on the embedded set and (--scale) on bench/scale.py's 15,000-image set,
    with the share of the geometric check; SSIM against scikit-image; cosine search memory.
-5. The geometric path's Hamming searches: faiss (`_hamming_nearest`) against OpenCV's `batchDistance`, on the embedded
+5. Crops and shifts of embedded images beyond the clipart benchmark's 50 (its transform, other seeds): how many the
+   geometric check alone confirms (`_either_way`, as `find_duplicates` runs it).
+6. The geometric path's Hamming searches: faiss (`_hamming_nearest`) against OpenCV's `batchDistance`, on the embedded
    set's ORB descriptors, a thread and two threads, with the same distances and nearest rows.
 
     .venv/bin/python bench/dedup.py [--icons /usr/share/icons/oxygen/base] [--per_kind 40] [--scale] [--skip_old] [--skip_skimage] [--skip_search]
@@ -26,12 +28,12 @@ from pathlib import Path
 
 import numpy as np, pandas as pd, torch
 
-from dogcls.data import load_data
+from dogcls.data import load_data, open_image
 import cv2
 from dogcls.dedup import FLIPS, SSIMIndex, _hamming_nearest, decode_all, find_duplicates, thumbnails, to_gray, within_class_ssim
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from dedup_sets import ICONS, TRANSFORMS, build, build_benchmark, icon_manifest # the benchmark sets (built at run time)
+from dedup_sets import ICONS, TRANSFORMS, build, build_benchmark, icon_manifest, make_copy # the benchmark sets (built at run time)
 
 
 def evaluate(predicted: set, truth: list, bench: pd.DataFrame) -> dict:
@@ -236,6 +238,26 @@ def speed(manifest: pd.DataFrame, name: str, repeats: int):
           f'{times["defaults"] - times["without the geometric path"]:.1f} s = {1 - times["without the geometric path"] / times["defaults"]:.0%} of the time')
 
 
+def crop_sample(seeds=(7, 8), n: int = 400):
+    """Crop-and-shift copies (`make_copy`'s 'crop_shift': 0-5 px off each side) of `n` random embedded images a seed:
+    the share the geometric check confirms, each way (`_either_way`) and one way (`geometric_check`)."""
+    from dogcls.dedup import DedupConfig, _angles, _either_way, geometric_check
+    manifest, _ = load_data(decode=False)
+    angles = _angles(DedupConfig().views)
+    for seed in seeds:
+        rng = np.random.default_rng(seed)
+        pick = rng.choice(len(manifest), n, replace=False)
+        with tempfile.TemporaryDirectory() as d:
+            files = []
+            for k, i in enumerate(pick):
+                copy, _ = make_copy(open_image(manifest.file.iloc[i]), 'crop_shift', rng)
+                copy.save(Path(d)/f'{k}.png'); files += [manifest.file.iloc[i], Path(d)/f'{k}.png']
+            decoded = decode_all(files)
+        both = np.mean([_either_way(decoded, 2 * k, 2 * k + 1, angles)['confirmed'] for k in range(n)])
+        one = np.mean([geometric_check(decoded, 2 * k, 2 * k + 1, angles)['confirmed'] for k in range(n)])
+        print(f'crop_shift copies of {n} embedded images (seed {seed}): geometric check confirms {both:.1%} ({one:.1%} one way)')
+
+
 def hamming_speed(images: int = 300, pairs: int = 4000):
     """The ratio test's search (each descriptor's two nearest in the other image) on pairs of the embedded set's images:
     microseconds a pair with faiss and with OpenCV, in one thread and in two, and whether the answers agree."""
@@ -271,11 +293,13 @@ def main():
     if args.smoke:
         embedded_benchmark(12)
         speed(load_data(decode=False)[0].head(300), 'Embedded set, first 300 images', 1)
+        crop_sample((7,), 20)
         hamming_speed(60, 200)
         return
     if not any(args.icons.glob('*x*/*/*.png')): sys.exit(f'{args.icons}: no icons; install them with: apt-get install oxygen-icon-theme')
     icon_benchmark(args.icons, args.per_kind)
     if not args.skip_old: embedded_benchmark(args.sources)
+    crop_sample()
     manifest, _ = load_data(decode=False)
     speed(manifest, f'\nEmbedded set ({len(manifest)} images)', 3)
     if args.scale:
