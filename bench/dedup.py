@@ -21,16 +21,17 @@ both built by bench/dedup_sets.py; this script scores and times.
    set's ORB descriptors, a thread and two threads, with the same distances and nearest rows.
 
     .venv/bin/python bench/dedup.py [--icons /usr/share/icons/oxygen/base] [--per_kind 40] [--scale] [--skip_old] [--skip_skimage] [--skip_search]
-    .venv/bin/python bench/dedup.py --smoke   # seconds: the clipart benchmark with 12 sources and one timing on 300 images
+    .venv/bin/python bench/dedup.py --smoke   # seconds: the clipart benchmark with 12 sources, one timing on 300 images,
+                                              # 20 crop copies, the Hamming searches on 60 images
 """
 import argparse, itertools, os, statistics, subprocess, sys, tempfile, time
 from pathlib import Path
 
-import numpy as np, pandas as pd, torch
+import cv2, numpy as np, pandas as pd, torch
 
 from dogcls.data import load_data, open_image
-import cv2
-from dogcls.dedup import FLIPS, SSIMIndex, _hamming_nearest, decode_all, find_duplicates, thumbnails, to_gray, within_class_ssim
+from dogcls.dedup import (FLIPS, SSIMIndex, DedupConfig, _angles, _either_way, _hamming_nearest, decode_all, find_duplicates,
+                          geometric_check, thumbnails, to_gray, within_class_ssim)
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from dedup_sets import ICONS, TRANSFORMS, build, build_benchmark, icon_manifest, make_copy # the benchmark sets (built at run time)
@@ -241,7 +242,6 @@ def speed(manifest: pd.DataFrame, name: str, repeats: int):
 def crop_sample(seeds=(7, 8), n: int = 400):
     """Crop-and-shift copies (`make_copy`'s 'crop_shift': 0-5 px off each side) of `n` random embedded images a seed:
     the share the geometric check confirms, each way (`_either_way`) and one way (`geometric_check`)."""
-    from dogcls.dedup import DedupConfig, _angles, _either_way, geometric_check
     manifest, _ = load_data(decode=False)
     angles = _angles(DedupConfig().views)
     for seed in seeds:
@@ -287,8 +287,8 @@ def main():
     p.add_argument('--skip_old', action='store_true')
     p.add_argument('--skip_skimage', action='store_true')
     p.add_argument('--skip_search', action='store_true')
-    p.add_argument('--smoke', action='store_true', help='seconds: the clipart benchmark on 12 sources and one timing on 300 images '
-                   '(not the icon benchmark: it needs oxygen-icon-theme and minutes); the figures mean nothing')
+    p.add_argument('--smoke', action='store_true', help='seconds: the clipart benchmark on 12 sources, one timing on 300 images, 20 crop copies, the Hamming searches '
+                   'on 60 images (not the icon benchmark: it needs oxygen-icon-theme and minutes); the figures mean nothing')
     args = p.parse_args()
     if args.smoke:
         embedded_benchmark(12)
