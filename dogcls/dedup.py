@@ -567,6 +567,7 @@ def colour_distance(
     return float(colour_distances(one(a), one(b), one(mask), min_chroma)[0])
 
 # %% ../nbs/02_dedup.ipynb #a0d8a5b1
+_MIN_INLIERS = 12 # RANSAC inliers a geometric match needs (`geometric_check`, `_either_way`)
 GEOMETRIC_COLUMNS = ['a', 'b', 'matches', 'inliers', 'scale', 'angle', 'coverage', 'ncc', 'changed',
                      'colour', 'confirmed']
 
@@ -617,7 +618,7 @@ def geometric_check(
     decoded:dict,            # from `decode_all`
     a:int, b:int,            # positions of the two images
     angles=(0,),             # rotations (degrees) allowed, within `angle_tolerance`
-    min_inliers:int=12,      # RANSAC inliers needed
+    min_inliers:int=_MIN_INLIERS, # RANSAC inliers needed
     min_ncc:float=0.85,      # normalised cross-correlation of the aligned grey images over their overlap
     min_coverage:float=0.5,  # the overlap covers at least this share of the smaller picture
     max_changed:float=0.03,  # and at most this share of the overlap differs (grey level, gain fitted, by over 10 %)
@@ -812,7 +813,7 @@ def _candidates(decoded:dict, k:int, min_words:float=0.15)->pd.DataFrame:
 # %% ../nbs/02_dedup.ipynb #89a6152f
 def _view_of(angle:float)->str: return ('none', 'r90', 'hv', 'r270')[round(angle / 90) % 4]
 
-def _either_way(decoded:dict, a:int, b:int, angles, min_inliers:int=12, **options)->dict:
+def _either_way(decoded:dict, a:int, b:int, angles, min_inliers:int=_MIN_INLIERS, **options)->dict:
     """`geometric_check` of b against a; where a fit found at least half the inliers it needs but not all, of a against
     b too (the ratio test is one-sided: a small crop's partners can pass it in one direction only). The reverse check's
     result where it aligned. (At 6,000 images of `bench/scale.py`'s set: half as many reverse checks as retrying every
