@@ -440,6 +440,7 @@ def decode_all(
     side:int|None=256,         # longer side for local features (None: no local features)
     n_features:int=250,        # ORB keypoints per image
     small:int=96,              # longer side of the colour image kept for the photometric check
+    min_small:int=48,          # but its shorter side at least this (or the image's own, if less)
     max_pixels:int=MAX_PIXELS, # decompression-bomb limit
     n_threads:int|None=None,   # decoding threads (default: `cpu_threads()`)
 )->dict:                       # thumbs (n,size,size,3) uint8, problems, points, descriptors, images, factor, enlarged
@@ -462,7 +463,9 @@ def decode_all(
             keypoints, descriptors = _orb(n_features).detectAndCompute(cv2.cvtColor(work, cv2.COLOR_RGB2GRAY), None)
             out['points'][k] = np.float32([p.pt for p in keypoints]).reshape(-1, 2)
             out['descriptors'][k] = descriptors if descriptors is not None else np.zeros((0, 32), np.uint8)
-        out['images'][k] = picture = _shrink(work, small)
+        # a thin figure keeps its strokes: the small copy's shorter side stays at least min_small (or the image's own)
+        keep = min(min_small, *a.shape[:2]) / min(work.shape[:2]) * max(work.shape[:2])
+        out['images'][k] = picture = _shrink(work, max(small, round(keep)))
         out['factor'][k], out['enlarged'][k] = picture.shape[1] / work.shape[1], work.shape[1] / a.shape[1]
     with ThreadPoolExecutor(n_threads or cpu_threads()) as pool: list(pool.map(one, range(n)))
     return out
