@@ -640,7 +640,9 @@ def geometric_check(
     if fit is None: return out
     scale, angle = float(np.hypot(fit[0, 0], fit[1, 0])), float(np.degrees(np.arctan2(fit[1, 0], fit[0, 0])))
     out.update(inliers=int(inliers.sum()), scale=scale, angle=angle)
-    turn = min(abs((angle - t + 180) % 360 - 180) for t in angles)
+    off = lambda t: abs((angle - t + 180) % 360 - 180) # degrees between the fit's rotation and the allowed t
+    nearest = min(angles, key=off)
+    turn = off(nearest)
     if out['inliers'] < min_inliers or not scale_range[0] <= scale <= scale_range[1] or turn > angle_tolerance:
         return out
     # the same pixels (a copy, or a crop at the same resolution), rotated by a quarter turn or not: snap to it (subpixel
@@ -648,8 +650,7 @@ def geometric_check(
     # coordinates is the ratio of the two enlargements (1 where neither was enlarged)
     same = decoded['enlarged'][a] / decoded['enlarged'][b]
     if turn <= 2 and abs(scale / same - 1) <= 0.02:
-        fit = _snapped(src, dst, inliers.ravel().astype(bool),
-                       min(angles, key=lambda t: abs((angle - t + 180) % 360 - 180)), same)
+        fit = _snapped(src, dst, inliers.ravel().astype(bool), nearest, same)
     # the photometric check, on the small colour copies: b warped into a's frame
     A, warped, mask = _warped_into(decoded, a, b, fit)
     (h, w), (hb, wb) = A.shape[:2], decoded['images'].shapes[b][:2] # b's shape, without decompressing it
