@@ -25,9 +25,10 @@ __all__ = ['VIEWS', 'FLIPS', 'VIEW_SETS', 'VIEW_WORDS', 'GEOMETRIC_COLUMNS', 'PA
            'MATCH_SUMMARY_COLUMNS', 'CONFLICT_POLICIES', 'WITHIN_POLICIES', 'DECISION_COLUMNS', 'LOSSLESS_FORMATS',
            'thumbnails', 'to_gray', 'gaussian_bands', 'SSIMIndex', 'within_class_ssim', 'pixel_embeddings',
            'view_orders', 'model_embeddings', 'embed', 'cosine_pairs', 'decode_all', 'visual_words', 'top_pairs',
-           'colour_distances', 'colour_distance', 'geometric_check', 'exact_pairs', 'DedupConfig', 'decode_images',
-           'score_pairs', 'confirm_pairs', 'geometric_pairs', 'link_pairs', 'Duplicates', 'find_duplicates',
-           'plot_scores', 'match_summary', 'file_facts', 'propose_decisions', 'apply_decisions', 'save_decisions']
+           'top_dot_pairs', 'colour_distances', 'colour_distance', 'geometric_check', 'exact_pairs', 'DedupConfig',
+           'decode_images', 'score_pairs', 'confirm_pairs', 'geometric_pairs', 'link_pairs', 'Duplicates',
+           'find_duplicates', 'plot_scores', 'match_summary', 'file_facts', 'propose_decisions', 'apply_decisions',
+           'save_decisions']
 
 # %% ../nbs/02_dedup.ipynb #8e7898fb
 # the square's 8 symmetries: flips, rotations by 90 degrees, transposes
@@ -347,46 +348,69 @@ def embed(
     return model_embeddings(manifest.file, model, transform, flips, batch_size)
 
 # %% ../nbs/02_dedup.ipynb #008c63c2
+def _bf16_in_hardware()->bool:
+    "Does this CPU multiply bfloat16 matrices in hardware (AVX512-BF16 or AMX)? Here a third of float32's time."
+    try: caps = torch.cpu.get_capabilities()
+    except Exception: return False
+    return bool(caps.get('avx512_bf16') or caps.get('amx_bf16'))
+
+def _bf16_error(norm:float, d:int)->float:
+    """Bound on how far a bfloat16 product of two d-vectors of norm at most `norm` can be from the exact one: each
+    entry rounds to 8 significant bits (a product of two is off by at most 2^-7 + 2^-16 of its size, so the sum by that
+    times norm^2, Cauchy-Schwarz), float32 accumulation adds d * 2^-24 of it, the result's and the threshold's rounding
+    to bfloat16 2^-8 each."""
+    return (2**-7 + 2**-16 + d * 2**-24 + 2 * 2**-8) * max(1.0, norm) ** 2
+
 def cosine_pairs(
     embeddings:np.ndarray,   # (n, views, d) or (n, d) unit vectors; view 0 is the image itself
     threshold:float=0.99,    # keep pairs with cosine at or above this
     top_k:int|None=None,     # also keep at most this many partners per image (the most similar)
     memory_mb:float=128,     # memory of one block's two similarity matrices
     orders:np.ndarray|None=None, # (views, d): b's views are these reorderings of (n, d) embeddings (`view_orders`)
+    bf16:bool|None=None,     # sieve with bfloat16 products (default: where the CPU has them in hardware; not top_k)
 )->pd.DataFrame:             # pairs a < b (row positions), score, view (index of the best view of b)
-    "All pairs whose best cosine over b's views is at least `threshold`, searched block by block."
+    """All pairs whose best cosine over b's views is at least `threshold`, searched block by block. With `bf16` the
+    blocks are bfloat16 products, a sieve only: each pair within their error bound of the threshold is scored again in
+    float32, so the pairs found are float32's."""
     threshold = _check_threshold('cosine_threshold', threshold)
     emb = torch.as_tensor(embeddings if embeddings.ndim == 3 else embeddings[:, None], dtype=torch.float32)
-    n, views, _ = emb.shape
+    n, views, d = emb.shape
     if orders is not None: # a . b[order] == a[inverse] . b: reorder the block's queries, not every key
         if views != 1: raise DataError('cosine_pairs: orders= goes with (n, d) embeddings, each image\'s own view')
         inverse, views = torch.as_tensor(np.argsort(orders, axis=1)), len(orders)
     stored = lambda v: 0 if orders is not None else v # which stored view of b serves as its view v
     query = lambda q, v: q[:, inverse[v]] if orders is not None else q
-    def best_view(rows, cols): # of b, for kept pairs (block rows, columns from `start`)
+    def exact(rows, cols): # float32 cosine of b's best view, and the view, of kept pairs (rows, columns from start)
         scores = [(query(queries[rows], v) * emb[cols + start, stored(v)]).sum(-1) for v in range(views)]
-        return torch.stack(scores, 1).argmax(-1)
-    block = max(1, min(n, int(memory_mb * 2**20 / 4 / max(1, 2 * n))))
-    space = torch.empty(2, block * n) # two reused similarity buffers: no allocation per block
+        return torch.stack(scores, 1).max(-1)
+    sieve = threshold - _bf16_error(float(emb.norm(dim=-1).max()) if n else 1.0, d)
+    bf16 = (_bf16_in_hardware() if bf16 is None else bf16) and top_k is None and sieve > 0
+    keys = emb.to(torch.bfloat16) if bf16 else emb
+    # the buffers, and in bfloat16 the mask of the pairs they keep (a byte an element)
+    block = max(1, min(n, int(memory_mb * 2**20 / (2 * keys.element_size() + bf16) / max(1, n))))
+    space = torch.empty(2, block * n, dtype=keys.dtype) # two reused similarity buffers: no allocation per block
     found = [np.zeros((0, 4))]
     for start in range(0, n, block):
         stop = min(n, start + block)
-        shape, queries = (stop - start, n - start), emb[start:stop, 0]
+        shape, queries, q = (stop - start, n - start), emb[start:stop, 0], keys[start:stop, 0]
         best, other = space[0, :shape[0] * shape[1]].view(shape), space[1, :shape[0] * shape[1]].view(shape)
-        torch.matmul(queries, emb[start:, 0].T, out=best)
+        torch.matmul(q, keys[start:, 0].T, out=best)
         for v in range(1, views): # the best over b's views, one view at a time
-            torch.maximum(best, torch.matmul(query(queries, v), emb[start:, stored(v)].T, out=other), out=best)
+            torch.maximum(best, torch.matmul(query(q, v), keys[start:, stored(v)].T, out=other), out=best)
         best.triu_(1) # keep b > a only (the block's own diagonal and below are cleared)
         if top_k is not None:
             cut = best.topk(min(top_k, best.shape[1]), dim=1).values[:, -1:]
             best.masked_fill_(best < cut, 0)
         # numpy's nonzero counts first; torch's would allocate 8 bytes per element of the block
-        rows, cols = (torch.from_numpy(x) for x in np.nonzero(best.numpy() >= threshold))
+        kept = (best >= sieve).numpy() if bf16 else best.numpy() >= threshold
+        rows, cols = (torch.from_numpy(x) for x in np.nonzero(kept))
         # a chunk of kept pairs at a time: gathering every kept pair's vectors at once took 150 MB at 25,000 images
-        view = torch.cat([best_view(rows[s:s + 4096], cols[s:s + 4096]) for s in range(0, len(rows), 4096)]
-                         or [torch.zeros(0, dtype=torch.long)])
-        columns = [(rows + start).numpy(), (cols + start).numpy(), best[rows, cols].numpy(), view.numpy()]
-        found.append(np.stack(columns, 1))
+        parts = [exact(rows[s:s + 1024], cols[s:s + 1024]) for s in range(0, len(rows), 1024)]
+        score = torch.cat([p.values for p in parts]) if parts else torch.zeros(0)
+        view = torch.cat([p.indices for p in parts]) if parts else torch.zeros(0, dtype=torch.long)
+        if bf16: rows, cols, score, view = (x[score >= threshold] for x in (rows, cols, score, view))
+        else: score = best[rows, cols]
+        found.append(np.stack([(rows + start).numpy(), (cols + start).numpy(), score.numpy(), view.numpy()], 1))
     found = np.concatenate(found)
     return pd.DataFrame(dict(a=found[:, 0].astype(int), b=found[:, 1].astype(int), score=found[:, 2],
                              view=found[:, 3].astype(int)))
@@ -511,6 +535,12 @@ def visual_words(
     return (sparse.diags(1 / np.maximum(norm, 1e-12)) @ x).tocsr().astype(np.float32)
 
 # %% ../nbs/02_dedup.ipynb #5815ad1c
+def _unique_pairs(found:list)->pd.DataFrame:
+    "(a, b, score) rows of every block as unique unordered pairs a < b, best score first."
+    found = np.concatenate(found)
+    pairs = pd.DataFrame(dict(a=found[:, 0].astype(int), b=found[:, 1].astype(int), score=found[:, 2]))
+    return pairs.sort_values('score', ascending=False).drop_duplicates(['a', 'b']).reset_index(drop=True)
+
 def top_pairs(
     n:int,            # number of items
     similarity,       # function: rows (slice) -> dense (len(rows), n) similarities
@@ -532,9 +562,48 @@ def top_pairs(
         score = s[np.arange(s.shape[0])[:, None], part].ravel()
         keep = score >= min_score
         found.append(np.stack([np.minimum(a, b)[keep], np.maximum(a, b)[keep], score[keep]], 1))
-    found = np.concatenate(found)
-    pairs = pd.DataFrame(dict(a=found[:, 0].astype(int), b=found[:, 1].astype(int), score=found[:, 2]))
-    return pairs.sort_values('score', ascending=False).drop_duplicates(['a', 'b']).reset_index(drop=True)
+    return _unique_pairs(found)
+
+def top_dot_pairs(
+    x,                   # (n, d) vectors of norm about 1 at most (unit embeddings, tf-idf rows), dense or scipy sparse
+    k:int=5,             # partners kept per item
+    min_score:float=0.0, # and only those with a dot product at least this
+    block:int=256,       # rows per block (temporary memory: about 4 bytes per row and item)
+    bf16:bool|None=None, # pick candidates with bfloat16 products (default: where the CPU has them in hardware)
+)->pd.DataFrame:         # `top_pairs` of the rows' dot products
+    """`top_pairs` of the rows' dot products. With `bf16` a block's bfloat16 products only pick candidates: each row's
+    partners within twice their error bound of its k-th best, whose float32 products then choose. A sparse `x` is
+    never made dense in float32."""
+    n, d = x.shape
+    kk, is_sparse = min(k, n - 1), sparse.issparse(x)
+    rows_of = lambda rows, dtype: torch.as_tensor(x[rows].toarray() if is_sparse else x[rows], dtype=dtype)
+    if not (_bf16_in_hardware() if bf16 is None else bf16) or kk <= 0:
+        full = rows_of(slice(None), torch.float32)
+        return top_pairs(n, lambda rows: (full[rows] @ full.T).numpy(), k, min_score)
+    if is_sparse: x = sparse.csr_matrix(x, dtype=np.float32)
+    else: x = torch.as_tensor(x, dtype=torch.float32)
+    norm = np.sqrt(x.multiply(x).sum(1).max()) if is_sparse else x.norm(dim=-1).max()
+    low = torch.cat([rows_of(slice(i, i + 4096), torch.bfloat16) for i in range(0, n, 4096)])
+    def exact(a, b): # float32 products of rows a and b
+        if is_sparse: return np.asarray(x[a].multiply(x[b]).sum(1), np.float32).ravel()
+        return (x[a] * x[b]).sum(-1).numpy()
+    error, found = _bf16_error(float(norm), d), [np.zeros((0, 3))]
+    for start in range(0, n, block):
+        stop = min(n, start + block)
+        s = low[start:stop] @ low.T
+        s[torch.arange(stop - start), torch.arange(start, stop)] = -torch.inf
+        # the row's true k best are at most one error below its true k-th best, which is at most one error below the
+        # k-th best product here (`_bf16_error` also covers rounding the bound itself to bfloat16)
+        floor = torch.clamp(s.topk(kk, dim=1).values[:, -1:].float() - 2 * error, min=min_score - error)
+        rows, cols = np.nonzero((s >= floor.to(torch.bfloat16)).numpy())
+        score = np.concatenate([exact(rows[i:i + 1024] + start, cols[i:i + 1024])
+                                for i in range(0, len(rows), 1024)] or [np.zeros(0, np.float32)])
+        order = np.lexsort((-score, rows)) # each row's candidates, best float32 product first
+        rows, cols, score = rows[order], cols[order], score[order]
+        keep = (np.arange(len(rows)) - np.searchsorted(rows, rows) < kk) & (score >= min_score)
+        a, b = rows[keep] + start, cols[keep]
+        found.append(np.stack([np.minimum(a, b), np.maximum(a, b), score[keep]], 1))
+    return _unique_pairs(found)
 
 # %% ../nbs/02_dedup.ipynb #d37ed2a0
 def _differing_share(za:np.ndarray, zb:np.ndarray)->float:
@@ -806,12 +875,10 @@ def confirm_pairs(
 def _candidates(decoded:dict, k:int, min_words:float=0.15)->pd.DataFrame:
     """Each image's k nearest by visual words (at least `min_words` similar) and
     its k nearest by embedding (the image itself, view 0)."""
-    # dense: a BLAS product beats a sparse one 3 to 1 here
-    words = torch.from_numpy(visual_words(decoded['descriptors']).toarray())
+    words = visual_words(decoded['descriptors']) # sparse; top_dot_pairs multiplies dense blocks (BLAS: 3 to 1 here)
     # view 0 only: flipped and rotated copies are the SSIM and cosine paths' job; a crop keeps its orientation
     own = decoded['embeddings'] if decoded['embeddings'].ndim == 2 else decoded['embeddings'][:, 0]
-    by_words = top_pairs(len(own), lambda rows: (words[rows] @ words.T).numpy(), k, min_words)
-    by_embedding = top_pairs(len(own), lambda rows: own[rows] @ own.T, k)
+    by_words, by_embedding = top_dot_pairs(words, k, min_words), top_dot_pairs(own, k)
     return pd.concat([by_words, by_embedding]).drop_duplicates(['a', 'b'])
 
 # %% ../nbs/02_dedup.ipynb #89a6152f
