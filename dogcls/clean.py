@@ -16,7 +16,7 @@ from sklearn.preprocessing import StandardScaler
 
 from .core import DataError
 from .data import counts_in_words, open_image
-from .dedup import DECISION_COLUMNS
+from .dedup import DECISION_COLUMNS, protect_classes
 
 # %% auto #0
 __all__ = ['check_probs', 'drop_empty_classes', 'confident_joint', 'estimate_joint', 'noise_rates', 'self_confidence_ranking',
@@ -280,6 +280,8 @@ def propose_cleaning(
     relabel_min:float=0.8,             # relabel a label issue when its suggested class has at least this probability
     outlier_action:str='keep',         # 'keep' (flagged for review) or 'drop'
     max_share:float=0.1,               # act on at most this share (lowest label quality first); others: review
+    min_class_images:int=5,            # no proposal leaves a class with fewer training images than this ...
+    min_class_share:float=0.5,         # ... or than this share of them (`dogcls.dedup.protect_classes`)
 )->pd.DataFrame:                       # one row per flagged image (DECISION_COLUMNS + relabel_to)
     "Proposed relabel/drop/keep decisions for flagged label issues and outliers."
     if outlier_action not in ('keep', 'drop'):
@@ -305,7 +307,7 @@ def propose_cleaning(
         action = ('relabel' if relabel else 'drop') if act else 'keep'
         rows[r.image_path] = dict(action=action, relabel_to=r.suggested_class if relabel else '',
                                   score=float(r.label_quality), method='confident learning', reason=reason)
-    return _decision_table(rows, manifest)
+    return protect_classes(_decision_table(rows, manifest), manifest, min_class_images, min_class_share)
 
 # %% ../nbs/08_clean.ipynb #d4de2639
 def _decision_table(rows:dict, manifest:pd.DataFrame)->pd.DataFrame:
@@ -318,7 +320,8 @@ def _decision_table(rows:dict, manifest:pd.DataFrame)->pd.DataFrame:
     classes = manifest.set_index('image_path').class_name
     return pd.DataFrame([dict(cluster=f'clean-{i}', image_path=p, class_name=classes[p], action=d['action'],
                               proposed=d['action'], review=True, reason=d['reason'], score=round(d['score'], 4),
-                              method=d['method'], flip='none', relabel_to=d['relabel_to'])
+                              method=d['method'], flip='none', group='', protected=False,
+                              relabel_to=d['relabel_to'])
                          for i, (p, d) in enumerate(rows.items())],
                         columns=DECISION_COLUMNS + ['relabel_to'])
 
@@ -328,7 +331,6 @@ def runs_oof(
     reports:str|Path|None=None, # the reports folder holding named runs
 )->dict:                        # split (training rows), oof_probs (mean over the runs), names, runs (name -> Run)
     "The training rows of one run, or of several runs sharing a split, and their (mean) out-of-fold probabilities."
-    from dogcls.data import class_names
     from dogcls.ensemble import run_folder, load_runs
     from dogcls.run import Run
     runs = list(runs)
@@ -342,7 +344,7 @@ def runs_oof(
     else: loaded = load_runs(runs, reports)
     first = next(iter(loaded.values()))
     oof = np.mean([r.oof_probs for r in loaded.values()], 0)
-    return dict(split=first.split, oof_probs=oof, names=class_names(first.split), runs=loaded)
+    return dict(split=first.split, oof_probs=oof, names=first.names, runs=loaded)
 
 # %% ../nbs/08_clean.ipynb #5fd80f95
 def report_issues(

@@ -10,6 +10,8 @@ from pathlib import Path
 
 import numpy as np, pandas as pd
 from PIL import Image, ImageOps, UnidentifiedImageError
+from scipy.sparse import coo_matrix
+from scipy.sparse.csgraph import connected_components
 from sklearn.model_selection import StratifiedGroupKFold
 
 from .core import DataError, atomic_write, cache_dir, cpu_threads, default_data_dir, file_sha1, resolve_dir
@@ -18,7 +20,7 @@ from .core import DataError, atomic_write, cache_dir, cpu_threads, default_data_
 __all__ = ['MAX_PIXELS', 'IMAGE_EXTENSIONS', 'SCAN_COLUMNS', 'PROBLEM_COLUMNS', 'FIXES', 'MANIFEST_COLUMNS', 'to_rgb',
            'open_image', 'thumbnail', 'scan_image', 'scan_images', 'resolve_paths', 'read_competition',
            'read_image_folder', 'load_data', 'counts_in_words', 'class_names', 'test_labels', 'exact_duplicates',
-           'assign_folds', 'classes_missing_from_training']
+           'join_groups', 'assign_folds', 'classes_missing_from_training']
 
 # %% ../nbs/01_data.ipynb #cd132858
 MAX_PIXELS = 89_478_485 # Pillow's default `Image.MAX_IMAGE_PIXELS`; larger images are treated as decompression bombs
@@ -500,14 +502,32 @@ def exact_duplicates(
     out['across_classes'] = out.classes.map(len) > 1
     return out.sort_values(['across_classes', 'n'], ascending=False, ignore_index=True)
 
+# %% ../nbs/01_data.ipynb #23bf1a79
+def join_groups(
+    groups:pd.Series,  # each row's group
+    *labels:pd.Series, # more labels of the same rows (NaN or '': none); rows that share a label join one group
+)->pd.Series:          # each row's group, joined: the first group (in row order) of its joined set
+    "Groups joined wherever two rows share their group or one of `labels` (connected components, via scipy)."
+    codes = [pd.factorize(groups.astype(str))[0]]
+    codes += [pd.factorize(l.where(l.notna() & (l.astype(str) != ''), None))[0] for l in labels]
+    n, edges_a, edges_b = len(groups), [np.zeros(0, int)], [np.zeros(0, int)]
+    for c in codes:
+        order = np.argsort(c, kind='stable'); c_sorted = c[order]
+        same = (c_sorted[1:] == c_sorted[:-1]) & (c_sorted[1:] >= 0)
+        edges_a.append(order[1:][same]); edges_b.append(order[:-1][same])
+    a, b = np.concatenate(edges_a), np.concatenate(edges_b)
+    label = connected_components(coo_matrix((np.ones(len(a)), (a, b)), shape=(n, n)), directed=False)[1]
+    first = pd.Series(groups.astype(str).to_numpy()).groupby(label).transform('first')
+    return pd.Series(first.to_numpy(), index=groups.index, name=groups.name)
+
 # %% ../nbs/01_data.ipynb #736a30dd
 def assign_folds(
-    manifest:pd.DataFrame, # rows with split, target and the group column
+    manifest:pd.DataFrame, # rows with split, target and the group column (and sha1, as `load_data` gives)
     n_folds:int=5,         # number of folds (at least 2)
     seed:int=42,           # seed of the shuffled split
-    group_col:str='group', # images sharing a value here stay in one fold
-)->pd.DataFrame:           # a copy with a `fold` column: 0..n_folds-1 for training rows, -1 for test rows
-    "Assign training rows to stratified, group-aware folds."
+    group_col:str='group', # images sharing a value here, or the same bytes (sha1), stay in one fold
+)->pd.DataFrame:           # a copy with a `fold` column (-1 for test rows) and the groups joined by sha1
+    "Assign training rows to stratified, group-aware folds; byte-identical files always share a group."
     if not isinstance(n_folds, (int, np.integer)) or n_folds < 2:
         raise DataError(f'n_folds={n_folds!r}: use a whole number >= 2')
     if group_col not in manifest: raise DataError(f'manifest has no {group_col!r} column to group folds by')
@@ -515,6 +535,9 @@ def assign_folds(
     groups = manifest.loc[train, group_col]
     if groups.isna().any():
         raise DataError(f'{groups.isna().sum()} training rows have no {group_col!r}; give every row a group')
+    out = manifest.copy()
+    if 'sha1' in out: out[group_col] = join_groups(out[group_col], out.sha1)
+    groups = out.loc[train, group_col]
     if groups.nunique() < n_folds:
         raise DataError(f'{groups.nunique()} groups of training images cannot fill {n_folds} '
                         f'folds; use n_folds <= {groups.nunique()}')
@@ -522,9 +545,8 @@ def assign_folds(
     fold = np.full(train.sum(), -1)
     with warnings.catch_warnings():
         warnings.filterwarnings('ignore', message='The least populated class', category=UserWarning)
-        for k, (_, val) in enumerate(splitter.split(np.zeros(len(groups)), manifest.loc[train, 'target'], groups)):
+        for k, (_, val) in enumerate(splitter.split(np.zeros(len(groups)), out.loc[train, 'target'], groups)):
             fold[val] = k
-    out = manifest.copy()
     out['fold'] = -1
     out.loc[train, 'fold'] = fold
     return out

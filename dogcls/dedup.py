@@ -18,7 +18,7 @@ from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
 from .core import DataError, atomic_write, cpu_threads, write_json
-from .data import MAX_PIXELS, open_image, thumbnail
+from .data import MAX_PIXELS, join_groups, open_image, thumbnail
 
 # %% auto #0
 __all__ = ['VIEWS', 'FLIPS', 'VIEW_SETS', 'VIEW_WORDS', 'GEOMETRIC_COLUMNS', 'PAIR_COLUMNS', 'SCORE_COLUMNS',
@@ -27,8 +27,8 @@ __all__ = ['VIEWS', 'FLIPS', 'VIEW_SETS', 'VIEW_WORDS', 'GEOMETRIC_COLUMNS', 'PA
            'view_orders', 'model_embeddings', 'embed', 'cosine_pairs', 'decode_all', 'visual_words', 'top_pairs',
            'top_dot_pairs', 'colour_distances', 'colour_distance', 'geometric_check', 'exact_pairs', 'DedupConfig',
            'decode_images', 'score_pairs', 'confirm_pairs', 'geometric_pairs', 'link_pairs', 'Duplicates',
-           'find_duplicates', 'plot_scores', 'match_summary', 'file_facts', 'propose_decisions', 'apply_decisions',
-           'save_decisions']
+           'find_duplicates', 'plot_scores', 'match_summary', 'file_facts', 'protect_classes', 'propose_decisions',
+           'apply_decisions', 'save_decisions']
 
 # %% ../nbs/02_dedup.ipynb #8e7898fb
 # the square's 8 symmetries: flips, rotations by 90 degrees, transposes
@@ -842,13 +842,35 @@ def score_pairs(
     return scored.assign(colour=_colour_of_pairs(decoded['thumbs'], a, b, scored.flip.tolist()))
 
 # %% ../nbs/02_dedup.ipynb #086b25a5
-def _squashed_change(decoded:dict, a:int, b:int, view:str, side:int=64)->float:
-    """Share of the picture that differs between a and `view` of b, both squashed to
-    side x side and blurred, b's grey levels fitted to a's."""
+_LOW_STRUCTURE = 0.03 # a picture with edges on fewer than this share of its pixels is blank, faint or smooth
+_FLAT = 1.0           # a picture whose grey levels vary less than this (standard deviation) is flat
+_LOW_COLOUR = 10.0    # the mean CIELAB difference, lightness included, that two low-structure pictures may have
+
+def _edge_share(grey:np.ndarray)->float:
+    "Share of a blurred grey picture's pixels on an edge: a slope of more than 8 grey levels a pixel."
+    gx, gy = cv2.Sobel(grey, cv2.CV_32F, 1, 0), cv2.Sobel(grey, cv2.CV_32F, 0, 1) # 3 x 3 Sobel: 8 x the slope
+    return float((gx * gx + gy * gy > 64.0 ** 2).mean())
+
+def _lab(x:np.ndarray)->np.ndarray:
+    "CIELAB of RGB uint8 pixels in its own units: L* from 0 to 100, a* and b* around 0."
+    lab = cv2.cvtColor(x, cv2.COLOR_RGB2LAB).astype(np.float32)
+    return lab * np.float32([100 / 255, 1, 1]) - np.float32([0, 128, 128])
+
+# %% ../nbs/02_dedup.ipynb #528fd53d
+def _squashed_check(decoded:dict, a:int, b:int, view:str, min_ncc:float=0.95, side:int=64)->tuple[float, bool, bool]:
+    """Share of the picture that differs between a and `view` of b, both squashed to side x side and blurred, b's grey
+    levels fitted to a's; whether either has low structure; whether they agree as low-structure pictures must: grey
+    levels that correlate (or are both flat) and colours, lightness included, within `_LOW_COLOUR`."""
     A, B = (cv2.resize(decoded['images'][k], (side, side), interpolation=cv2.INTER_AREA) for k in (a, b))
     B = _flip(torch.from_numpy(B).permute(2, 0, 1), view).permute(1, 2, 0).contiguous().numpy()
     ga, gb = (_blurred_grey(x) for x in (A, B))
-    return _differing_share(ga - ga.mean(), gb - gb.mean())
+    za, zb = ga - ga.mean(), gb - gb.mean()
+    changed = _differing_share(za, zb)
+    if min(_edge_share(ga), _edge_share(gb)) >= _LOW_STRUCTURE: return changed, False, True
+    sa, sb = float(za.std()), float(zb.std())
+    same_structure = max(sa, sb) < _FLAT or (min(sa, sb) >= _FLAT and float((za * zb).mean()) / (sa * sb) >= min_ncc)
+    same_colour = float(np.linalg.norm(_lab(A) - _lab(B), axis=-1).mean()) <= _LOW_COLOUR
+    return changed, True, same_structure and same_colour
 
 # %% ../nbs/02_dedup.ipynb #8e747df9
 def _colour_ok(colour:pd.Series, config:DedupConfig)->np.ndarray:
@@ -860,16 +882,19 @@ def confirm_pairs(
     m:pd.DataFrame, decoded:dict, # from `decode_images`
     scored:pd.DataFrame,          # from `score_pairs`
     config:DedupConfig,
-)->pd.DataFrame:                  # scored with changed (pairs above a threshold), linked and colour_ok
-    """Pairs at or above their threshold are linked when at most `max_changed` of their
-    64 px pictures differ; `colour_ok` when their colours agree."""
+)->pd.DataFrame:                  # scored with changed and low_structure (pairs above a threshold), linked, colour_ok
+    """Pairs at or above their threshold are linked when at most `max_changed` of their 64 px pictures differ and,
+    where either picture has low structure, when their grey levels correlate and their colours agree;
+    `colour_ok` when their colours agree."""
     # 32 px thumbnails miss small differences (an emblem, a detail), 64 px see them
     above = (scored.score >= scored.threshold).to_numpy()
     a, b = m.index.get_indexer(scored.a[above]), m.index.get_indexer(scored.b[above])
-    changed = np.full(len(scored), np.nan)
-    changed[above] = [_squashed_change(decoded, i, j, v) for i, j, v in zip(a, b, scored.flip[above])]
-    linked = above & (np.nan_to_num(changed) <= config.max_changed)
-    return scored.assign(changed=changed, linked=linked, colour_ok=_colour_ok(scored.colour, config))
+    checks = [_squashed_check(decoded, i, j, v, config.min_ncc) for i, j, v in zip(a, b, scored.flip[above])]
+    changed, low, agree = np.full(len(scored), np.nan), np.zeros(len(scored), bool), np.zeros(len(scored), bool)
+    if checks: changed[above], low[above], agree[above] = zip(*checks)
+    linked = above & (np.nan_to_num(changed) <= config.max_changed) & agree
+    return scored.assign(changed=changed, low_structure=low, linked=linked,
+                         colour_ok=_colour_ok(scored.colour, config))
 
 # %% ../nbs/02_dedup.ipynb #ff7778cb
 def _candidates(decoded:dict, k:int, min_words:float=0.15)->pd.DataFrame:
@@ -919,15 +944,14 @@ def geometric_pairs(
                              score=checks.ncc.to_numpy(float), threshold=config.min_ncc,
                              flip=[_view_of(x) for x in checks.angle],
                              **{k: checks[k].to_numpy(float) for k in ('changed', 'colour', 'scale', 'coverage')},
-                             linked=checks.confirmed.to_numpy(bool)))
+                             linked=checks.confirmed.to_numpy(bool), low_structure=False))
     return pd.concat([confirmed, rows.assign(colour_ok=_colour_ok(rows.colour, config))], ignore_index=True)
 
 # %% ../nbs/02_dedup.ipynb #f4fa21c8
 PAIR_COLUMNS = ['a', 'b', 'image_path_a', 'image_path_b', 'class_a', 'class_b', 'split_a', 'split_b', 'kind',
-                'method', 'score',
-                'flip', 'colour', 'match']
+                'method', 'score', 'flip', 'colour', 'match', 'low_structure']
 SCORE_COLUMNS = ['a', 'b', 'method', 'score', 'threshold', 'flip', 'changed', 'colour', 'scale', 'coverage',
-                 'linked', 'colour_ok']
+                 'linked', 'colour_ok', 'low_structure']
 
 # %% ../nbs/02_dedup.ipynb #39bb1579
 def _kind(m:pd.DataFrame)->pd.Series:
@@ -954,9 +978,11 @@ def link_pairs(
     colour-consistent scored pair, with their files, classes and kind."""
     linked = scored[scored.linked.astype(bool) & scored.colour_ok]
     linked = linked.assign(match=[_match(*r) for r in zip(linked.method, linked.flip, linked.colour.fillna(0),
-                                                          linked.scale, linked.coverage)])
-    exact = exact_pairs(manifest).assign(colour=0.0, match='identical bytes')
-    pairs = pd.concat([exact, linked[['a', 'b', 'score', 'flip', 'method', 'colour', 'match']]], ignore_index=True)
+                                                          linked.scale, linked.coverage)],
+                           low_structure=linked.low_structure.fillna(False).astype(bool))
+    exact = exact_pairs(manifest).assign(colour=0.0, match='identical bytes', low_structure=False)
+    columns = ['a', 'b', 'score', 'flip', 'method', 'colour', 'match', 'low_structure']
+    pairs = pd.concat([exact, linked[columns]], ignore_index=True)
     for side in 'ab':
         rows = manifest.loc[pairs[side]]
         pairs[f'image_path_{side}'], pairs[f'class_{side}'] = rows.image_path.values, rows.class_name.values
@@ -1037,11 +1063,25 @@ def _components(n:int, a:np.ndarray, b:np.ndarray)->np.ndarray:
     "Connected-component label of each of n nodes linked by edges (a[k], b[k]): union-find, via scipy."
     return connected_components(coo_matrix((np.ones(len(a)), (a, b)), shape=(n, n)), directed=False)[1]
 
+def _star_clusters(
+    n:int, a:np.ndarray, b:np.ndarray, # n nodes and the edges (a[k], b[k]) between them
+    order:np.ndarray,                  # nodes, the best centre first
+)->np.ndarray:                         # each node's cluster number; -1 where unlinked or not in `order`
+    """Star clusters: the first node of `order` not in a cluster yet becomes a centre and takes each of its neighbours
+    not in a cluster yet. Every member is linked to its centre, so a cluster cannot chain."""
+    graph = coo_matrix((np.ones(2 * len(a)), (np.r_[a, b], np.r_[b, a])), shape=(n, n)).tocsr()
+    label, count = np.full(n, -1), 0
+    for node in order:
+        neighbours = graph.indices[graph.indptr[node]:graph.indptr[node + 1]]
+        if label[node] >= 0 or not len(neighbours): continue
+        label[node] = count; label[neighbours[label[neighbours] < 0]] = count; count += 1
+    return label
+
 CONFLICT_POLICIES = ('drop_all', 'keep_all', 'majority')
 # within one class: keep all in one fold group, or keep the best file and drop the rest
 WITHIN_POLICIES = ('group', 'drop')
 DECISION_COLUMNS = ['cluster', 'image_path', 'class_name', 'action', 'proposed', 'review', 'reason', 'score',
-                    'method', 'flip']
+                    'method', 'flip', 'group', 'protected']
 
 # stored without loss (WebP and JPEG may lose)
 LOSSLESS_FORMATS = ('PNG', 'BMP', 'GIF', 'TIFF', 'PPM', 'TGA', 'ICO', 'QOI')
@@ -1064,8 +1104,8 @@ def file_facts(
 
 # %% ../nbs/02_dedup.ipynb #1a081e6f
 def _best_first(members:pd.DataFrame)->pd.DataFrame:
-    """Members ordered by preference for keeping: most pixels, stored
-    losslessly, not CMYK, upright (no EXIF rotation), then path."""
+    """Members ordered by preference for keeping: most pixels, stored losslessly, not CMYK, upright (no EXIF
+    rotation), then the most links (a `_degree` column, where given), then path; their facts in words as `_facts`."""
     unknown = pd.DataFrame(dict(width=0, height=0, format=None, mode=None, orientation=1), index=range(len(members)))
     facts = file_facts(members.file) if 'file' in members else unknown
     facts.index = members.index
@@ -1074,88 +1114,134 @@ def _best_first(members:pd.DataFrame)->pd.DataFrame:
                  for w, h, fmt, mode, o in facts.itertuples(index=False)]
     ranked = members.assign(_pixels=facts.width * facts.height, _lossless=facts.format.isin(LOSSLESS_FORMATS),
                             _cmyk=facts['mode'] == 'CMYK', _rotated=facts.orientation != 1, _facts=described)
-    return ranked.sort_values(['_pixels', '_lossless', '_cmyk', '_rotated', 'image_path'],
-                              ascending=[False, False, True, True, True], kind='stable')
+    links = ['_degree'] if '_degree' in members else []
+    return ranked.sort_values(['_pixels', '_lossless', '_cmyk', '_rotated', *links, 'image_path'],
+                              ascending=[False, False, True, True, *[False] * len(links), True], kind='stable')
 
 # %% ../nbs/02_dedup.ipynb #d2f9cfa3
-def _decide(members:pd.DataFrame, policy:str, within:str)->tuple[dict, bool, str, pd.Series|None]:
-    """Action per image_path, the review flag, the reason prefix for one cluster and the keeper rule's facts by
-    image_path (None where every copy is kept: no file is read then)."""
+def _decide(members:pd.DataFrame, policy:str, within:str, partners:list)->tuple[dict, bool, str]:
+    """Action per image_path, the review flag and the reason prefix of one cluster, its members best first (keeper
+    first); `partners`: the classes a one-image cluster is linked to (its links go to other clusters' members)."""
+    if len(members) == 1: # a leftover of the stars: its own classes' conflicts are decided for it alone
+        path, own = members.image_path.iloc[0], members.class_name.iloc[0]
+        others = sorted(set(partners) - {own})
+        if not others: return {path: 'keep'}, False, ('linked only to images of other clusters, not to their '
+                                                      'keepers: kept, in their fold group')
+        counts = pd.Series([own, *partners]).value_counts()
+        keep = policy == 'keep_all' or (policy == 'majority' and counts.index[0] == own and
+                                        (counts == counts.max()).sum() == 1)
+        return {path: 'keep' if keep else 'drop'}, True, (f'label conflict with {", ".join(others)} (linked to images '
+                                                          f'of other clusters): {"kept" if keep else "dropped"} '
+                                                          f'(policy {policy})')
     counts = members.class_name.value_counts()
     if len(counts) == 1 and within == 'group':
-        reason = 'within-class near-duplicates: all kept in one fold group (policy group)'
-        return dict.fromkeys(members.image_path, 'keep'), False, reason, None
-    ordered = _best_first(members)
-    facts = ordered.set_index('image_path')._facts
+        return dict.fromkeys(members.image_path, 'keep'), False, ('within-class near-duplicates: all kept in one fold '
+                                                                  'group (policy group)')
     if len(counts) == 1:
-        keep = {ordered.image_path.iloc[0]}
-        actions = {p: 'keep' if p in keep else 'drop' for p in members.image_path}
-        return actions, False, 'within-class near-duplicates', facts
+        keep = {members.image_path.iloc[0]}
+        return {p: 'keep' if p in keep else 'drop' for p in members.image_path}, False, 'within-class near-duplicates'
     names = ', '.join(sorted(counts.index))
     if policy == 'keep_all':
-        keep = set(ordered.drop_duplicates('class_name').image_path)
+        keep = set(members.drop_duplicates('class_name').image_path)
         note = f'label conflict between {names}: kept one image per class (policy keep_all)'
     elif policy == 'majority' and (counts == counts.max()).sum() == 1:
-        keep = {ordered[ordered.class_name == counts.index[0]].image_path.iloc[0]}
+        keep = {members[members.class_name == counts.index[0]].image_path.iloc[0]}
         note = (f'label conflict between {names}: kept one image of the majority class {counts.index[0]} '
                 '(policy majority)')
     else:
         keep = set()
         note = (f'label conflict between {names}: no majority, all dropped (policy majority)' if policy == 'majority'
                 else f'label conflict between {names}: all dropped (policy drop_all)')
-    return {p: 'keep' if p in keep else 'drop' for p in members.image_path}, True, note, facts
+    return {p: 'keep' if p in keep else 'drop' for p in members.image_path}, True, note
 
 # %% ../nbs/02_dedup.ipynb #99f90ff8
+def _links(pairs:pd.DataFrame, position:pd.Series)->dict:
+    "(x, y) -> the best pair linking positions x and y (either way round), as a row of `pairs`."
+    best = pairs.sort_values('score', ascending=False, kind='stable')
+    found = {}
+    for row, x, y in zip(best.itertuples(), position[best.a].to_numpy(), position[best.b].to_numpy()):
+        found.setdefault((x, y), row); found.setdefault((y, x), row)
+    return found
+
+def _reasons(members:pd.DataFrame, actions:dict, review:bool, note:str, links:dict, position:pd.Series)->list[dict]:
+    "One decision row per member of a star cluster (keeper first), each with its link to the keeper and why."
+    keeper, kept = position[members.index[0]], [p for p in members.image_path if actions[p] == 'keep']
+    every = len(kept) == len(members) and not review # every copy kept: no keeper to explain
+    rows = []
+    for idx, r in members.iterrows():
+        me = position[idx]
+        partners = [position[i] for i in members.index if i != idx] if me == keeper else [keeper]
+        link = max((links[(me, p)] for p in partners if (me, p) in links), key=lambda l: l.score, default=None)
+        if link is None: link = max((l for (x, _), l in links.items() if x == me), key=lambda l: l.score)
+        match = getattr(link, 'match', 'same picture')
+        how = f' ({match})' if isinstance(match, str) and match != 'same picture' else ''
+        reason = (note if every else
+                  f'{note}; kept: {r["_facts"]} (keeper rule: most pixels, lossless, not CMYK, upright, then name)'
+                  if actions[r.image_path] == 'keep' else
+                  f'{note}; near-duplicate of {kept[0]}{how}' if kept else f'{note}{how}')
+        rows.append(dict(image_path=r.image_path, class_name=r.class_name, action=actions[r.image_path],
+                         proposed=actions[r.image_path], review=review, reason=reason,
+                         score=round(float(link.score), 4), method=link.method, flip=link.flip))
+    return rows
+
+# %% ../nbs/02_dedup.ipynb #f514a7d4
+def protect_classes(
+    decisions:pd.DataFrame, # proposed decisions (DECISION_COLUMNS)
+    manifest:pd.DataFrame,  # the manifest they were proposed for
+    min_images:int=5,       # no proposal leaves a class with fewer training images than this ...
+    min_share:float=0.5,    # ... or than this share of its training images
+)->pd.DataFrame:            # the decisions; every drop or relabel of a class that would fall under its floor: keep
+    "Proposals that would empty or gut a class become 'keep, to review' for that class (`protected`)."
+    n = (manifest[manifest.split == 'train'] if 'split' in manifest else manifest).class_name.value_counts()
+    action = decisions.action.astype(str).str.strip().str.lower()
+    lost = decisions.class_name[action.isin(['drop', 'relabel'])].value_counts().reindex(n.index, fill_value=0)
+    floor = np.maximum(min_images, np.ceil(min_share * n)).astype(int)
+    gutted = lost.index[(lost > 0) & (n - lost < floor)]
+    hit = (decisions.class_name.isin(gutted) & action.isin(['drop', 'relabel'])).to_numpy()
+    out = decisions.copy()
+    if 'protected' not in out: out['protected'] = False
+    out['protected'] = out.protected.fillna(False).astype(bool) | hit
+    why = {c: (f'kept for review: the proposal would leave {c} with {n[c] - lost[c]} of its {n[c]} training images, '
+               f'under its floor of {floor[c]} (min_class_images, min_class_share)') for c in gutted}
+    out.loc[hit, 'reason'] = [f'{why[c]}; {r}' for c, r in zip(out.class_name[hit], out.reason[hit])]
+    out.loc[hit, ['action', 'proposed']] = 'keep'
+    out.loc[hit, 'review'] = True
+    if 'relabel_to' in out: out.loc[hit, 'relabel_to'] = ''
+    return out
+
+# %% ../nbs/02_dedup.ipynb #a5ef243d
 def propose_decisions(
     manifest:pd.DataFrame,        # the manifest the pairs were found in
     pairs:pd.DataFrame,           # from `find_duplicates`
     conflict_policy:str='drop_all', # for clusters spanning classes: 'drop_all', 'keep_all' or 'majority'
     within_policy:str='group',      # clusters in a class: 'group' (keep all, one fold group) or 'drop' (keep the best)
-)->pd.DataFrame:                  # one row per clustered training image (DECISION_COLUMNS)
-    "Cluster the training images linked by pairs and propose keep/drop for each, with reasons."
+    min_class_images:int=5,       # no proposal leaves a class with fewer training images than this ...
+    min_class_share:float=0.5,    # ... or than this share of them (`protect_classes`)
+)->pd.DataFrame:                  # one row per linked training image (DECISION_COLUMNS), clusters keeper first
+    "Star clusters of the linked training images, their fold groups, and a proposed keep/drop for each, with reasons."
     if conflict_policy not in CONFLICT_POLICIES:
         raise DataError(f'conflict_policy={conflict_policy!r}: choose one of {", ".join(CONFLICT_POLICIES)}')
     if within_policy not in WITHIN_POLICIES:
         raise DataError(f'within_policy={within_policy!r}: choose one of {", ".join(WITHIN_POLICIES)}')
     train_pairs = pairs[(pairs.split_a == 'train') & (pairs.split_b == 'train')]
     position = pd.Series(np.arange(len(manifest)), index=manifest.index)
-    label = _components(len(manifest), position[train_pairs.a].to_numpy(), position[train_pairs.b].to_numpy())
-    sizes = np.bincount(label)
-    linked = manifest.assign(_cluster=label)[sizes[label] > 1]
-    columns = ['score', 'method', 'flip'] + (['match'] if 'match' in pairs else [])
-    best_link = pd.concat([train_pairs[['a'] + columns], train_pairs[['b'] + columns].rename(columns={'b': 'a'})]
-                          ).sort_values('score', ascending=False).drop_duplicates('a').set_index('a')
-    rows = []
-    for number, (_, members) in enumerate(linked.groupby('_cluster', sort=True)):
-        actions, review, note, facts = _decide(members, conflict_policy, within_policy)
-        kept = [p for p in members.image_path if actions[p] == 'keep']
-        for idx, r in members.iterrows():
-            link = best_link.loc[idx]
-            how = f' ({link.match})' if isinstance(link.get('match'), str) and link.match != 'same picture' else ''
-            reason = (note if facts is None else # every copy kept: no keeper to explain
-                      f'{note}; kept: {facts[r.image_path]} (keeper rule: most pixels, '
-                      'lossless, not CMYK, upright, then name)'
-                      if actions[r.image_path] == 'keep' else
-                      f'{note}; near-duplicate of {kept[0]}{how}' if kept else f'{note}{how}')
-            rows.append(dict(cluster=number, image_path=r.image_path, class_name=r.class_name,
-                             action=actions[r.image_path], proposed=actions[r.image_path], review=review, reason=reason,
-                             score=round(float(link.score), 4),
-                             method=link.method, flip=link.flip))
-    return pd.DataFrame(rows, columns=DECISION_COLUMNS)
-
-# %% ../nbs/02_dedup.ipynb #aec8db10
-def _merge_groups(manifest:pd.DataFrame, extra:pd.Series)->pd.Series:
-    "Groups joined wherever two rows share their old group or their `extra` label (NaN: no extra link)."
-    codes = [pd.factorize(manifest.group.astype(str))[0]]
-    if extra.notna().any(): codes.append(pd.factorize(extra.where(extra.notna(), None))[0])
-    n, edges_a, edges_b = len(manifest), [], []
-    for c in codes:
-        order = np.argsort(c, kind='stable'); c_sorted = c[order]
-        same = (c_sorted[1:] == c_sorted[:-1]) & (c_sorted[1:] >= 0)
-        edges_a.append(order[1:][same]); edges_b.append(order[:-1][same])
-    label = _components(n, np.concatenate(edges_a), np.concatenate(edges_b))
-    first = pd.Series(manifest.group.astype(str).to_numpy()).groupby(label).transform('first')
-    return pd.Series(first.to_numpy(), index=manifest.index)
+    a, b = position[train_pairs.a].to_numpy(), position[train_pairs.b].to_numpy()
+    nodes = np.unique(np.r_[a, b]).astype(int)
+    degree = np.bincount(np.r_[a, b].astype(int), minlength=len(manifest))
+    ranked = _best_first(manifest.iloc[nodes].assign(_degree=degree[nodes])) # file headers of linked images only
+    order = position[ranked.index].to_numpy()
+    ranked = ranked.assign(_cluster=_star_clusters(len(manifest), a, b, order)[order],
+                           _group=_components(len(manifest), a, b)[order])
+    links, rows = _links(train_pairs, position), []
+    class_at = manifest.class_name.to_numpy()
+    for number, (_, members) in enumerate(ranked.groupby('_cluster', sort=True)): # keeper first in each
+        me = position[members.index[0]]
+        partners = [class_at[y] for (x, y) in links if x == me] if len(members) == 1 else []
+        actions, review, note = _decide(members, conflict_policy, within_policy, partners)
+        rows += [dict(cluster=number, group=f'linked-{members._group.iloc[0]}', protected=False, **row)
+                 for row in _reasons(members, actions, review, note, links, position)]
+    decisions = pd.DataFrame(rows, columns=DECISION_COLUMNS)
+    return protect_classes(decisions, manifest, min_class_images, min_class_share)
 
 # %% ../nbs/02_dedup.ipynb #0398fc59
 def _checked_actions(manifest:pd.DataFrame, decisions:pd.DataFrame, source:str)->pd.Series:
@@ -1208,15 +1294,17 @@ def _relabelled(out:pd.DataFrame, manifest:pd.DataFrame, relabel:pd.DataFrame, s
 def apply_decisions(
     manifest:pd.DataFrame,  # the manifest the decisions were made for
     decisions:pd.DataFrame|str|Path, # the decisions table, or its CSV (edited or not)
-)->pd.DataFrame:            # the cleaned manifest: dropped rows out, relabelled rows moved, clusters in one `group`
+)->pd.DataFrame:            # the cleaned manifest: dropped rows out, relabelled rows moved, links in one `group`
     "Apply keep/drop/relabel decisions to a manifest without touching any file."
     source = decisions if isinstance(decisions, (str, Path)) else 'decisions'
     if isinstance(decisions, (str, Path)):
-        decisions = pd.read_csv(decisions, dtype={'image_path': str, 'action': str, 'relabel_to': str},
+        decisions = pd.read_csv(decisions, dtype={'image_path': str, 'action': str, 'relabel_to': str, 'group': str},
                                 keep_default_na=False)
     action = _checked_actions(manifest, decisions, source)
-    cluster = manifest.image_path.map(decisions.set_index('image_path').cluster.map(lambda c: f'cluster-{c}'))
-    out = manifest.assign(group=_merge_groups(manifest, cluster))
+    cluster = 'cluster-' + decisions.cluster.astype(str)
+    group = decisions.group.fillna('').astype(str) if 'group' in decisions else pd.Series('', index=decisions.index)
+    link = pd.Series(group.where(group != '', cluster).to_numpy(), index=decisions.image_path)
+    out = manifest.assign(group=join_groups(manifest.group, manifest.image_path.map(link)))
     relabel = decisions[(action == 'relabel').to_numpy()]
     if len(relabel): out = _relabelled(out, manifest, relabel, source)
     dropped = set(decisions.image_path[action == 'drop'])

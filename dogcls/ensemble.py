@@ -12,7 +12,6 @@ from scipy.optimize import minimize
 
 from .config import DataConfig
 from .core import DataError, atomic_write, run_dir
-from .data import class_names
 from .models import eval_transform
 from .loader import ImageDataModule, cache_side
 from .run import Run, prediction_scores
@@ -50,7 +49,7 @@ def load_runs(
         except DataError as e: raise DataError(f'run {str(run)!r}: {e}') from None
     (first, a), *others = loaded.items()
     for name, b in others:
-        names_a, names_b = class_names(a.split), class_names(b.split)
+        names_a, names_b = a.names, b.names
         if names_a != names_b:
             order = [i for i, (x, y) in enumerate(zip(names_a, names_b)) if x != y][:1] # same classes, other order
             diff = sorted(set(names_a) ^ set(names_b))[:3] or [f'order differs at target {order[0]}']

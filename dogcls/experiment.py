@@ -38,12 +38,15 @@ class Experiment:
                facts:dict|None=None, # more lines for the report's "Run" section (e.g. training seconds)
                **metrics,            # metrics.json besides kind, parameters, run name, data, seconds, date and hardware
               )->dict:               # everything written to metrics.json
-        "Close the run: a 'Run' section, metrics.json, the report, the reports index."
+        "Close the run: a 'Run' section, metrics.json (with the report's warnings), the report, the reports index."
         seconds, hardware = self.seconds, hardware_info()
         self.report.heading('Run')
         self.report.metrics({'notebook seconds (this call)': seconds, **(facts or {}), **hardware})
+        warnings = [w._asdict() for w in self.report.warnings]
         out = dict(kind=self.kind, parameters=self.parameters, run_name=self.name, data=self.data_dir, **metrics,
-                   seconds=seconds,
+                   warnings=warnings, seconds=seconds,
                    date=datetime.datetime.now().isoformat(timespec='seconds'), hardware=hardware)
         finish_run(self.report, self.out_dir, out)
+        print(f'{len(warnings)} warning(s), first in the report: ' + '; '.join(w['message'] for w in warnings)
+              if warnings else 'No warnings.')
         return out

@@ -6,16 +6,16 @@
 from __future__ import annotations
 import base64, html, io, re
 from pathlib import Path
+from typing import NamedTuple
 
 import matplotlib, numpy as np, pandas as pd
 from fastcore.basics import patch
 import matplotlib.pyplot as plt
 from PIL import Image
 
-
 # %% auto #0
-__all__ = ['REPORT_CSS', 'png_data_uri', 'figure_png', 'image_png', 'Report', 'unsummarised_sections', 'plot_class_counts',
-           'plot_image_sizes', 'plot_learning_curves', 'plot_confusion', 'report_submission']
+__all__ = ['REPORT_CSS', 'png_data_uri', 'figure_png', 'image_png', 'ReportWarning', 'Report', 'unsummarised_sections',
+           'plot_class_counts', 'plot_image_sizes', 'plot_learning_curves', 'plot_confusion', 'report_submission']
 
 # %% ../nbs/07_report.ipynb #d462cdf9
 def png_data_uri(png:bytes)->str:
@@ -58,15 +58,23 @@ img.figure{max-width:100%;height:auto}
 .grid figure{margin:0;width:var(--w);font-size:11px;text-align:center;overflow-wrap:anywhere}
 .grid img{max-width:100%;border:1px solid #eee;background:#fff}
 .note{background:#fff8e1;border-left:4px solid #f0c000;padding:.4em .8em}
+.warnings{background:#fdecea;border-left:4px solid #c5221f;padding:.4em .8em;margin:1em 0}
+.warnings ul{margin:.3em 0;padding-left:1.2em} .warnings li{margin:.2em 0} .fix{color:#555}
+.no-warnings{background:#e6f4ea;border-left:4px solid #188038;padding:.4em .8em;margin:1em 0}
 '''
 
 # %% ../nbs/07_report.ipynb #7b29241a
+class ReportWarning(NamedTuple):
+    "Something that went wrong in a run, said at the top of its report."
+    message:str # what went wrong, with its number
+    fix:str     # the parameter or command that fixes it
+
 class Report:
-    "An HTML report built section by section and saved as one self-contained file."
+    "An HTML report built section by section and saved as one self-contained file; its warnings come first."
     def __init__(self,
                  title:str,          # page title (escaped)
                  subtitle:str=''):   # a line under the title, e.g. the run name and date (escaped)
-        self.title, self.subtitle, self.parts = title, subtitle, []
+        self.title, self.subtitle, self.parts, self.warnings = title, subtitle, [], []
 
     def heading(self, text:str, level:int=2):
         "A section heading."
@@ -82,12 +90,25 @@ class Report:
                    caption, index=False,
                    classes='metrics') # marked: a table of figures is a section's summary
 
+    def warn(self, message:str, fix:str, log=print):
+        "A warning for the top of the page, printed now too (a papermill log shows it)."
+        self.warnings.append(ReportWarning(message, fix))
+        log(f'WARNING: {message} Fix: {fix}')
+
+    def warnings_html(self)->str:
+        "The warnings block under the title: the warnings, or one line saying there are none."
+        if not self.warnings:
+            return '<p class="no-warnings">No warnings: none of the checks of this run found a problem.</p>'
+        items = ''.join(f'<li>{html.escape(w.message)} <span class="fix">Fix: {html.escape(w.fix)}</span></li>'
+                        for w in self.warnings)
+        return f'<div class="warnings"><b>{len(self.warnings)} warning(s)</b><ul>{items}</ul></div>'
+
     def html(self)->str:
         "The whole page."
         return ('<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
                 f'<title>{html.escape(self.title)}</title><style>{REPORT_CSS}</style></head><body>'
                 f'<h1>{html.escape(self.title)}</h1><p class="subtitle">{html.escape(self.subtitle)}</p>'
-                + '\n'.join(self.parts) + '</body></html>\n')
+                + self.warnings_html() + '\n'.join(self.parts) + '</body></html>\n')
 
 # %% ../nbs/07_report.ipynb #b3265df5
 @patch

@@ -28,15 +28,18 @@ def _caption(r)->str:
 
 # %% ../nbs/02b_review.ipynb #4e920a20
 def _cluster_order(decisions:pd.DataFrame)->list:
-    stats = decisions.groupby('cluster').agg(review=('review', 'max'), n=('image_path', 'size'))
-    return stats.sort_values(['review', 'n'], ascending=[False, False]).index.tolist()
+    "Clusters to look at first: those kept whole to protect a class, then the rest to review, then the largest."
+    protected = decisions.protected.astype(bool) if 'protected' in decisions else pd.Series(False, decisions.index)
+    stats = decisions.assign(_protected=protected).groupby('cluster', sort=False).agg(
+        protected=('_protected', 'max'), review=('review', 'max'), n=('image_path', 'size'))
+    return stats.sort_values(['protected', 'review', 'n'], ascending=False, kind='stable').index.tolist()
 
 # %% ../nbs/02b_review.ipynb #69f4a947
 def report_clusters(
     report,                      # a dogcls.report.Report
     decisions:pd.DataFrame,      # decisions in force
     manifest:pd.DataFrame,       # for the files
-    max_clusters:int=60,         # clusters shown (label conflicts first, then the largest)
+    max_clusters:int=60,         # clusters shown (protected classes first, then label conflicts, then the largest)
     thumb:int=96,                # thumbnail side
 ):
     "Add the clusters, side by side with their decisions, to a report."
@@ -44,7 +47,8 @@ def report_clusters(
     order = _cluster_order(decisions)
     for cluster in order[:max_clusters]:
         members = decisions[decisions.cluster == cluster]
-        kind = 'label conflict' if members.review.any() else 'within class'
+        kind = 'label conflict' if members.class_name.nunique() > 1 else 'within class'
+        if 'protected' in members and members.protected.astype(bool).any(): kind += ' · kept for review (class floor)'
         report.heading(f'Cluster {cluster} · {kind} · {", ".join(sorted(members.class_name.unique()))}', level=3)
         report.images([(open_image(files[r.image_path], max_side=2 * thumb), f'{r.image_path} · {_caption(r)}')
                        for r in members.itertuples()], caption=members.reason.iloc[0].split('; ')[0], size=thumb)

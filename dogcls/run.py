@@ -19,7 +19,7 @@ from .data import class_names
 from .metrics import most_confused as confused_pairs, per_class_accuracy
 
 # %% auto #0
-__all__ = ['read_folds', 'prediction_scores', 'Run']
+__all__ = ['read_folds', 'read_classes', 'prediction_scores', 'Run']
 
 # %% ../nbs/05b_run.ipynb #9b3ee6ef
 def read_folds(
@@ -30,6 +30,15 @@ def read_folds(
     if not path.is_file(): raise DataError(f'{folder}: not a dogcls training run (no folds.csv)')
     return pd.read_csv(path, keep_default_na=False,
                        dtype={'image_path': str, 'group': str, 'class_name': str, 'sha1': str, 'file': str})
+
+def read_classes(
+    folder:str|Path, # a run folder
+)->list[str]|None:   # the class name of every target, or None for a run written before classes.csv
+    "The classes of a run, in target order (`train_kfold` writes classes.csv beside folds.csv)."
+    path = Path(folder)/'classes.csv'
+    if not path.is_file(): return None
+    table = pd.read_csv(path, keep_default_na=False, dtype={'class_name': str})
+    return table.sort_values('target').class_name.tolist()
 
 # %% ../nbs/05b_run.ipynb #56d465d2
 def prediction_scores(y, probs)->dict:
@@ -52,6 +61,8 @@ class Run:
     test_probs:np.ndarray     # (finished folds, test images, classes): each fold model's test probabilities
     history:pd.DataFrame      # per-epoch history of every finished fold
     folds_done:list[int]      # the finished folds
+    classes:list[str]|None=None # every class by target (classes.csv), named even without a training image
+
 
     @cached_property
     def split(self)->pd.DataFrame:
@@ -59,7 +70,9 @@ class Run:
         return self.folds[self.folds.split == 'train'].reset_index(drop=True)
 
     @property
-    def names(self)->list[str]: return class_names(self.split)
+    def names(self)->list[str]:
+        "Class name of every target (classes.csv; a run written before it: the names its training rows give)."
+        return self.classes if self.classes is not None else class_names(self.split)
 
     @property
     def has_oof(self)->np.ndarray:
@@ -95,7 +108,8 @@ def load(cls:Run,
     missing = sorted(set(range(n_folds)) - set(done))
     if missing and not partial:
         raise DataError(f'{folder}: fold(s) {missing} are not finished; train them (fold=k) or pass partial=True')
-    n_classes = len(class_names(train))
+    classes = read_classes(folder)
+    n_classes = len(classes if classes is not None else class_names(train))
     oof = np.full((len(train), n_classes), np.nan, np.float32)
     position = pd.Series(np.arange(len(train)), index=train.image_path)
     test_paths, test_probs, histories = None, [], []
@@ -107,7 +121,7 @@ def load(cls:Run,
         histories.append(pd.read_csv(folder/f'fold{k}'/'history.csv'))
     return cls(folder, config, folds, oof, test_paths if test_paths is not None else np.array([], str),
                np.stack(test_probs) if test_probs else np.zeros((0, 0, n_classes), np.float32),
-               pd.concat(histories, ignore_index=True) if histories else pd.DataFrame(), done)
+               pd.concat(histories, ignore_index=True) if histories else pd.DataFrame(), done, classes)
 
 # %% ../nbs/05b_run.ipynb #2e36dc26
 @patch

@@ -59,6 +59,11 @@ def _tracker(folder:Path)->tuple[str, str]:
     return kind, f'{folder.name}/{sub}/' if sub and (folder/sub).is_dir() else ''
 
 # %% ../nbs/07b_run_index.ipynb #abfc3999
+def _warning_text(warnings:list|None)->str:
+    "A run's warnings in the index: how many, and the first (runs from before warnings existed: empty)."
+    if warnings is None: return ''
+    return f'{len(warnings)}: {warnings[0]["message"]}' if warnings else '0'
+
 def _index_row(folder:Path, m:dict)->dict:
     config = m.get('config') or {}
     smoke = bool(config.get('limit_batches') or (m.get('parameters') or {}).get('limit_batches'))
@@ -70,6 +75,7 @@ def _index_row(folder:Path, m:dict)->dict:
             'out-of-fold accuracy': oof, 'test accuracy of the fold-averaged prediction': test,
             'mean test accuracy of the single fold models': m.get('mean_fold_test_accuracy'),
             'gap (out-of-fold - fold-averaged test)': None if oof is None or test is None else oof - test,
+            'warnings': _warning_text(m.get('warnings')), 'warning_count': len(m.get('warnings') or []),
             'seconds': m.get('seconds'), 'date': m.get('date', ''), 'tracker': tracker, 'tracker_link': tracker_link,
             'report': f'{folder.name}/report.html' if (folder/'report.html').is_file() else ''}
 
@@ -104,7 +110,7 @@ def update_index(
     columns = ['run', 'kind', 'arch', 'parameters', 'out-of-fold accuracy',
                'test accuracy of the fold-averaged prediction',
                'mean test accuracy of the single fold models', 'gap (out-of-fold - fold-averaged test)',
-               'seconds', 'date', 'tracker']
+               'warnings', 'seconds', 'date', 'tracker']
     cells = []
     for r in rows:
         tds = []
@@ -116,6 +122,7 @@ def update_index(
             if link:
                 tds.append(f'<td data-sort="{html.escape(str(v))}"><a '
                            f'href="{html.escape(link, quote=True)}">{html.escape(text)}</a></td>')
+            elif c == 'warnings' and text: tds.append(f'<td data-sort="{r["warning_count"]}">{html.escape(text)}</td>')
             else: tds.append(f'<td>{html.escape(text)}</td>')
         smoke = '<tr class="smoke" title="smoke run (limit_batches): its numbers are not results">'
         cells.append((smoke if r.get('smoke') else '<tr>')

@@ -22,7 +22,7 @@ from .core import DataError, atomic_write, run_dir as make_run_dir, write_json
 from .data import assign_folds, class_names, classes_missing_from_training
 from .loader import ImageCache, ImageDataModule, cache_side
 from .models import create_model, data_config, eval_transform
-from .run import Run, read_folds
+from .run import Run, read_classes, read_folds
 from .track import check_logger, close_logger, fold_logger, start_tracking
 
 # %% auto #0
@@ -182,8 +182,9 @@ def predict_probs(
     return np.concatenate(out) if out else np.zeros((0, 0), np.float32)
 
 # %% ../nbs/05_train.ipynb #cde533ba
-def _prepare_split(manifest:pd.DataFrame, out:Path, folds:int, seed:int)->pd.DataFrame:
-    "The run's split: taken from the manifest's fold column or assigned, written once to folds.csv and checked after."
+def _prepare_split(manifest:pd.DataFrame, out:Path, folds:int, seed:int, classes:list[str])->pd.DataFrame:
+    """The run's split: taken from the manifest's fold column or assigned, written once to folds.csv (with the class
+    names to classes.csv) and checked after."""
     m = manifest if 'fold' in manifest else assign_folds(manifest, folds, seed)
     m = m.reset_index(drop=True)
     saved = out/'folds.csv'
@@ -204,20 +205,26 @@ def _prepare_split(manifest:pd.DataFrame, out:Path, folds:int, seed:int)->pd.Dat
                                 f'{m.image_path[changed].iloc[0]}); use a new run_name, or '
                                 'delete that folder to start over')
     else:
+        with atomic_write(out/'classes.csv') as tmp:
+            pd.DataFrame(dict(target=range(len(classes)), class_name=classes)).to_csv(tmp, index=False)
         with atomic_write(saved) as tmp: m[columns].to_csv(tmp, index=False)
     n_folds = int(m.loc[m.split == 'train', 'fold'].max()) + 1
     if n_folds != folds: raise DataError(f'the manifest has {n_folds} folds in its fold column but folds={folds}')
     return m
 
 # %% ../nbs/05_train.ipynb #8803ba13
-def _checked_run(manifest:pd.DataFrame, config:TrainConfig, fold:int|None)->tuple[TrainConfig, list, list]:
+def _checked_run(manifest:pd.DataFrame, config:TrainConfig, fold:int|None,
+                 classes:list[str]|None)->tuple[TrainConfig, list, list]:
     """Fail before any work on a wrong option; the config with the model's
     input size, the class names and the folds to train."""
     if (manifest.split == 'train').sum() == 0: raise DataError('the manifest has no training images')
     check_logger(config.logger)
     # a bad policy fails before any work
     train_transform(dict(input_size=(3, 8, 8), mean=(0.5,) * 3, std=(0.5,) * 3), config.data.policy)
-    names = class_names(manifest[manifest.split == 'train'])
+    names = list(classes) if classes is not None else class_names(manifest[manifest.target >= 0])
+    if len(names) <= manifest.target.max():
+        raise DataError(f'classes: {len(names)} names for targets up to {manifest.target.max()}; '
+                        'name every class of the data set, in target order')
     mc = config.model
     # a bad arch or img_size fails before anything is written
     probe = create_model(mc.arch, len(names), mc.size, mc.img_size, pretrained=False)
@@ -236,15 +243,16 @@ def train_kfold(
     fold:int|None=None,          # train only this fold (None: all)
     cache:ImageCache|float=2048, # decoded-image cache shared by the folds (or its budget in MiB)
     log=print,                   # where the per-epoch lines go
+    classes:list[str]|None=None, # every class by target (default: the manifest's labelled rows, train and test)
     **options,                   # options by name, e.g. arch='swin', epochs=3 (see dogcls.config)
 )->list[int]:                    # the folds trained now
     "Train (or resume) a K-fold run in `out`, one fresh model per fold."
     out = Path(out)
     config = TrainConfig.from_flat(**{**(config or TrainConfig()).flat(), **options})
-    config, names, to_run = _checked_run(manifest, config, fold)
+    config, names, to_run = _checked_run(manifest, config, fold, classes)
     folds = config.data.folds
     out.mkdir(parents=True, exist_ok=True)
-    m = _prepare_split(manifest, out, folds, config.seed)
+    m = _prepare_split(manifest, out, folds, config.seed, names)
     for k in to_run:
         n_train = ((m.split == 'train') & (m.fold != k)).sum()
         if config.data.batch_size > n_train:
@@ -334,6 +342,9 @@ def _train_fold(m, out, k, names, config:TrainConfig, cache, log):
     started, d, t = time.time(), config.data, config.trainer
     L.seed_everything(config.seed + k, workers=True, verbose=False)
     module = Classifier(len(names), config.model)
+    if config.model.pretrained == 'auto' and module.model.dogcls.weights == 'random initialisation':
+        log(f'warning: fold {k + 1}/{d.folds}: no pretrained weights of {config.model.arch} were found '
+            '(pretrained=auto): it trains from random initialisation')
     dm = _fold_data(m, k, config, cache, module.model)
     loaded = time.time()
     gpu = torch.cuda.is_available() and t.accelerator in ('auto', 'gpu', 'cuda')
@@ -425,7 +436,7 @@ def load_run_model(
     done = folder/f'fold{fold}'/'done.json'
     if not done.is_file(): raise DataError(f'{folder}: fold {fold} is not finished (no {done.name}); train it first')
     c = TrainConfig.load(folder).model
-    names = class_names(read_folds(folder).query('split == "train"'))
+    names = read_classes(folder) or class_names(read_folds(folder).query('split == "train"'))
     model = create_model(c.arch, len(names), c.size, c.img_size, pretrained=False)
     checkpoint = folder/f'fold{fold}'/json.loads(done.read_text())['best_checkpoint']
     state = torch.load(checkpoint, map_location='cpu', weights_only=True)['state_dict']

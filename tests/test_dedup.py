@@ -80,10 +80,13 @@ def test_class_of_identical_images(tmp_path):
     pairs = within_class_ssim(m)
     assert len(pairs) == 45 and (pairs.score > 0.999).all()
     pairs = find_duplicates(m)[0]
-    decisions = propose_decisions(m, pairs, within_policy='drop')
+    decisions = propose_decisions(m, pairs, within_policy='drop', min_class_images=0, min_class_share=0)
     assert decisions.cluster.nunique() == 1 and (decisions.action == 'keep').sum() == 1 and (decisions.action == 'drop').sum() == 9
     grouped = propose_decisions(m, pairs) # the default, 'group': all ten kept, in one fold group
     assert (grouped.action == 'keep').all() and apply_decisions(m, grouped).group.nunique() == 1
+    # 'drop' would leave the class with 1 of its 10 images, under the default floor (5, and half): all kept for review
+    floored = propose_decisions(m, pairs, within_policy='drop')
+    assert (floored.action == 'keep').all() and floored.protected.sum() == 9 and floored[floored.protected].review.all()
 
 def test_class_of_1000_images_block_against_block():
     "A large class is scored block against block; its one mirrored copy is found, with the flip. (Its speed: bench/dedup.py.)"
@@ -292,11 +295,39 @@ def test_keeper_is_the_best_file(tmp_path):
             (save(im.resize((100, 75)), tmp_path/'c_small.png'), 'x'), (save(drawing(12), tmp_path/'d_other.png'), 'x')]
     im.save(tmp_path/'e_lossy.jpg', quality=40); rows.append((tmp_path/'e_lossy.jpg', 'x'))
     m = manifest_of(rows)
-    decisions = propose_decisions(m, find_duplicates(m)[0], within_policy='drop')
+    decisions = propose_decisions(m, find_duplicates(m)[0], within_policy='drop', min_class_images=0, min_class_share=0)
     kept = decisions[decisions.action == 'keep']
     assert kept.image_path.tolist() == ['b_original.png'], decisions[['image_path', 'action', 'reason']]
     assert 'PNG' in kept.reason.iloc[0] and '200×150' in kept.reason.iloc[0]
     assert set(decisions.image_path) == {'a_cmyk.jpg', 'b_original.png', 'c_small.png', 'e_lossy.jpg'}
+
+def gradient(rgb, size=(120, 90), vertical=False) -> Image.Image:
+    "A smooth gradient from white to `rgb`: almost no edges, the kind of picture a grey 32 px thumbnail cannot tell apart."
+    ramp = np.linspace(0, 1, size[1] if vertical else size[0], dtype=np.float32)
+    ramp = ramp[:, None, None] if vertical else ramp[None, :, None]
+    pixels = 255 - ramp * (255 - np.float32(rgb))
+    return Image.fromarray(np.broadcast_to(pixels, (size[1], size[0], 3)).round().astype(np.uint8))
+
+def test_low_structure_pictures_do_not_chain(tmp_path):
+    """Gradients of other colours, blank pages of other colours and faint drawings link only to their own copies: no
+    cluster spans two gradients of different colours, and no class is emptied (the embedded set's failure)."""
+    colours = {'pink': (230, 80, 150), 'green': (60, 160, 60), 'plum': (140, 70, 140), 'gold': (240, 190, 40),
+               'blue': (60, 90, 220), 'grey': (128, 128, 128)}
+    rows = [(save(gradient(rgb), tmp_path/f'g_{name}.png'), 'gradients') for name, rgb in colours.items()]
+    rows += [(save(gradient(colours['pink']), tmp_path/'g_pink_again.png', compress_level=1), 'gradients')]
+    rows += [(save(Image.new('RGB', (90, 90), c), tmp_path/f'blank_{c}.png'), 'blanks') for c in ('white', 'black', 'red')]
+    rows += [(save(Image.new('RGB', (90, 90), 'white'), tmp_path/'blank_white_again.png', compress_level=1), 'bulbs')]
+    rows += [(save(drawing(i), tmp_path/f'd{i}.png'), 'drawings') for i in range(6)]
+    m = manifest_of(rows)
+    pairs = find_duplicates(m).pairs
+    linked = {frozenset(p) for p in zip(pairs.image_path_a, pairs.image_path_b)}
+    assert linked == {frozenset(('g_pink.png', 'g_pink_again.png')), frozenset(('blank_white.png', 'blank_white_again.png'))}
+    assert pairs.low_structure.all() # both links passed the low-structure check
+    decisions = propose_decisions(m, pairs)
+    colour_of = lambda p: p.removesuffix('.png').removesuffix('_again').split('_')[-1]
+    gradients = decisions[decisions.image_path.str.startswith('g_')]
+    assert gradients.groupby('cluster').image_path.apply(lambda s: s.map(colour_of).nunique()).max() == 1
+    assert (apply_decisions(m, decisions).class_name.value_counts().reindex(m.class_name.unique()) > 0).all()
 
 def test_bad_colour_threshold_and_min_ncc(tmp_path):
     rows = _clipart_rows(tmp_path, 3)

@@ -160,6 +160,9 @@ def test_train_notebook_writes_the_report(tmp_path):
     copied = rows[rows.class_name == rows.class_name.unique()[-2]].head(6) # the same files filed again under another class
     extra = copied.assign(class_name=last, target=rows[rows.class_name == last].target.iloc[0],
                           image_path=[f'train/{last}/again_{Path(p).name}' for p in copied.image_path])
+    twice = rows[rows.class_name == last].head(3) # and three filed twice in their own class
+    extra = pd.concat([extra, twice.assign(image_path=[f'train/{last}/twice_{Path(p).name}' for p in twice.image_path])])
+    copied = pd.concat([copied, twice])
     for src, dst in zip(copied.image_path, extra.image_path): (root/dst).write_bytes((root/src).read_bytes())
     pd.concat([rows, extra]).to_csv(root/'train.csv', index=False)
     reports = tmp_path/'reports'
@@ -182,15 +185,32 @@ def test_train_notebook_writes_the_report(tmp_path):
     index = (reports/'index.html').read_text()
     assert '<tr class="smoke"' in index and 'train · smoke run' in index and 'limit_batches=2' in index
     assert '<a href="convnextv2/logs/">csv</a>' in index and (out/'logs'/'fold2'/'metrics.csv').is_file()
-    split = pd.read_csv(out/'folds.csv').query('split == "train"') # validation images with an identical file in their fold's training part
-    leaks = sum(split[split.fold == k].sha1.isin(split[split.fold != k].sha1).sum() for k in range(3))
-    assert leaks > 0 and metrics['leak_audit'] == leaks
+    # identical files (filed twice in one class, and under two classes) always share a fold: no leak, without a dedup run
+    split = pd.read_csv(out/'folds.csv').query('split == "train"')
+    assert split.sha1.duplicated().sum() >= 8 and split.groupby('sha1').fold.nunique().max() == 1
+    assert metrics['leak_audit'] == 0 and metrics['dedup_source'] == 'none found'
+    # what went wrong comes first, in the report and in the notebook's output: no dedup run, and random weights
+    first = page[:page.index('<h2>')]
+    assert 'Near-duplicates (mirrored, resized, recoloured copies) were not grouped' in first
+    assert 'convnextv2 was trained from random initialisation' in first
+    assert [w['message'][:30] for w in metrics['warnings']][:2] == ['Near-duplicates (mirrored, res', 'convnextv2 was trained from ra']
     submission, test = pd.read_csv(out/'submission.csv'), pd.read_csv(root/'test.csv')
     assert submission.image_path.tolist() == test.image_path.tolist()
     assert (out/'oof_probs.npz').is_file() and (out/'test_probs.npz').is_file()
     outputs = [o for c in json.loads((tmp_path/'out.ipynb').read_text())['cells'] for o in c.get('outputs', []) if o.get('name') == 'stdout']
     log = ''.join(''.join(o['text']) for o in outputs)
     assert log.count('epoch 2/2') == 3 and 'GPU available' not in log # one line per epoch, no banners
+    assert 'WARNING: Near-duplicates (mirrored' in log and 'WARNING: convnextv2 was trained from random' in log
+    # with a dedup run of the same data in the reports folder, the next run applies its decisions and names the run
+    pm.execute_notebook(str(ROOT/'nbs'/'dedup.ipynb'), str(tmp_path/'dedup.ipynb'), kernel_name='python3', progress_bar=False,
+                        parameters=dict(data=str(root), reports=str(reports), run_name='dedup-slice', geometric=False))
+    pm.execute_notebook(str(ROOT/'nbs'/'train.ipynb'), str(tmp_path/'out2.ipynb'), kernel_name='python3', progress_bar=False,
+                        parameters=dict(data=str(root), reports=str(reports), run_name='after-dedup', arch='convnextv2', size='cpu',
+                                        img_size=32, epochs=1, folds=3, batch_size=8, limit_batches=1, gallery=1))
+    metrics = json.loads((reports/'after-dedup'/'metrics.json').read_text())
+    assert metrics['dedup_source'] == 'found' and metrics['dedup_decisions'] == str(reports/'dedup-slice'/'decisions.csv')
+    assert metrics['leak_audit'] == 0 and not any('were not grouped' in w['message'] for w in metrics['warnings'])
+    assert 'dedup decisions of dedup run dedup-slice, found in the reports folder' in (reports/'after-dedup'/'report.html').read_text()
 
 def test_ema_and_gradient_accumulation(tiny, tmp_path):
     "With ema_decay the fold keeps (and predicts with) the moving average; accumulate_grad_batches=2 halves the optimiser steps."

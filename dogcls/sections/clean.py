@@ -36,20 +36,17 @@ def clean_summary(runs:dict[str, Run], n_images:int, names:list[str], issues:pd.
 def label_issue_sections(report:Report, summary:dict, settings:dict, oof_accuracy:float, max_share:float,
                          rates:pd.DataFrame, issues:pd.DataFrame, odd:pd.DataFrame, decisions:pd.DataFrame,
                          split:pd.DataFrame, gallery:int=48, k:int=10):
-    """'Summary' (with a warning when confident learning flags more than `max_share`),
+    """'Summary' (and a warning when confident learning flags more than `max_share`),
     'Estimated noise rate per class', 'Label issues', 'Outliers'."""
     report.heading('Summary')
     report.metrics({**summary,
                     'out-of-fold accuracy of the runs (mean probabilities)': round(oof_accuracy, 4), **settings})
     if issues.is_issue.mean() > max_share:
-        report.text(f'Confident learning flags {issues.is_issue.mean():.0%} of the training '
-                    f'images, more than max_share={max_share}: '
-                    f'at an out-of-fold accuracy of {oof_accuracy:.2f} it reads the model\'s own errors '
-                    'as label noise. The proposal acts on the '
-                    f'{max_share:.0%} with the lowest label quality and keeps the other flagged '
-                    'images for review; a stronger model '
-                    '(more epochs, a larger architecture, an ensemble: -p runs) makes the ranking more trustworthy.',
-                    note=True)
+        report.warn(f'The model is too weak for confident learning: it flags {issues.is_issue.mean():.0%} of the '
+                    f'training images, more than max_share={max_share}; at an out-of-fold accuracy of '
+                    f'{oof_accuracy:.2f} it reads its own errors as label noise. The proposal acts on the '
+                    f'{max_share:.0%} with the lowest label quality and keeps the other flagged images for review.',
+                    'a stronger model: more epochs, a larger or pretrained architecture, or an ensemble (-p runs)')
     report.heading('Estimated noise rate per class')
     report.text('The share of each class\'s training images whose true class is estimated '
                 'to be another one (confident learning: '

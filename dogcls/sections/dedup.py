@@ -6,15 +6,13 @@
 from __future__ import annotations
 import pandas as pd
 from pathlib import Path
-
 from ..data import counts_in_words
 from ..dedup import match_summary, plot_scores
 from ..report import Report
 from ..review import report_clusters
 
-
 # %% auto #0
-__all__ = ['dedup_summary', 'pairs_section', 'decision_summary', 'clusters_section']
+__all__ = ['class_losses', 'dedup_summary', 'dedup_warnings', 'pairs_section', 'decision_summary', 'clusters_section']
 
 # %% ../../nbs/09b_sections_dedup.ipynb #b2722f72
 def _test_images(pairs:pd.DataFrame)->int:
@@ -23,20 +21,74 @@ def _test_images(pairs:pd.DataFrame)->int:
     return pd.concat(test_paths).nunique()
 
 # %% ../../nbs/09b_sections_dedup.ipynb #2046906f
+def class_losses(
+    manifest:pd.DataFrame, # the manifest the decisions were made for
+    cleaned:pd.DataFrame,  # the manifest after them
+)->pd.DataFrame:           # class_name, before, after, lost (share), only classes that lost images, most lost first
+    "The training images each class loses to a set of decisions."
+    before = manifest[manifest.split == 'train'].class_name.value_counts()
+    after = cleaned[cleaned.split == 'train'].class_name.value_counts().reindex(before.index, fill_value=0)
+    table = pd.DataFrame(dict(class_name=before.index, before=before.to_numpy(), after=after.to_numpy()))
+    table['lost'] = 1 - table.after / table.before
+    return table[table.lost > 0].sort_values(['lost', 'class_name'], ascending=[False, True], ignore_index=True)
+
 def dedup_summary(manifest:pd.DataFrame, pairs:pd.DataFrame, decisions:pd.DataFrame, cleaned:pd.DataFrame,
                   edited:bool)->dict:
-    """The figures of a dedup run: pairs, clusters, label conflicts, images
-    dropped, test images with a near-copy in training."""
-    test_leaks = pairs[pairs.kind == 'train-test']
+    """The figures of a dedup run: pairs, clusters, label conflicts, images dropped, classes hit, test images with a
+    near-copy in training."""
+    test_leaks, losses = pairs[pairs.kind == 'train-test'], class_losses(manifest, cleaned)
+    sizes = decisions.groupby('cluster').size() if len(decisions) else pd.Series(dtype=int)
+    protected = decisions.protected.astype(bool) if 'protected' in decisions else pd.Series(False, decisions.index)
     return {'images': len(manifest), 'training images': (manifest.split == 'train').sum(),
             'pairs found': len(pairs), 'clusters of training images': decisions.cluster.nunique(),
+            'largest cluster (images)': int(sizes.max()) if len(sizes) else 0,
             # astype: an empty column is not boolean
             'label-conflict clusters': decisions.cluster[decisions.review.astype(bool)].nunique(),
             'images to drop': (decisions.action == 'drop').sum(),
+            'images kept for review to protect their class': int(protected.sum()),
             'training images after cleaning': (cleaned.split == 'train').sum(),
+            'classes losing a quarter or more of their training images': int((losses.lost >= 0.25).sum()),
+            'classes left without a training image': int((losses.after == 0).sum()),
             'test images with a near-copy in training': _test_images(test_leaks),
             'decisions': 'your edited decisions.csv (new proposal in decisions-proposed.csv)' if edited
                          else 'as proposed'}
+
+# %% ../../nbs/09b_sections_dedup.ipynb #d0c9ce7f
+def dedup_warnings(
+    report:Report,
+    manifest:pd.DataFrame,  # the manifest the decisions were made for
+    pairs:pd.DataFrame,     # from `find_duplicates`
+    decisions:pd.DataFrame, # the decisions in force
+    cleaned:pd.DataFrame,   # the manifest after them
+    largest:int=10,         # warn about clusters of more images than this, or of three classes or more
+):
+    "Warn about classes the decisions hit hard, classes kept whole for review, large clusters, low-structure links."
+    losses = class_losses(manifest, cleaned)
+    hit = losses[losses.lost > 0.25]
+    if len(hit):
+        report.warn(f'Classes that lose more than a quarter of their training images: {len(hit)} ('
+                    + ', '.join(f'{r.class_name}: {r.after} of {r.before} left' for r in hit.head(5).itertuples())
+                    + ').', 'look at their clusters (Clusters), or edit decisions.csv (or use the reviewer), or '
+                    '-p conflict_policy keep_all')
+    if 'protected' in decisions and decisions.protected.astype(bool).any():
+        kept = decisions[decisions.protected.astype(bool)]
+        report.warn(f'Classes the proposal would have emptied or gutted: {kept.class_name.nunique()} '
+                    f'({", ".join(sorted(kept.class_name.unique())[:5])}); their {len(kept)} images are kept for '
+                    'review.',
+                    'review their clusters, first in Clusters and in the reviewer; -p min_class_images and '
+                    '-p min_class_share set the floor')
+    stats = decisions.groupby('cluster').agg(n=('image_path', 'size'), classes=('class_name', 'nunique'))
+    big = stats[(stats.n > largest) | (stats.classes >= 3)].sort_values('n', ascending=False)
+    if len(big):
+        report.warn(f'Large clusters (over {largest} images, or of 3 classes or more): {len(big)}; the largest, '
+                    f'cluster {big.index[0]}, has {big.n.iloc[0]} images of {big.classes.iloc[0]} class(es).',
+                    'look at them first in Clusters: unrelated pictures in one cluster mean a threshold is too loose '
+                    '(-p ssim_threshold, -p cosine_threshold)')
+    low = pairs.low_structure.astype(bool).sum() if 'low_structure' in pairs else 0
+    if low:
+        report.warn(f'Links between low-structure pictures (blank, faint or smooth: few edges), confirmed on their '
+                    f'colour and grey levels at 64 px: {low}.', 'look at them (pairs.csv, low_structure): a class '
+                    'of blank pictures is a problem of the data, not of its copies')
 
 # %% ../../nbs/09b_sections_dedup.ipynb #f050eca0
 def pairs_section(report:Report, summary:dict, settings:dict, pairs:pd.DataFrame, scored:pd.DataFrame,

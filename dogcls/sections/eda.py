@@ -14,10 +14,9 @@ from ..data import assign_folds, classes_missing_from_training, counts_in_words,
 from ..dedup import embed
 from ..report import Report, plot_class_counts, plot_image_sizes
 
-
 # %% auto #0
 __all__ = ['overview_section', 'images_section', 'duplicates_section', 'quality_section', 'adversarial_backend',
-           'adversarial_section']
+           'adversarial_section', 'eda_warnings']
 
 # %% ../../nbs/09a_sections_eda.ipynb #e3d8a5c7
 def overview_section(report:Report, manifest:pd.DataFrame, problems:pd.DataFrame, data_dir:str|Path)->dict:
@@ -148,3 +147,35 @@ def adversarial_section(report:Report, manifest:pd.DataFrame, csv:str|Path, back
     report.images([(files[r.image_path], f'{r.class_name} · p(test) {r.p_test:.2f}') for r in picks.itertuples()],
                   f'The {len(picks)} most test-like training images; {Path(csv).name} lists p(test) for every image.')
     return summary
+
+# %% ../../nbs/09a_sections_eda.ipynb #5a5d3294
+def eda_warnings(
+    report:Report,
+    manifest:pd.DataFrame,  # from `load_data`
+    problems:pd.DataFrame,  # from `load_data`
+    adversarial:dict,       # from `adversarial_section` ({} when skipped)
+    n_folds:int=5,          # the folds planned
+    shift:float=0.7,        # warn above this adversarial ROC AUC
+):
+    "Warn about files skipped, identical files across classes or splits, small classes and a train/test shift."
+    skipped = problems[problems.action == 'skipped']
+    if len(skipped):
+        first = skipped.iloc[0]
+        report.warn(f'Files that cannot be used, skipped: {len(skipped)} '
+                    f'({counts_in_words(skipped.problem.str.split(":").str[0])}; e.g. {first.image_path}).',
+                    f'{first.fix} (the data-quality report lists each file and its fix)')
+    duplicates = exact_duplicates(manifest)
+    across, both = duplicates.across_classes.sum(), duplicates.splits.map(len).gt(1).sum()
+    if across or both:
+        report.warn(f'Identical files under two classes or more: {across} sets; in both train and test: {both} '
+                    'sets.', 'papermill nbs/dedup.ipynb dedup.ipynb: it proposes a decision for each cluster, and '
+                    'training groups the copies into one fold')
+    small = problems.problem.str.startswith('fewer training images than folds').sum()
+    if small:
+        report.warn(f'Classes with fewer training images than the {n_folds} folds: {small}; some folds '
+                    'cannot learn them.', 'fewer folds (-p folds in train), or more images of those classes')
+    auc = adversarial.get('adversarial ROC AUC (0.5: test looks like train)')
+    if auc is not None and auc > shift:
+        report.warn(f'Test images look different from the training images: adversarial ROC AUC {auc:.2f} '
+                    '(0.5: alike).', 'score the most test-like training images too when training: -p '
+                    'test_like_from <this run>/adversarial.csv')

@@ -8,16 +8,16 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import seaborn as sns
+import json
 from pathlib import Path
 
-from ..ensemble import diversity
+from ..ensemble import diversity, gap_warnings
 from ..metrics import confusion_table, confusion_view, most_confused, per_class_accuracy
 from ..report import Report, plot_confusion
 from ..run import Run
 
-
 # %% auto #0
-__all__ = ['plot_model_scores', 'best_ensemble_section', 'diversity_section']
+__all__ = ['plot_model_scores', 'best_ensemble_section', 'diversity_section', 'ensemble_warnings']
 
 # %% ../../nbs/09f_sections_ensemble.ipynb #2d3ecb71
 def plot_model_scores(table:pd.DataFrame):
@@ -84,3 +84,21 @@ def diversity_section(report:Report, runs:dict[str, Run]):
                     f'the mean correlation of their errors is {correlation.to_numpy()[pairs].mean():.2f}.')
     report.figure(fig, 'Ensembles gain most from models that disagree and whose errors are weakly correlated.')
     return disagreement, correlation
+
+# %% ../../nbs/09f_sections_ensemble.ipynb #25afc9b3
+def ensemble_warnings(report:Report, runs:dict[str, Run], table:pd.DataFrame):
+    """Warn about runs whose own reports warn (an ensemble inherits their leaks) and about predictors whose out-of-fold
+    accuracy does not predict their test accuracy."""
+    warned = {}
+    for name, run in runs.items():
+        try: warned[name] = json.loads((run.folder/'metrics.json').read_text()).get('warnings') or []
+        except (OSError, json.JSONDecodeError): continue
+    warned = {name: w for name, w in warned.items() if w}
+    if warned:
+        report.warn(f'Runs whose own reports warn: {len(warned)} ('
+                    + '; '.join(f'{name}: {len(w)}, first: {w[0]["message"]}' for name, w in warned.items()) + ').',
+                    'read and fix them in those runs first: an ensemble inherits their leaks and untrained models')
+    if 'test_accuracy' in table:
+        for warning in gap_warnings(table):
+            report.warn(warning, 'choose by the single-model and fold-averaged test gaps together, or look for '
+                        'a leak in the runs (their leak audits)')

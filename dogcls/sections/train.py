@@ -5,40 +5,81 @@
 # %% ../../nbs/09d_sections_train.ipynb #09dimp00
 from __future__ import annotations
 import json
+from pathlib import Path
+from typing import NamedTuple
+
 import numpy as np
 import pandas as pd
-from pathlib import Path
 
 from ..augment import attach_copies, leak_audit
 from ..clean import test_like
 from ..core import DataError, resolve_dir
-from ..data import classes_missing_from_training, load_data
+from ..data import class_names, classes_missing_from_training, load_data
 from ..dedup import apply_decisions
 from ..metrics import confusion_table, confusion_view
 from ..report import Report, plot_confusion, plot_learning_curves
 from ..run import Run
 
-
 # %% auto #0
-__all__ = ['prepare_data', 'test_like_rows', 'run_leak_audit', 'summary_section', 'folds_section', 'leakage_section',
-           'confusion_section', 'top_losses_section']
+__all__ = ['find_dedup_run', 'TrainingData', 'prepare_data', 'test_like_rows', 'run_leak_audit', 'data_warnings', 'run_warnings',
+           'summary_section', 'folds_section', 'leakage_section', 'confusion_section', 'top_losses_section']
 
 # %% ../../nbs/09d_sections_train.ipynb #cfa016cf
+def find_dedup_run(
+    reports:str|Path,  # the reports folder
+    data_dir:str|Path, # the data folder a training run reads
+)->Path|None:          # decisions.csv of the newest dedup run of that folder there, or None
+    "The decisions of the newest finished dedup run of `data_dir` in `reports` (its metrics.json names its data)."
+    found, target = [], Path(data_dir).resolve()
+    for path in Path(reports).glob('*/metrics.json'):
+        try: m = json.loads(path.read_text())
+        except (OSError, json.JSONDecodeError): continue
+        if (m.get('kind') == 'dedup' and m.get('data') and Path(m['data']).resolve() == target
+                and (path.parent/'decisions.csv').is_file()):
+            found.append((str(m.get('date', '')), path.parent.name, path.parent/'decisions.csv'))
+    return max(found)[2] if found else None
+
+# %% ../../nbs/09d_sections_train.ipynb #986db3f3
+class TrainingData(NamedTuple):
+    "What a training run is given: its manifest, how it was made, and every class of the data set."
+    manifest:pd.DataFrame # loaded, decisions applied, offline copies attached
+    notes:list[str]       # one line per step applied
+    classes:list[str]     # every class of the data set by target, as loaded (before any decision)
+    dedup:str             # the dedup decisions.csv applied; '' when none
+    dedup_source:str      # 'given', 'found', 'turned off' or 'none found'
+
+def _dedup_choice(dedup_decisions:str, data_dir:Path, reports:str|Path|None)->tuple[str, str]:
+    "The dedup decisions to apply and where they come from: given, found in `reports`, turned off or none found."
+    choice = str(dedup_decisions or '').strip()
+    if choice.lower() == 'none': return '', 'turned off'
+    if choice: return str(resolve_dir(choice, None)), 'given'
+    found = find_dedup_run(reports, data_dir) if reports is not None else None
+    return (str(found), 'found') if found else ('', 'none found')
+
+# %% ../../nbs/09d_sections_train.ipynb #4da9acee
 def prepare_data(
     data_dir:str|Path,           # the data folder
     n_folds:int=5,               # folds planned (load_data flags classes with fewer training images)
-    dedup_decisions:str='',      # decisions.csv of a dedup run; empty: none
+    dedup_decisions:str='',      # decisions.csv of a dedup run; empty: the newest dedup run of data_dir in `reports`
     clean_decisions:str='',      # decisions.csv of a clean run; empty: none
     offline_manifest:str='',     # manifest.csv of offline copies (dogcls.augment.write_offline); empty: none
-)->tuple[pd.DataFrame, list[str]]: # (manifest, one note per step applied)
-    "The manifest a training run uses: loaded, cleaned by dedup and clean decisions, extended with offline copies."
+    reports:str|Path|None=None,  # where to look for a dedup run of `data_dir` ('none' as dedup_decisions: nowhere)
+)->TrainingData:
+    "The data a training run uses: loaded, cleaned by dedup and clean decisions, extended with offline copies."
     manifest, _ = load_data(data_dir, n_folds=n_folds)
-    notes = []
-    if dedup_decisions:
-        before = len(manifest)
-        manifest = apply_decisions(manifest, resolve_dir(dedup_decisions, None))
-        notes.append(f'dedup decisions {dedup_decisions}: {before - len(manifest)} images '
-                     'dropped, clusters kept in one group')
+    classes, notes = class_names(manifest[manifest.target >= 0]), []
+    dedup, source = _dedup_choice(dedup_decisions, Path(data_dir), reports)
+    if dedup:
+        before, run = len(manifest), Path(dedup).parent.name
+        try: manifest = apply_decisions(manifest, dedup)
+        except DataError as e:
+            if source == 'given': raise
+            notes.append(f'dedup run {run} not applied: its decisions are for other contents of this folder ({e})')
+            dedup, source = '', 'none found'
+        else:
+            found = f'of dedup run {run}, found in the reports folder ' if source == 'found' else ''
+            notes.append(f'dedup decisions {found}{dedup}: {before - len(manifest)} images dropped, linked images '
+                         'kept in one fold group')
     if clean_decisions:
         given = manifest.set_index('image_path').class_name
         manifest = apply_decisions(manifest, resolve_dir(clean_decisions, None))
@@ -49,7 +90,7 @@ def prepare_data(
         notes.append(f'offline copies {offline_manifest}: '
                      f'{(manifest.get("source").notna()).sum() if "source" in manifest else 0} added, '
                      f'{left_out} left out (their source is not in the data)')
-    return manifest, notes
+    return TrainingData(manifest, notes, classes, dedup, source)
 
 # %% ../../nbs/09d_sections_train.ipynb #b1d983d2
 def test_like_rows(
@@ -76,6 +117,75 @@ def run_leak_audit(
     pairs_csv = resolve_dir(dedup_decisions, None).parent/'pairs.csv' if dedup_decisions else None
     pairs = pd.read_csv(pairs_csv) if pairs_csv is not None and pairs_csv.is_file() else None
     return leak_audit(run.split, pairs), pairs is not None
+
+# %% ../../nbs/09d_sections_train.ipynb #df370731
+def data_warnings(
+    report:Report,
+    data:TrainingData,     # from `prepare_data`
+    data_dir:str|Path,     # the data folder, for the command in the fix
+    reports:str|Path='',   # the reports folder, for the command in the fix
+):
+    "Warn when near-duplicates were not grouped into folds (no dedup run given or found, or turned off)."
+    if data.dedup: return
+    how = ('dedup_decisions is none' if data.dedup_source == 'turned off' else
+           f'no dedup run of {data_dir} in {reports or "the reports folder"}')
+    where = f' -p data {data_dir}' + (f' -p reports {reports}' if reports else '')
+    report.warn(f'Near-duplicates (mirrored, resized, recoloured copies) were not grouped into folds ({how}): only '
+                'byte-identical files share a fold, and a near-copy on both sides of a fold inflates validation.',
+                f'papermill nbs/dedup.ipynb dedup.ipynb{where}, then train again: its decisions are found and applied'
+                + (' (leave dedup_decisions empty)' if data.dedup_source == 'turned off' else ''))
+
+# %% ../../nbs/09d_sections_train.ipynb #6c8ebcb6
+def _growing_gap(history:pd.DataFrame, epochs:int=3, least:float=0.02)->tuple[float, float]|None:
+    "The mean train - validation accuracy gap `epochs` epochs before the last and at the last, if it grew each epoch."
+    if not len(history) or history.val_acc.isna().all(): return None
+    gap = (history.train_acc - history.val_acc).groupby(history.epoch).mean().sort_index().to_numpy()
+    if len(gap) < epochs: return None
+    last = gap[-epochs:]
+    return (float(last[0]), float(last[-1])) if (np.diff(last) > 0).all() and last[-1] - last[0] >= least else None
+
+def run_warnings(
+    report:Report,
+    run:Run,              # a training run
+    scores:dict,          # `run.scores()`
+    audit:pd.DataFrame,   # from `run_leak_audit`
+    near_checked:bool,    # whether near-duplicate pairs were checked
+    optimism:float=0.03,  # warn when out-of-fold accuracy beats the single fold models' mean test accuracy by this
+):
+    "Warn about leaks, weights never trained, classes a fold cannot predict, optimism and overfitting."
+    o, c = scores['overall'], run.config.model
+    if len(audit):
+        report.warn('Validation images whose group, exact duplicate' + (' or near-duplicate' if near_checked else '')
+                    + f' sits in the training part of their fold (the leak audit): {len(audit)}; out-of-fold accuracy '
+                    'is optimistic.',
+                    'train with a dedup run\'s decisions (-p dedup_decisions), and let dogcls assign the folds')
+    done = [json.loads((run.folder/f'fold{k}'/'done.json').read_text()) for k in run.folds_done]
+    if c.pretrained == 'auto' and any(d.get('weights') == 'random initialisation' for d in done):
+        report.warn(f'{c.arch} was trained from random initialisation: no pretrained weights of it were found '
+                    '(pretrained=auto), so its scores say little about what it can do.',
+                    'put its weights in the Hugging Face cache where there is network (python -c "import timm; '
+                    'timm.create_model(<timm name>, pretrained=True)", then copy ~/.cache/huggingface here), or '
+                    'pass -p pretrained <weights file>, or use an offline model (-p arch efficientnet_lite0)')
+    missing = classes_missing_from_training(run.split)
+    untrained = sorted(set(run.names) - set(run.split.class_name) - {n for n in run.names if n.startswith('<target')})
+    if len(missing) or untrained:
+        report.warn(f'Classes missing from the training part of some folds: {missing.class_name.nunique()} '
+                    f'({", ".join(missing.class_name.unique()[:3])}; {len(missing)} fold-class pairs)'
+                    + (f'; classes with no training image at all: {len(untrained)} ({", ".join(untrained[:3])})'
+                       if untrained else '') + '. Those models cannot predict them.',
+                    'more training images of those classes, or fewer folds (-p folds 3); a class whose images are '
+                    'all copies of one picture is one fold group, and the fold that holds it never trains on it')
+    gap = o.get('val_single_test_gap')
+    if gap is not None and gap > optimism:
+        report.warn(f'Out-of-fold accuracy {o["oof_accuracy"]:.3f} is {gap * 100:.1f} points above the mean test '
+                    f'accuracy of the single fold models ({o["mean_fold_test_accuracy"]:.3f}): validation is '
+                    'optimistic.', 'look for leaks (the leak audit, a dedup run) and a train/test shift (the eda '
+                    'report\'s adversarial validation; -p test_like_from)')
+    growing = _growing_gap(run.history)
+    if growing:
+        report.warn(f'The train - validation accuracy gap grew over the last epochs ({growing[0]:.3f} to '
+                    f'{growing[1]:.3f}): the model is overfitting.',
+                    'fewer epochs (-p epochs), stronger augmentation (-p policy, -p mixup 0.2), or a frozen backbone')
 
 # %% ../../nbs/09d_sections_train.ipynb #2d07d6b9
 def _fmt(v): return '' if v is None else f'{v:.3f}' if isinstance(v, float) else v
