@@ -4,7 +4,7 @@
 
 # %% ../nbs/01b_loader.ipynb #817d44d7
 from __future__ import annotations
-import math
+import math, random
 from concurrent.futures import ThreadPoolExecutor
 
 import lightning as L, numpy as np, pandas as pd, torch
@@ -18,7 +18,8 @@ from .core import DataError, cpu_threads
 from .data import MAX_PIXELS, assign_folds, open_image
 
 # %% auto #0
-__all__ = ['ImageCache', 'to_tensor', 'ImageDataset', 'cache_side', 'ImageDataModule']
+__all__ = ['ImageCache', 'to_tensor', 'ImageDataset', 'cache_side', 'epoch_seed', 'EpochSampler', 'EpochLoader',
+           'ImageDataModule']
 
 # %% ../nbs/01b_loader.ipynb #fe3219ce
 class ImageCache:
@@ -97,6 +98,48 @@ def cache_side(
     "Side at which even the smallest training crop still has one source pixel per output pixel (evaluation needs less)."
     return math.ceil(img_size / math.sqrt(min_scale))
 
+# %% ../nbs/01b_loader.ipynb #3e6eaeff
+def epoch_seed(
+    seed:int,  # the run's (or fold's) seed
+    epoch:int, # the epoch, from 0
+)->int:        # a 32-bit seed for that epoch's draws
+    "The seed of one epoch: a function of (seed, epoch) alone, well mixed (numpy's SeedSequence)."
+    return int(np.random.SeedSequence([seed, epoch]).generate_state(1)[0])
+
+class EpochSampler(RandomSampler):
+    "A `RandomSampler` whose order is drawn from `epoch_seed(seed, epoch())` when an epoch starts."
+    def __init__(self, data_source, num_samples:int, seed:int, epoch):
+        super().__init__(data_source, num_samples=num_samples, generator=torch.Generator())
+        self.seed, self.epoch = seed, epoch # epoch: a function giving the current epoch
+
+    def __iter__(self):
+        self.generator.manual_seed(epoch_seed(self.seed, self.epoch()))
+        return super().__iter__()
+
+class EpochLoader(DataLoader):
+    """A `DataLoader` whose iterators start at their first batch: they seed Python's, numpy's and torch's generators
+    from `epoch_seed(seed, epoch())` then, before the workers' seeds, the order and the first augmentation are drawn.
+    Every random draw of an epoch depends on (seed, epoch) alone, with or without workers, however early the
+    iterator was made (Lightning makes the first one of a resumed run before it has restored the epoch count)."""
+    def __init__(self, *args, seed:int=0, epoch=lambda: 0, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.seed, self.epoch = seed, epoch
+
+    def __iter__(self): return _SeededIterator(self)
+
+class _SeededIterator:
+    "An `EpochLoader`'s iterator: the loader's own, made at the first `next` after seeding the generators."
+    def __init__(self, loader:EpochLoader): self.loader, self.batches = loader, None
+    def __iter__(self): return self
+    def __len__(self): return len(self.loader)
+
+    def __next__(self):
+        if self.batches is None:
+            s = epoch_seed(self.loader.seed, self.loader.epoch())
+            random.seed(s); np.random.seed(s); torch.manual_seed(s)
+            self.batches = DataLoader.__iter__(self.loader)
+        return next(self.batches)
+
 # %% ../nbs/01b_loader.ipynb #95c33478
 class ImageDataModule(L.LightningDataModule):
     "Training, validation (one fold) and test loaders over a manifest, with a shared image cache."
@@ -119,6 +162,7 @@ class ImageDataModule(L.LightningDataModule):
         self.cache = cache if isinstance(cache, ImageCache) or cache is None else ImageCache(cache)
         self.max_side = max_side or cache_side(img_size)
         self.num_workers, self.samples_per_epoch = data.num_workers, data.samples_per_epoch
+        self.epoch = 0 # the epoch to draw outside a trainer (set it before each pass over train_dataloader())
 
 # %% ../nbs/01b_loader.ipynb #dc7ecfe4
 @patch
@@ -137,12 +181,18 @@ def setup(self:ImageDataModule, stage:str|None=None):
 @patch
 def _loader(self:ImageDataModule, rows, transform, shuffle=False):
     ds = ImageDataset(rows, transform, self.cache, self.max_side)
-    sampler, n = None, len(ds)
-    if shuffle:
-        n = min(len(ds), self.samples_per_epoch or len(ds))
-        sampler = RandomSampler(ds, num_samples=n, generator=torch.Generator().manual_seed(self.seed))
-    return DataLoader(ds, batch_size=self.batch_size, sampler=sampler, num_workers=self.num_workers,
-                      persistent_workers=self.num_workers > 0, drop_last=shuffle and n > self.batch_size)
+    if not shuffle: return DataLoader(ds, batch_size=self.batch_size, num_workers=self.num_workers)
+    n = min(len(ds), self.samples_per_epoch or len(ds))
+    # workers start again each epoch, their seeds drawn from the epoch's (not persistent: a resumed run's fresh workers
+    # would draw otherwise than an uninterrupted run's)
+    seed = self.seed + self.fold # as the fold's model is seeded (dogcls.train)
+    return EpochLoader(ds, batch_size=self.batch_size, sampler=EpochSampler(ds, n, seed, self.current_epoch),
+                       num_workers=self.num_workers, drop_last=n > self.batch_size, seed=seed, epoch=self.current_epoch)
+
+@patch
+def current_epoch(self:ImageDataModule)->int:
+    "The epoch being trained: the trainer's (a resumed one's restored count), or `epoch` outside a trainer."
+    return self.trainer.current_epoch if self.trainer is not None else self.epoch
 
 # %% ../nbs/01b_loader.ipynb #423a0714
 @patch

@@ -4,8 +4,8 @@
 
 # %% ../nbs/05b_run.ipynb #e01897e4
 from __future__ import annotations
-import dataclasses
-from dataclasses import dataclass
+import dataclasses, json
+from dataclasses import dataclass, field
 from functools import cached_property
 from fastcore.basics import patch
 from pathlib import Path
@@ -62,6 +62,7 @@ class Run:
     history:pd.DataFrame      # per-epoch history of every finished fold
     folds_done:list[int]      # the finished folds
     classes:list[str]|None=None # every class by target (classes.csv), named even without a training image
+    done:dict[int, dict]=field(default_factory=dict) # each finished fold's done.json (times, weights, resumes)
 
 
     @cached_property
@@ -121,7 +122,8 @@ def load(cls:Run,
         histories.append(pd.read_csv(folder/f'fold{k}'/'history.csv'))
     return cls(folder, config, folds, oof, test_paths if test_paths is not None else np.array([], str),
                np.stack(test_probs) if test_probs else np.zeros((0, 0, n_classes), np.float32),
-               pd.concat(histories, ignore_index=True) if histories else pd.DataFrame(), done, classes)
+               pd.concat(histories, ignore_index=True) if histories else pd.DataFrame(), done, classes,
+               {k: json.loads((folder/f'fold{k}'/'done.json').read_text()) for k in done})
 
 # %% ../nbs/05b_run.ipynb #2e36dc26
 @patch
@@ -162,6 +164,8 @@ def scores(self:Run,
         last = history[history.fold == k].sort_values('epoch').iloc[-1] if len(history) else None
         entry = dict(fold=k, train_acc=None if last is None else float(last.train_acc),
                      **{f'val_{a}': b for a, b in prediction_scores(y[in_fold], oof[in_fold]).items()})
+        resumed = self.done.get(k, {}).get('resumed_after_epochs')
+        if resumed: entry['resumed_after_epoch'] = ', '.join(map(str, resumed)) # the report's per-fold table says so
         if test_y is not None:
             entry.update({f'test_{a}': b for a, b in prediction_scores(test_y, self.test_probs[i]).items()})
         per_fold.append(entry)

@@ -301,17 +301,19 @@ def _trainer(t, folder:Path, callbacks:list, logger, gpu:bool)->L.Trainer:
                      limit_train_batches=t.limit_batches, limit_val_batches=t.limit_batches, default_root_dir=folder)
 
 # %% ../nbs/05_train.ipynb #64615a23
-def _resume_path(folder:Path, fold:str, log)->str|None:
-    "The fold's last.ckpt when it can be read (to resume from), else None; an unreadable one is renamed, never deleted."
+def _resume_path(folder:Path, fold:str, log)->tuple[str|None, int]:
+    """The fold's last.ckpt when it can be read (to resume from) and the epochs it holds; (None, 0) without one. An
+    unreadable one is renamed, never deleted."""
     resume = folder/'last.ckpt'
-    if not resume.is_file(): return None
-    try: torch.load(resume, map_location='cpu', weights_only=True)
+    if not resume.is_file(): return None, 0
+    try: epochs = int(torch.load(resume, map_location='cpu', weights_only=True)['epoch']) + 1
     except Exception as e:
         log(f'{fold}: {resume} is unreadable ({type(e).__name__}); starting the fold again')
         os.replace(resume, folder/'last.ckpt.unreadable')
-        return None
-    log(f'{fold}: resuming from {resume}')
-    return str(resume)
+        return None, 0
+    log(f'{fold}: resuming from {resume} after epoch {epochs}; the next epochs train exactly as they would have '
+        'without the interruption (dogcls.loader.EpochLoader)')
+    return str(resume), epochs
 
 # %% ../nbs/05_train.ipynb #d44be9d9
 def _fold_data(m:pd.DataFrame, k:int, config:TrainConfig, cache:ImageCache, model)->ImageDataModule:
@@ -351,11 +353,14 @@ def _train_fold(m, out, k, names, config:TrainConfig, cache, log):
     best = L.pytorch.callbacks.ModelCheckpoint(dirpath=folder, filename='best', monitor='val_loss', mode='min',
                                                save_last=True,
                                                enable_version_counter=False)
+    resume, after = _resume_path(folder, f'fold {k + 1}/{d.folds}', log)
+    resumes = json.loads((folder/'resumes.json').read_text()) if (folder/'resumes.json').is_file() else []
+    if resume: write_json(resumes := resumes + [after], folder/'resumes.json') # each resume, for the report
     history = EpochLog(k, d.folds, folder/'history.csv', log)
     tracker = fold_logger(out, k, config.flat()) # the run's experiment tracker (tracker.json)
     with quiet_lightning():
         trainer = _trainer(t, folder, [best, history], tracker, gpu)
-        trainer.fit(module, dm, ckpt_path=_resume_path(folder, f'fold {k + 1}/{d.folds}', log))
+        trainer.fit(module, dm, ckpt_path=resume)
         close_logger(tracker, config.logger)
     if not trainer.is_global_zero: return
     fitted = time.time()
@@ -370,8 +375,10 @@ def _train_fold(m, out, k, names, config:TrainConfig, cache, log):
                     fit_seconds=round(fitted - loaded, 1),
                     predict_seconds=round(time.time() - fitted, 1), epochs_trained=int(epochs.epoch.max()),
                     best_checkpoint='weights.pt', weights=module.model.dogcls.weights,
-                    best_val_loss=None if epochs.val_loss.isna().all() else float(epochs.val_loss.min())),
+                    best_val_loss=None if epochs.val_loss.isna().all() else float(epochs.val_loss.min()),
+                    resumed_after_epochs=resumes),
                folder/'done.json')
+    (folder/'resumes.json').unlink(missing_ok=True) # in done.json now
     if not t.keep_checkpoints: # the fold is finished: resuming no longer needs them
         for name in ('best.ckpt', 'last.ckpt', 'last.ckpt.unreadable'): (folder/name).unlink(missing_ok=True)
 

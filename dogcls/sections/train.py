@@ -159,8 +159,7 @@ def run_warnings(
                     + f' sits in the training part of their fold (the leak audit): {len(audit)}; out-of-fold accuracy '
                     'is optimistic.',
                     'train with a dedup run\'s decisions (-p dedup_decisions), and let dogcls assign the folds')
-    done = [json.loads((run.folder/f'fold{k}'/'done.json').read_text()) for k in run.folds_done]
-    if c.pretrained == 'auto' and any(d.get('weights') == 'random initialisation' for d in done):
+    if c.pretrained == 'auto' and any(d.get('weights') == 'random initialisation' for d in run.done.values()):
         report.warn(f'{c.arch} was trained from random initialisation: no pretrained weights of it were found '
                     '(pretrained=auto), so its scores say little about what it can do.',
                     'put its weights in the Hugging Face cache where there is network (python -c "import timm; '
@@ -208,8 +207,8 @@ def summary_section(report:Report, run:Run, scores:dict, audit:pd.DataFrame, not
                     'leak audit: validation images with their group or a duplicate in training': len(audit),
                     'folds finished': f'{len(run.folds_done)} of {run.config.data.folds}'})
     report.heading('Settings')
-    done = run.folder/f'fold{run.folds_done[0]}'/'done.json' if run.folds_done else None
-    report.metrics({**run.config.flat(), 'weights': json.loads(done.read_text())['weights'] if done else '',
+    weights = next(iter(run.done.values()), {}).get('weights', '')
+    report.metrics({**run.config.flat(), 'weights': weights,
                     'data notes': '; '.join(notes) or 'none', 'classes': len(run.names),
                     'training images': len(run.split),
                     'test images': len(run.test_image_path)})
