@@ -30,7 +30,8 @@ from pathlib import Path
 import cv2, numpy as np, pandas as pd, torch
 
 from dogcls.data import load_data, open_image
-from dogcls.dedup import (FLIPS, SSIMIndex, DedupConfig, _angles, _either_way, _hamming_nearest, decode_all, find_duplicates,
+from dogcls.views import FLIPS
+from dogcls.dedup import (SSIMIndex, DedupConfig, _angles, _either_way, _hamming_nearest, decode_all, find_duplicates,
                           geometric_check, thumbnails, to_gray, within_class_ssim)
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))

@@ -11,6 +11,8 @@ from pathlib import Path
 from fastcore.basics import patch
 
 from .core import DataError, write_json
+from .models import HEADS
+from .views import parse_views
 
 # %% auto #0
 __all__ = ['ModelConfig', 'DataConfig', 'TrainerConfig', 'TrainConfig']
@@ -41,6 +43,11 @@ class ModelConfig:
     mixup:float=0.0                 # mixup alpha (0: off)
     cutmix:float=0.0                # cutmix alpha (0: off)
     ema_decay:float=0.0             # moving average of the weights (timm ModelEmaV3, with warm-up), e.g. 0.999; 0: off
+    freeze:str|int='none'           # none (all learn), backbone (the head, on stored features) or n: last n blocks
+    layer_decay:float|None=None     # per-layer learning-rate decay (timm create_optimizer_v2), e.g. 0.75; None: off
+    head:str='linear'               # the classifier: linear (the model's own) or mlp (Linear-ReLU-Dropout-Linear)
+    head_hidden:int=1024            # the mlp head's hidden width
+    head_dropout:float=0.0          # the mlp head's dropout
 
     def __post_init__(self):
         if self.img_size in (0, None): self.img_size = None
@@ -54,6 +61,17 @@ class ModelConfig:
                       float('inf') if name in ('weight_decay', 'warmup_epochs', 'mixup', 'cutmix') else 1.0)
         if self.drop_path_rate is not None: _fraction('drop_path_rate', self.drop_path_rate)
         _fraction('ema_decay', self.ema_decay)
+        if isinstance(self.freeze, str) and self.freeze.strip().isdigit(): self.freeze = int(self.freeze)
+        if self.freeze not in ('none', 'backbone') and (isinstance(self.freeze, bool) or not isinstance(
+                self.freeze, numbers.Integral) or self.freeze < 0):
+            raise DataError(f'freeze={self.freeze!r}: choose none, backbone, or a number of last blocks that learn '
+                            '(0 or more)')
+        if not isinstance(self.freeze, str): self.freeze = int(self.freeze)
+        ld = self.layer_decay
+        if ld is not None and (isinstance(ld, bool) or not isinstance(ld, numbers.Real) or not 0 < ld <= 1):
+            raise DataError(f'layer_decay={ld!r}: use a number in (0, 1], e.g. 0.75, or None for one learning rate')
+        if self.head not in HEADS: raise DataError(f'head={self.head!r}: choose one of {", ".join(HEADS)}')
+        _positive_int('head_hidden', self.head_hidden); _fraction('head_dropout', self.head_dropout)
 
 # %% ../nbs/04b_config.ipynb #2a199124
 @dataclass
@@ -64,12 +82,16 @@ class DataConfig:
     samples_per_epoch:int|None=None  # images drawn per epoch (None: all): equal budgets over data sets of other sizes
     policy:str='randaugment+hflip'   # online augmentation, see dogcls.augment.policy_transforms
     num_workers:int=field(default=0, compare=False) # DataLoader worker processes
+    feature_views:str='none,h'       # frozen backbones: the views stored and drawn from (dogcls.views), e.g. flips
+    augmented_views:int=0            # frozen backbones: augmented copies (with `policy`) stored per image
 
     def __post_init__(self):
         _positive_int('folds', self.folds, 2); _positive_int('batch_size', self.batch_size)
         if self.samples_per_epoch in (0, None): self.samples_per_epoch = None
         else: _positive_int('samples_per_epoch', self.samples_per_epoch)
         _positive_int('num_workers', self.num_workers, 0)
+        self.feature_views = ','.join(parse_views(self.feature_views, 'feature_views'))
+        _positive_int('augmented_views', self.augmented_views, 0)
 
 # %% ../nbs/04b_config.ipynb #6f84241e
 @dataclass

@@ -9,7 +9,7 @@ from pathlib import Path
 
 # %% auto #0
 __all__ = ['DataError', 'project_root', 'default_data_dir', 'resolve_dir', 'cache_dir', 'run_dir', 'file_sha1', 'cpu_threads',
-           'hardware_info', 'atomic_write', 'write_json', 'as_list']
+           'bf16_in_hardware', 'hardware_info', 'atomic_write', 'write_json', 'as_list']
 
 # %% ../nbs/00_core.ipynb #4f2d1e0c
 class DataError(ValueError):
@@ -84,6 +84,14 @@ def cpu_threads()->int:
     env = os.environ.get('OMP_NUM_THREADS', '').strip()
     if env.isdigit() and int(env) > 0: return int(env)
     return len(os.sched_getaffinity(0)) if hasattr(os, 'sched_getaffinity') else os.cpu_count() or 1
+
+# %% ../nbs/00_core.ipynb #cae3186a
+def bf16_in_hardware()->bool:
+    "Does this CPU multiply bfloat16 in hardware (AVX512-BF16 or AMX)? Then bfloat16 is worth using on it."
+    import torch
+    try: caps = torch.cpu.get_capabilities()
+    except Exception: return False
+    return bool(caps.get('avx512_bf16') or caps.get('amx_bf16'))
 
 # %% ../nbs/00_core.ipynb #72e5db2c
 def hardware_info()->dict:

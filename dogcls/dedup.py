@@ -17,53 +17,24 @@ from scipy import sparse
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
-from .core import DataError, atomic_write, cpu_threads, write_json
+from .core import DataError, atomic_write, bf16_in_hardware, cpu_threads, write_json
+from .views import FLIPS, VIEW_WORDS, apply_view, parse_views
 from .data import MAX_PIXELS, join_groups, open_image, thumbnail
 
 # %% auto #0
-__all__ = ['VIEWS', 'FLIPS', 'VIEW_SETS', 'VIEW_WORDS', 'GEOMETRIC_COLUMNS', 'PAIR_COLUMNS', 'SCORE_COLUMNS',
-           'MATCH_SUMMARY_COLUMNS', 'CONFLICT_POLICIES', 'WITHIN_POLICIES', 'DECISION_COLUMNS', 'LOSSLESS_FORMATS',
-           'thumbnails', 'to_gray', 'gaussian_bands', 'SSIMIndex', 'within_class_ssim', 'pixel_embeddings',
-           'view_orders', 'model_embeddings', 'embed', 'cosine_pairs', 'decode_all', 'visual_words', 'top_pairs',
-           'top_dot_pairs', 'colour_distances', 'colour_distance', 'geometric_check', 'exact_pairs', 'DedupConfig',
-           'decode_images', 'score_pairs', 'confirm_pairs', 'geometric_pairs', 'link_pairs', 'Duplicates',
-           'find_duplicates', 'plot_scores', 'match_summary', 'file_facts', 'protect_classes', 'propose_decisions',
-           'apply_decisions', 'save_decisions']
-
-# %% ../nbs/02_dedup.ipynb #8e7898fb
-# the square's 8 symmetries: flips, rotations by 90 degrees, transposes
-VIEWS = ('none', 'h', 'v', 'hv', 'r90', 'r270', 'r90h', 'r90v')
-FLIPS = VIEWS[:4]       # identity, horizontal (left-right), vertical (up-down), both (= rotation by 180 degrees)
-VIEW_SETS = {'none': VIEWS[:1], 'flips': FLIPS, 'dihedral': VIEWS}
-VIEW_WORDS = {'none': 'same orientation', 'h': 'mirror (left-right)', 'v': 'mirror (up-down)', 'hv': 'rotated 180°',
-              'r90': 'rotated 90°', 'r270': 'rotated 270°',
-              'r90h': 'rotated and mirrored', 'r90v': 'rotated and mirrored'}
+__all__ = ['GEOMETRIC_COLUMNS', 'PAIR_COLUMNS', 'SCORE_COLUMNS', 'MATCH_SUMMARY_COLUMNS', 'CONFLICT_POLICIES', 'WITHIN_POLICIES',
+           'DECISION_COLUMNS', 'LOSSLESS_FORMATS', 'thumbnails', 'to_gray', 'gaussian_bands', 'SSIMIndex',
+           'within_class_ssim', 'pixel_embeddings', 'view_orders', 'model_embeddings', 'embed', 'cosine_pairs',
+           'decode_all', 'visual_words', 'top_pairs', 'top_dot_pairs', 'colour_distances', 'colour_distance',
+           'geometric_check', 'exact_pairs', 'DedupConfig', 'decode_images', 'score_pairs', 'confirm_pairs',
+           'geometric_pairs', 'link_pairs', 'Duplicates', 'find_duplicates', 'plot_scores', 'match_summary',
+           'file_facts', 'protect_classes', 'propose_decisions', 'apply_decisions', 'save_decisions']
 
 # %% ../nbs/02_dedup.ipynb #07d9ea38
 def _check_threshold(name:str, value)->float:
     if isinstance(value, bool) or not isinstance(value, (int, float, np.floating)) or not 0 <= value <= 1:
         raise DataError(f'{name}={value!r}: a similarity threshold must be a number between 0 and 1 (e.g. 0.95)')
     return float(value)
-
-# %% ../nbs/02_dedup.ipynb #19bd2a27
-def _check_flips(flips)->tuple:
-    "The views to try: 'none', 'flips', 'dihedral', a comma-separated string or a sequence of names from `VIEWS`."
-    if isinstance(flips, str): flips = VIEW_SETS.get(flips.strip(), [f.strip() for f in flips.split(',') if f.strip()])
-    flips = tuple(flips)
-    bad = [f for f in flips if f not in VIEWS]
-    if bad or 'none' not in flips:
-        raise DataError(f'flips={flips!r}: choose "none", "flips", "dihedral" or names from '
-                        f'{VIEWS}, always including "none"')
-    return flips
-
-# %% ../nbs/02_dedup.ipynb #2548bb31
-def _flip(x:torch.Tensor, flip:str)->torch.Tensor:
-    "View `flip` of the last two (square) dimensions of x."
-    if flip.startswith('r'):
-        x = torch.rot90(x, 1 if flip.startswith('r90') else 3, (-2, -1))
-        flip = flip[3:] if flip.startswith('r90') else flip[4:]
-    dims = {'': [], 'none': [], 'h': [-1], 'v': [-2], 'hv': [-2, -1]}[flip]
-    return x.flip(dims) if dims else x
 
 # %% ../nbs/02_dedup.ipynb #48e67182
 def _angles(flips:tuple)->list:
@@ -137,14 +108,14 @@ class SSIMIndex:
                  flips=FLIPS,                    # flips tried for every pair (the best counts)
                  keep_flips:bool=False):         # also keep every flip's maps (memory x flips; no copy per pair)
         x = torch.as_tensor(np.asarray(images), dtype=torch.float32)
-        self.flips, self.c1, self.c2 = _check_flips(flips), (0.01 * data_range)**2, (0.03 * data_range)**2
+        self.flips, self.c1, self.c2 = parse_views(flips, 'flips'), (0.01 * data_range)**2, (0.03 * data_range)**2
         self.rows, self.cols = gaussian_bands(x.shape[-1], sigma)
         half = data_range / 2
         self.centred = x - half # centring keeps float32 variances exact
         self.maps = torch.empty(len(x), 4, self.rows.shape[0], self.cols.shape[1]) # (n, 4, valid, valid)
         for s in range(0, len(x), 2048): # a chunk of images at a time: bounded temporary memory
             self.maps[s:s + 2048] = self._maps(self.centred[s:s + 2048], half)
-        flipped = lambda f: (_flip(self.centred, f).contiguous(), _flip(self.maps, f).contiguous())
+        flipped = lambda f: (apply_view(self.centred, f).contiguous(), apply_view(self.maps, f).contiguous())
         self.flipped = {f: flipped(f) for f in self.flips} if keep_flips else None
 
     def _maps(self, centred:torch.Tensor, half:float)->torch.Tensor:
@@ -165,7 +136,7 @@ class SSIMIndex:
     def _views(self, index, flip:str)->tuple:
         "(centred, maps) of images `index` under `flip`."
         if self.flipped is not None: return tuple(v[index] for v in self.flipped[flip])
-        return _flip(self.centred[index], flip), _flip(self.maps[index], flip)
+        return apply_view(self.centred[index], flip), apply_view(self.maps[index], flip)
 
     def score(self,
               a:torch.Tensor,  # indices of the first images
@@ -197,7 +168,7 @@ def best(self:SSIMIndex, a:torch.Tensor, b:torch.Tensor)->tuple[torch.Tensor, to
     first = (self.centred[a], self.maps[a]) # gathered once for all flips
     second = None if self.flipped is not None else (self.centred[b], self.maps[b])
     return self._best(lambda flip: self._pairs(first, self._views(b, flip) if second is None else
-                                                     (_flip(second[0], flip), _flip(second[1], flip))))
+                                                     (apply_view(second[0], flip), apply_view(second[1], flip))))
 
 # %% ../nbs/02_dedup.ipynb #6c5d7c7d
 @patch
@@ -208,7 +179,7 @@ def best_block(self:SSIMIndex,
     "Best SSIM over the flips of every (row, column) pair, by broadcasting: nothing is gathered or copied per pair."
     first = (self.centred[rows, None], self.maps[rows, None])
     views = lambda flip: (self.flipped[flip] if self.flipped is not None
-                          else (_flip(self.centred, flip), _flip(self.maps, flip)))
+                          else (apply_view(self.centred, flip), apply_view(self.maps, flip)))
     return self._best(lambda flip: self._pairs(first, tuple(v[None, cols] for v in views(flip))))
 
 # %% ../nbs/02_dedup.ipynb #238d9c4f
@@ -245,7 +216,7 @@ def within_class_ssim(
     block:int=32,             # classes larger than this are scored block against block
 )->pd.DataFrame:              # pairs a, b (manifest index labels), score, flip, method
     "All within-class pairs whose flip-invariant SSIM is at least `threshold`."
-    threshold, flips = _check_threshold('ssim_threshold', threshold), _check_flips(flips)
+    threshold, flips = _check_threshold('ssim_threshold', threshold), parse_views(flips, 'flips')
     if gray is None: gray = to_gray(thumbnails(manifest.file, size)[0])
     labels = manifest.index.to_numpy()
     groups = list(pd.Series(np.arange(len(manifest))).groupby(manifest.class_name.to_numpy()).indices.values())
@@ -285,12 +256,12 @@ def pixel_embeddings(
     chunk:int=2048,    # images processed at once (bounds the temporary memory)
 )->np.ndarray:         # (n, len(flips), side*side*3 + 1) unit vectors
     "Mean-centred, normalised colour pixels of each image and of its flipped views; blank images share one extra axis."
-    flips = _check_flips(flips)
+    flips = parse_views(flips, 'flips')
     out = np.empty((len(thumbs), len(flips), side * side * 3 + 1), np.float32)
     for s in range(0, len(thumbs), chunk):
         x = torch.from_numpy(_as_floats(thumbs[s:s + chunk])).permute(0, 3, 1, 2)
         x = torch.nn.functional.adaptive_avg_pool2d(x, side)
-        flat = torch.stack([_flip(x, f) for f in flips], 1).flatten(2).numpy()
+        flat = torch.stack([apply_view(x, f) for f in flips], 1).flatten(2).numpy()
         centred = flat - flat.mean(-1, keepdims=True)
         # no structure: only matches other blanks
         blank = (np.abs(centred).max(-1, keepdims=True) < 1e-3).astype(np.float32)
@@ -303,7 +274,8 @@ def view_orders(
 )->np.ndarray:    # (len(flips), side*side*3 + 1) column indices
     "Where each view's pixel embedding takes its values from the image's own: a flip or a turn only moves pixels."
     pixels = torch.arange(3 * side * side).reshape(1, 3, side, side)
-    return np.stack([np.append(_flip(pixels, f).flatten().numpy(), 3 * side * side) for f in _check_flips(flips)])
+    views = parse_views(flips, 'flips')
+    return np.stack([np.append(apply_view(pixels, f).flatten().numpy(), 3 * side * side) for f in views])
 
 # %% ../nbs/02_dedup.ipynb #f031b57d
 def model_embeddings(
@@ -315,13 +287,13 @@ def model_embeddings(
     device:str|None=None,    # default: cuda when available
 )->np.ndarray:               # (n, len(flips), d) unit vectors
     "Features of each image and of its flipped views from `model`, L2-normalised."
-    flips, device = _check_flips(flips), device or ('cuda' if torch.cuda.is_available() else 'cpu')
+    flips, device = parse_views(flips, 'flips'), device or ('cuda' if torch.cuda.is_available() else 'cpu')
     model = model.eval().to(device)
     files, out = [str(f) for f in files], []
     with torch.inference_mode():
         for start in range(0, len(files), batch_size):
             x = torch.stack([transform(open_image(f)) for f in files[start:start + batch_size]]).to(device)
-            out.append(torch.stack([model(_flip(x, f)).flatten(1) for f in flips], 1).float().cpu().numpy())
+            out.append(torch.stack([model(apply_view(x, f)).flatten(1) for f in flips], 1).float().cpu().numpy())
     return _l2(np.concatenate(out)) if out else np.zeros((0, len(flips), 0), np.float32)
 
 # %% ../nbs/02_dedup.ipynb #c9853d00
@@ -333,27 +305,26 @@ def embed(
     thumbs:np.ndarray|None=None, # precomputed `thumbnails` for 'pixels'
     batch_size:int=64,
     transform=None,        # for a Module backend: PIL -> tensor (default: the model's timm data config)
+    precision:str='fp32',  # a named backend's precision (fp32: the last digits count near a threshold of 0.99)
 )->np.ndarray:             # (n, len(flips), d) unit vectors
-    "Embeddings of every row (and its flipped views) from the chosen backend."
+    """Embeddings of every row (and its flipped views) from the chosen backend; a named model's come from its feature
+    store (`dogcls.features`): computed once per image and view, shared with training and the other steps."""
     if isinstance(backend, str) and backend == 'pixels':
         if thumbs is None: thumbs, _ = thumbnails(manifest.file, size)
         return pixel_embeddings(thumbs, flips)
-    from dogcls import models
-    if isinstance(backend, str): model = models.feature_extractor(backend)
-    elif isinstance(backend, torch.nn.Module): model = backend
-    else:
+    from dogcls import features, models # models and weights: only for a model backend
+    if isinstance(backend, str):
+        store = features.FeatureStore(models.feature_extractor(backend), precision)
+        stored = store.features(manifest.file, manifest.sha1 if 'sha1' in manifest else None,
+                                parse_views(flips, 'flips'))
+        return _l2(stored.astype(np.float32))
+    if not isinstance(backend, torch.nn.Module):
         raise DataError(f'backend={backend!r}: use "pixels", "efficientnet_lite0/1/2", '
                         '"timm:<name>" or a torch.nn.Module')
-    transform = transform or models.eval_transform(model)
-    return model_embeddings(manifest.file, model, transform, flips, batch_size)
+    transform = transform or models.eval_transform(backend)
+    return model_embeddings(manifest.file, backend, transform, flips, batch_size)
 
 # %% ../nbs/02_dedup.ipynb #008c63c2
-def _bf16_in_hardware()->bool:
-    "Does this CPU multiply bfloat16 matrices in hardware (AVX512-BF16 or AMX)? Here a third of float32's time."
-    try: caps = torch.cpu.get_capabilities()
-    except Exception: return False
-    return bool(caps.get('avx512_bf16') or caps.get('amx_bf16'))
-
 def _bf16_error(norm:float, d:int)->float:
     """Bound on how far a bfloat16 product of two d-vectors of norm at most `norm` can be from the exact one: each
     entry rounds to 8 significant bits (a product of two is off by at most 2^-7 + 2^-16 of its size, so the sum by that
@@ -384,7 +355,7 @@ def cosine_pairs(
         scores = [(query(queries[rows], v) * emb[cols + start, stored(v)]).sum(-1) for v in range(views)]
         return torch.stack(scores, 1).max(-1)
     sieve = threshold - _bf16_error(float(emb.norm(dim=-1).max()) if n else 1.0, d)
-    bf16 = (_bf16_in_hardware() if bf16 is None else bf16) and top_k is None and sieve > 0
+    bf16 = (bf16_in_hardware() if bf16 is None else bf16) and top_k is None and sieve > 0
     keys = emb.to(torch.bfloat16) if bf16 else emb
     # the buffers, and in bfloat16 the mask of the pairs they keep (a byte an element)
     block = max(1, min(n, int(memory_mb * 2**20 / (2 * keys.element_size() + bf16) / max(1, n))))
@@ -577,7 +548,7 @@ def top_dot_pairs(
     n, d = x.shape
     kk, is_sparse = min(k, n - 1), sparse.issparse(x)
     rows_of = lambda rows, dtype: torch.as_tensor(x[rows].toarray() if is_sparse else x[rows], dtype=dtype)
-    if not (_bf16_in_hardware() if bf16 is None else bf16) or kk <= 0:
+    if not (bf16_in_hardware() if bf16 is None else bf16) or kk <= 0:
         full = rows_of(slice(None), torch.float32)
         return top_pairs(n, lambda rows: (full[rows] @ full.T).numpy(), k, min_score)
     if is_sparse: x = sparse.csr_matrix(x, dtype=np.float32)
@@ -767,10 +738,10 @@ class DedupConfig:
         if colour is not None and (isinstance(colour, bool) or not isinstance(colour, (int, float)) or colour < 0):
             raise DataError(f'colour_threshold={colour!r}: a CIELAB distance >= 0 (e.g. 16), or None to ignore colour')
         if not isinstance(self.flips, str): self.flips = list(self.flips) # as JSON keeps it
-        _check_flips(self.flips)
+        parse_views(self.flips, 'flips')
 
     @property
-    def views(self)->tuple: return _check_flips(self.flips)
+    def views(self)->tuple: return parse_views(self.flips, 'flips')
 
     def replace(self, **options)->DedupConfig:
         "A copy with some options changed; an unknown name is refused with the list of options."
@@ -817,7 +788,7 @@ def _colour_of_pairs(thumbs:np.ndarray, a:np.ndarray, b:np.ndarray, views:list, 
     pixels = lambda t: t.permute(0, 2, 3, 1).reshape(len(t), -1, 3).numpy()
     for s in range(0, len(a), chunk):
         ta, tb, v = as_bytes(a[s:s + chunk]), as_bytes(b[s:s + chunk]), views[s:s + chunk]
-        for view in set(v): tb[v == view] = _flip(tb[v == view], view)
+        for view in set(v): tb[v == view] = apply_view(tb[v == view], view)
         out[s:s + chunk] = colour_distances(pixels(ta), pixels(tb))
     return out
 
@@ -862,7 +833,7 @@ def _squashed_check(decoded:dict, a:int, b:int, view:str, min_ncc:float=0.95, si
     levels fitted to a's; whether either has low structure; whether they agree as low-structure pictures must: grey
     levels that correlate (or are both flat) and colours, lightness included, within `_LOW_COLOUR`."""
     A, B = (cv2.resize(decoded['images'][k], (side, side), interpolation=cv2.INTER_AREA) for k in (a, b))
-    B = _flip(torch.from_numpy(B).permute(2, 0, 1), view).permute(1, 2, 0).contiguous().numpy()
+    B = apply_view(torch.from_numpy(B).permute(2, 0, 1), view).permute(1, 2, 0).contiguous().numpy()
     ga, gb = (_blurred_grey(x) for x in (A, B))
     za, zb = ga - ga.mean(), gb - gb.mean()
     changed = _differing_share(za, zb)

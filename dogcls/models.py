@@ -10,12 +10,14 @@ from pathlib import Path
 
 import timm, torch
 from timm.data import create_transform, resolve_data_config
+from timm.models import group_parameters
 
 from .core import DataError, atomic_write, cache_dir
 
 # %% auto #0
-__all__ = ['ARCHS', 'SIZES', 'OFFLINE_WEIGHTS', 'OFFLINE_ARCHS', 'resolve_arch', 'efficientnet_lite_source',
-           'convert_efficientnet_lite', 'efficientnet_lite_weights', 'ModelFacts', 'create_model', 'data_config',
+__all__ = ['ARCHS', 'SIZES', 'OFFLINE_WEIGHTS', 'HEADS', 'OFFLINE_ARCHS', 'resolve_arch', 'efficientnet_lite_source',
+           'convert_efficientnet_lite', 'efficientnet_lite_weights', 'ModelFacts', 'create_model', 'classifier_path',
+           'make_head', 'set_head', 'layer_groups', 'freeze_layers', 'frozen_norms', 'pooled_features', 'data_config',
            'eval_transform', 'feature_extractor']
 
 # %% ../nbs/04_models.ipynb #de6e8cbc
@@ -208,6 +210,87 @@ def _check_input(model, arch, name, img_size):
         raise DataError(f'arch={arch!r} ({name}) cannot take img_size={img_size}: {e}. Use a larger img_size, '
                         'a multiple of 32 (the cpu presets default to 64, full to 224)') from None
     finally: model.train(was_training)
+
+# %% ../nbs/04_models.ipynb #efedd559
+HEADS = ('linear', 'mlp')
+
+def classifier_path(model:torch.nn.Module)->str:
+    "Where a timm model keeps its classifier, e.g. 'classifier', 'head' or 'head.fc' (from its pretrained config)."
+    return model.pretrained_cfg.get('classifier') or 'head'
+
+def make_head(
+    kind:str,           # 'linear' or 'mlp' (Linear, ReLU, Dropout, Linear)
+    in_features:int,    # the pooled features' width
+    num_classes:int,
+    hidden:int=1024,    # the mlp's hidden width
+    dropout:float=0.0,  # the mlp's dropout, after its ReLU
+)->torch.nn.Module:
+    "A classifier over pooled features."
+    if kind not in HEADS: raise DataError(f'head={kind!r}: choose one of {", ".join(HEADS)}')
+    if kind == 'linear': return torch.nn.Linear(in_features, num_classes)
+    return torch.nn.Sequential(torch.nn.Linear(in_features, hidden), torch.nn.ReLU(), torch.nn.Dropout(dropout),
+                               torch.nn.Linear(hidden, num_classes))
+
+# %% ../nbs/04_models.ipynb #9d5c105c
+def set_head(
+    model:torch.nn.Module, # a timm model with a classifier
+    kind:str='mlp',        # see `make_head`
+    hidden:int=1024,
+    dropout:float=0.0,
+)->torch.nn.Module:        # the model, its classifier replaced
+    "Put a `make_head` classifier where the timm model keeps its own."
+    path = classifier_path(model)
+    old = model.get_submodule(path)
+    if not isinstance(old, torch.nn.Linear):
+        raise DataError(f'{type(model).__name__} has no linear classifier at {path!r} (num_classes=0?)')
+    parent, _, name = path.rpartition('.')
+    setattr(model.get_submodule(parent) if parent else model, name,
+            make_head(kind, old.in_features, old.out_features, hidden, dropout))
+    return model
+
+# %% ../nbs/04_models.ipynb #e9e7f248
+def layer_groups(
+    model:torch.nn.Module, # a timm model
+)->list[list[str]]:        # parameter names of each block, first to last, the classifier's left out
+    "The model's blocks: timm's fine parameter groups (`group_matcher(coarse=False)`) less the classifier."
+    head = classifier_path(model)
+    in_head = lambda n: n == head or n.startswith(head + '.')
+    groups = group_parameters(model, model.group_matcher(coarse=False))
+    blocks = [[n for n in names if not in_head(n)] for _, names in sorted(groups.items())]
+    return [b for b in blocks if b]
+
+def freeze_layers(
+    model:torch.nn.Module,  # a timm model
+    freeze:str|int='none',  # 'none', 'backbone' (only the classifier learns), or n: the last n blocks, the classifier
+)->tuple[int, int]:         # parameters that learn, parameters in all
+    "Freeze a model by its timm parameter groups; frozen parameters get `requires_grad=False`."
+    blocks, head = layer_groups(model), classifier_path(model)
+    if freeze == 'none': learn = {n for n, _ in model.named_parameters()}
+    else:
+        n = 0 if freeze == 'backbone' else freeze
+        if isinstance(n, bool) or not isinstance(n, int) or not 0 <= n <= len(blocks):
+            raise DataError(f'freeze={freeze!r}: {model.pretrained_cfg.get("architecture", type(model).__name__)} has '
+                            f'{len(blocks)} blocks (timm group_matcher); use "none", "backbone" or a number from 0 '
+                            f'to {len(blocks)} (the last blocks that learn)')
+        learn = {p for b in blocks[len(blocks) - n:] for p in b}
+        learn |= {name for name, _ in model.named_parameters() if name == head or name.startswith(head + '.')}
+    for name, p in model.named_parameters(): p.requires_grad_(name in learn)
+    params = list(model.parameters())
+    return sum(p.numel() for p in params if p.requires_grad), sum(p.numel() for p in params)
+
+# %% ../nbs/04_models.ipynb #523a18d3
+def frozen_norms(model:torch.nn.Module)->list[torch.nn.Module]:
+    "The batch-norm layers whose parameters are all frozen: they belong in evaluation mode, also while training."
+    norms = (torch.nn.modules.batchnorm._BatchNorm,)
+    return [m for m in model.modules() if isinstance(m, norms) and not any(p.requires_grad for p in m.parameters())]
+
+# %% ../nbs/04_models.ipynb #1b3cb6ab
+def pooled_features(
+    model:torch.nn.Module, # a timm model
+    x:torch.Tensor,        # a batch of images
+)->torch.Tensor:           # (batch, features): what its classifier reads
+    "The pooled features a timm model's classifier takes (its `forward_head(..., pre_logits=True)`)."
+    return model.forward_head(model.forward_features(x), pre_logits=True)
 
 # %% ../nbs/04_models.ipynb #e78070a3
 def data_config(model:torch.nn.Module)->dict:

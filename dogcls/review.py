@@ -12,7 +12,7 @@ from fastcore.basics import patch
 
 from .core import atomic_write
 from .data import open_image
-from .dedup import VIEW_WORDS
+from .views import VIEW_WORDS
 from .report import image_png
 
 # %% auto #0

@@ -9,7 +9,6 @@ from dataclasses import asdict
 from pathlib import Path
 
 import lightning as L, numpy as np, pandas as pd, torch
-from fastcore.basics import patch
 from timm.data import Mixup
 from timm.loss import SoftTargetCrossEntropy
 from timm.optim import create_optimizer_v2
@@ -21,13 +20,15 @@ from .config import ModelConfig, TrainConfig
 from .core import DataError, atomic_write, run_dir as make_run_dir, write_json
 from .data import assign_folds, class_names, classes_missing_from_training
 from .loader import ImageCache, ImageDataModule, cache_side
-from .models import create_model, data_config, eval_transform
+from .features import FeatureStore, _hashes
+from .heads import build_model, fit_head, warmup_cosine
+from .models import classifier_path, create_model, data_config, eval_transform, frozen_norms
 from .run import Run, read_classes, read_folds
 from .track import check_logger, close_logger, fold_logger, start_tracking
 
 # %% auto #0
-__all__ = ['SUBMISSION_COLUMNS', 'TrainingError', 'Classifier', 'EpochLog', 'predict_probs', 'train_kfold', 'quiet_lightning',
-           'merge_folds', 'write_submission', 'load_run_model']
+__all__ = ['SUBMISSION_COLUMNS', 'TrainingError', 'Classifier', 'epoch_line', 'EpochLog', 'predict_probs', 'train_kfold',
+           'quiet_lightning', 'merge_folds', 'write_submission', 'load_run_model']
 
 # %% ../nbs/05_train.ipynb #daa546e7
 class TrainingError(RuntimeError):
@@ -42,8 +43,8 @@ class Classifier(L.LightningModule):
         super().__init__()
         self.config = c = config or ModelConfig()
         self.save_hyperparameters({'num_classes': num_classes, **asdict(c)})
-        kwargs = {} if c.drop_path_rate is None else {'drop_path_rate': c.drop_path_rate}
-        self.model = create_model(c.arch, num_classes, c.size, c.img_size, c.pretrained, **kwargs)
+        self.model = build_model(c, num_classes) # its head and frozen blocks as the configuration says
+        self.frozen_norms = frozen_norms(self.model) # kept in evaluation mode: their statistics stay the pretrained
         # validated and predicted with when on; warm-up: the decay grows from 0 towards ema_decay over the first steps
         self.ema = None
         if c.ema_decay: self.ema = ModelEmaV3(self.model, decay=c.ema_decay, use_warmup=True).requires_grad_(False)
@@ -55,67 +56,65 @@ class Classifier(L.LightningModule):
         self.loss = torch.nn.CrossEntropyLoss(label_smoothing=c.label_smoothing)
         self.train_acc = MulticlassAccuracy(num_classes, average='micro')
         self.val_acc = MulticlassAccuracy(num_classes, average='micro')
+        self.train() # Lightning keeps the modes modules have when fit starts: the frozen norms' is evaluation
 
     def forward(self, x): return self.model(x)
 
-# %% ../nbs/05_train.ipynb #8ac75d45
-@patch
-def training_step(self:Classifier, batch, batch_idx):
-    x, y = batch
-    if self.mix is not None and len(x) % 2 == 0:
-        mixed, soft = self.mix(x, y)
-        logits = self(mixed); loss = self.soft_loss(logits, soft)
-    else:
-        logits = self(x); loss = self.loss(logits, y)
-    if not torch.isfinite(loss):
-        lr = self.trainer.optimizers[0].param_groups[0]['lr'] if self.trainer.optimizers else float('nan')
-        raise TrainingError(f'the training loss became {loss.item()} at epoch '
-                            f'{self.current_epoch}, step {self.global_step} '
-                            f'(learning rate {lr:.3g}); lower lr, check the images for NaNs, or use a smaller model')
-    self.train_acc(logits.detach(), y)
-    # sync: averaged over DDP processes
-    self.log('train_loss', loss, on_step=False, on_epoch=True, batch_size=len(x), sync_dist=True)
-    self.log('train_acc', self.train_acc, on_step=False, on_epoch=True, batch_size=len(x))
-    return loss
+    def train(self, mode:bool=True):
+        "Train or evaluation mode; frozen batch-norm layers and the moving average stay in evaluation mode."
+        super().train(mode)
+        for norm in self.frozen_norms: norm.eval()
+        if self.ema is not None: self.ema.eval()
+        return self
 
-# %% ../nbs/05_train.ipynb #ca2ecb9a
-@patch
-def optimizer_step(self:Classifier, *args, **kwargs): # once per optimiser step, also with gradient accumulation
-    super(Classifier, self).optimizer_step(*args, **kwargs) # patched in: super() needs the class named
-    if self.ema is not None:
-        self.ema.update(self.model, step=self.global_step + 1) # steps done, counted as timm's train.py does
+    def training_step(self, batch, batch_idx):
+        x, y = batch
+        if self.mix is not None and len(x) % 2 == 0:
+            mixed, soft = self.mix(x, y)
+            logits = self(mixed); loss = self.soft_loss(logits, soft)
+        else:
+            logits = self(x); loss = self.loss(logits, y)
+        if not torch.isfinite(loss):
+            lr = self.trainer.optimizers[0].param_groups[0]['lr'] if self.trainer.optimizers else float('nan')
+            raise TrainingError(f'the training loss became {loss.item()} at epoch {self.current_epoch}, step '
+                                f'{self.global_step} (learning rate {lr:.3g}); lower lr, check the images for NaNs, '
+                                'or use a smaller model')
+        self.train_acc(logits.detach(), y)
+        # sync: averaged over DDP processes
+        self.log('train_loss', loss, on_step=False, on_epoch=True, batch_size=len(x), sync_dist=True)
+        self.log('train_acc', self.train_acc, on_step=False, on_epoch=True, batch_size=len(x))
+        return loss
 
-# %% ../nbs/05_train.ipynb #9ee85041
-@patch
-def validation_step(self:Classifier, batch, batch_idx):
-    x, y = batch
-    logits = (self.model if self.ema is None else self.ema.module)(x)
-    self.val_acc(logits, y)
-    self.log('val_loss', torch.nn.functional.cross_entropy(logits, y), on_epoch=True, batch_size=len(x), sync_dist=True)
-    self.log('val_acc', self.val_acc, on_epoch=True, batch_size=len(x))
+    def optimizer_step(self, *args, **kwargs): # once per optimiser step, also with gradient accumulation
+        super().optimizer_step(*args, **kwargs)
+        if self.ema is not None:
+            self.ema.update(self.model, step=self.global_step + 1) # steps done, counted as timm's train.py does
 
-# %% ../nbs/05_train.ipynb #55019782
-@patch
-def final_weights(self:Classifier)->dict:
-    "The weights predictions use: the moving average when on, else the model's."
-    return (self.model if self.ema is None else self.ema.module).state_dict()
+    def validation_step(self, batch, batch_idx):
+        x, y = batch
+        logits = (self.model if self.ema is None else self.ema.module)(x)
+        self.val_acc(logits, y)
+        self.log('val_loss', torch.nn.functional.cross_entropy(logits, y), on_epoch=True, batch_size=len(x),
+                 sync_dist=True)
+        self.log('val_acc', self.val_acc, on_epoch=True, batch_size=len(x))
 
-# %% ../nbs/05_train.ipynb #6b311188
-@patch
-def configure_optimizers(self:Classifier):
-    c = self.config
-    optimizer = create_optimizer_v2(self.model, 'adamw', lr=c.lr, weight_decay=c.weight_decay)
-    total = max(1, int(self.trainer.estimated_stepping_batches))
-    per_epoch = len(self.trainer.datamodule.train_dataloader()) if self.trainer.datamodule is not None else total
-    limit = self.trainer.limit_train_batches
-    per_epoch = min(per_epoch, limit) if isinstance(limit, int) else max(1, int(per_epoch * limit))
-    per_epoch = math.ceil(per_epoch / self.trainer.accumulate_grad_batches) # optimiser steps, not batches
-    warmup = min(total // 2, int(c.warmup_epochs * per_epoch))
-    def factor(step):
-        if step < warmup: return (step + 1) / (warmup + 1)
-        return 0.5 * (1 + math.cos(math.pi * min(1.0, (step - warmup) / max(1, total - warmup))))
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
-    return {'optimizer': optimizer, 'lr_scheduler': {'scheduler': scheduler, 'interval': 'step'}}
+    def final_weights(self)->dict:
+        "The weights predictions use: the moving average when on, else the model's."
+        return (self.model if self.ema is None else self.ema.module).state_dict()
+
+    def configure_optimizers(self):
+        "AdamW over the parameters that learn (per-layer rates with `layer_decay`), warm-up then cosine per step."
+        c, trainer = self.config, self.trainer
+        optimizer = create_optimizer_v2(self.model, 'adamw', lr=c.lr, weight_decay=c.weight_decay,
+                                        layer_decay=c.layer_decay)
+        total = max(1, int(trainer.estimated_stepping_batches))
+        per_epoch = len(trainer.datamodule.train_dataloader()) if trainer.datamodule is not None else total
+        limit = trainer.limit_train_batches
+        per_epoch = min(per_epoch, limit) if isinstance(limit, int) else max(1, int(per_epoch * limit))
+        per_epoch = math.ceil(per_epoch / trainer.accumulate_grad_batches) # optimiser steps, not batches
+        warmup = min(total // 2, int(c.warmup_epochs * per_epoch))
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: warmup_cosine(step, warmup, total))
+        return {'optimizer': optimizer, 'lr_scheduler': {'scheduler': scheduler, 'interval': 'step'}}
 
 # %% ../nbs/05_train.ipynb #1f3bbfe7
 def _in_kernel()->bool:
@@ -125,6 +124,13 @@ def _in_kernel()->bool:
     except ImportError: return False
 
 # %% ../nbs/05_train.ipynb #5ef24cc2
+def epoch_line(fold:int, n_folds:int, row:dict, epochs:int)->str:
+    "One epoch of a fold in one log line."
+    fmt = lambda v: 'n/a' if v is None or v != v else f'{v:.3f}'
+    return (f'fold {fold + 1}/{n_folds} epoch {row["epoch"]}/{epochs}: train loss {fmt(row["train_loss"])} acc '
+            f'{fmt(row["train_acc"])} | val loss {fmt(row["val_loss"])} acc {fmt(row["val_acc"])} | '
+            f'{row["seconds"]:.1f} s')
+
 class EpochLog(L.Callback):
     "Per-epoch history (history.csv), one log line per epoch, and a live status line in Jupyter."
     def __init__(self, fold:int, n_folds:int, path:Path, log=print, live:bool|None=None):
@@ -156,11 +162,7 @@ class EpochLog(L.Callback):
                    seconds=round(time.time() - self.started, 2))
         self.rows = [r for r in self.rows if r['epoch'] < row['epoch']] + [row]
         with atomic_write(self.path) as tmp: pd.DataFrame(self.rows).to_csv(tmp, index=False)
-        fmt = lambda v: 'n/a' if v is None else f'{v:.3f}'
-        self.emit(f'fold {self.fold + 1}/{self.n_folds} epoch '
-                  f'{row["epoch"]}/{trainer.max_epochs}: train loss {fmt(row["train_loss"])} '
-                 f'acc {fmt(row["train_acc"])} | val loss {fmt(row["val_loss"])} acc '
-                 f'{fmt(row["val_acc"])} | {row["seconds"]:.1f} s')
+        self.emit(epoch_line(self.fold, self.n_folds, row, trainer.max_epochs))
 
 # %% ../nbs/05_train.ipynb #8fd102a0
 @torch.inference_mode()
@@ -227,7 +229,7 @@ def _checked_run(manifest:pd.DataFrame, config:TrainConfig, fold:int|None,
                         'name every class of the data set, in target order')
     mc = config.model
     # a bad arch or img_size fails before anything is written
-    probe = create_model(mc.arch, len(names), mc.size, mc.img_size, pretrained=False)
+    probe = build_model(mc, len(names), pretrained=False) # and a bad freeze depth or head
     config = dataclasses.replace(config, model=dataclasses.replace(mc, img_size=probe.dogcls.img_size))
     folds = config.data.folds
     to_run = list(range(folds)) if fold is None else [fold]
@@ -264,14 +266,15 @@ def train_kfold(
     if len(missing):
         log(f'note: {missing.class_name.nunique()} classes are missing from the training part of some folds '
             f'({len(missing)} fold-class pairs); their models cannot predict them')
+    todo = [k for k in to_run if not (out/f'fold{k}'/'done.json').is_file()]
+    for k in sorted(set(to_run) - set(todo)): log(f'fold {k + 1}/{folds}: already finished, skipped')
+    if todo and config.model.freeze == 'backbone': # the backbone once, a head per fold
+        features = _stored_features(m, out, config, log)
+        for k in todo: _train_head_fold(m, out, k, names, config, features, log)
+        return todo
     cache = cache if isinstance(cache, ImageCache) else ImageCache(cache)
-    trained = []
-    for k in to_run:
-        if (out/f'fold{k}'/'done.json').is_file():
-            log(f'fold {k + 1}/{folds}: already finished, skipped'); continue
-        _train_fold(m, out, k, names, config, cache, log)
-        trained.append(k)
-    return trained
+    for k in todo: _train_fold(m, out, k, names, config, cache, log)
+    return todo
 
 # %% ../nbs/05_train.ipynb #c5d05cc1
 @contextlib.contextmanager
@@ -376,11 +379,82 @@ def _train_fold(m, out, k, names, config:TrainConfig, cache, log):
                     predict_seconds=round(time.time() - fitted, 1), epochs_trained=int(epochs.epoch.max()),
                     best_checkpoint='weights.pt', weights=module.model.dogcls.weights,
                     best_val_loss=None if epochs.val_loss.isna().all() else float(epochs.val_loss.min()),
-                    resumed_after_epochs=resumes),
+                    resumed_after_epochs=resumes, **_parameter_counts(module.model)),
                folder/'done.json')
     (folder/'resumes.json').unlink(missing_ok=True) # in done.json now
     if not t.keep_checkpoints: # the fold is finished: resuming no longer needs them
         for name in ('best.ckpt', 'last.ckpt', 'last.ckpt.unreadable'): (folder/name).unlink(missing_ok=True)
+
+# %% ../nbs/05_train.ipynb #f6339d38
+def _parameter_counts(model:torch.nn.Module)->dict:
+    "What trained: parameters that learn and parameters in all."
+    params = list(model.parameters())
+    return dict(params_trainable=sum(p.numel() for p in params if p.requires_grad),
+                params_total=sum(p.numel() for p in params))
+
+def _stored_features(m:pd.DataFrame, out:Path, config:TrainConfig, log)->dict:
+    """Every row's features from the store, computed where missing: the training rows' views (`feature_views` and
+    `augmented_views` copies) and the test rows' plain view (and mirror, with `tta`); written to features.json."""
+    c, d = config.model, config.data
+    store = FeatureStore(create_model(c.arch, 0, c.size, c.img_size, c.pretrained))
+    views = list(d.feature_views.split(',')) + [f'aug{k}' for k in range(d.augmented_views)]
+    test_views = ['none'] + (['h'] if config.trainer.tta else [])
+    train, test = m[m.split == 'train'], m[m.split == 'test']
+    done = [store.extract(train.file, train.sha1 if 'sha1' in m else None, views, d.policy, log=log)]
+    if len(test): done.append(store.extract(test.file, test.sha1 if 'sha1' in m else None, test_views, log=log))
+    record = out/'features.json'
+    seconds = sum(e.seconds for e in done)
+    if seconds or not record.is_file(): # the extraction's own time, not a later run's reading of it
+        write_json(dict(store=str(store.folder), spec=asdict(store.spec), views=views, test_views=test_views,
+                        images=sum(e.images for e in done), computed=sum(e.computed for e in done), seconds=seconds,
+                        images_per_second=round(sum(e.images for e in done) / seconds, 1) if seconds else None),
+                   record)
+    hashes = lambda rows: rows.sha1 if 'sha1' in rows else None
+    return dict(train=store.load(_hashes(train.file, hashes(train)), views, d.policy),
+                test=store.load(_hashes(test.file, hashes(test)), test_views) if len(test) else None,
+                drop_rate=float(getattr(store.model, 'drop_rate', 0.0) or 0.0), backbone=store.model,
+                views=views, test_views=test_views)
+
+# %% ../nbs/05_train.ipynb #2d0eea85
+def _train_head_fold(m:pd.DataFrame, out:Path, k:int, names:list, config:TrainConfig, features:dict, log):
+    "Fold k of a frozen-backbone run: a head on the stored features, and the files a fine-tuned fold writes."
+    folder, started, t, d = out/f'fold{k}', time.time(), config.trainer, config.data
+    folder.mkdir(exist_ok=True)
+    train = (m.split == 'train').to_numpy()
+    fold, y = m.fold.to_numpy()[train], m.target.to_numpy()[train]
+    fit, val = fold != k, fold == k
+    tracker = fold_logger(out, k, config.flat())
+    def logged(row):
+        log(epoch_line(k, d.folds, row, t.epochs))
+        if tracker: tracker.log_metrics({n: v for n, v in row.items() if v is not None and n != 'epoch'}, row['epoch'])
+    result = fit_head(features['train'][fit], y[fit], len(names), config.model, t.epochs, d.batch_size,
+                      config.seed + k, features['train'][val, 0], y[val], features['drop_rate'], logged)
+    close_logger(tracker, config.logger)
+    fitted = time.time()
+    with atomic_write(folder/'history.csv') as tmp: result.history.assign(fold=k).to_csv(tmp, index=False)
+    head, tta = result.head, ['none'] + (['h'] if t.tta else [])
+    probs = lambda x, views: np.mean([head(torch.from_numpy(x[:, v]).float()).softmax(-1).numpy() for v in views], 0)
+    with torch.no_grad():
+        val_probs = probs(features['train'][val], [features['views'].index(v) for v in tta if v in features['views']])
+        test_rows = m[m.split == 'test']
+        test_probs = (probs(features['test'], range(len(features['test_views']))) if len(test_rows)
+                      else np.zeros((0, len(names)), np.float32))
+    with atomic_write(folder/'predictions.npz') as tmp:
+        np.savez(tmp, val_image_path=m.image_path.to_numpy(str)[train][val], val_probs=val_probs,
+                 test_image_path=test_rows.image_path.to_numpy(str), test_probs=test_probs)
+    path = classifier_path(features['backbone'])
+    with atomic_write(folder/'weights.pt') as tmp:
+        torch.save({'state_dict': {f'model.{path}.{n}': v for n, v in head.state_dict().items()}, 'head_only': True},
+                   tmp)
+    backbone = sum(p.numel() for p in features['backbone'].parameters())
+    trainable = sum(p.numel() for p in head.parameters())
+    write_json(dict(fold=k, seconds=round(time.time() - started, 1), load_seconds=0.0,
+                    fit_seconds=round(fitted - started, 1), predict_seconds=round(time.time() - fitted, 1),
+                    epochs_trained=len(result.history), best_epoch=result.best_epoch, best_checkpoint='weights.pt',
+                    head_only=True, weights=features['backbone'].dogcls.weights + ' (frozen; features stored)',
+                    best_val_loss=float(result.history.val_loss.min()), resumed_after_epochs=[],
+                    params_trainable=trainable, params_total=backbone + trainable),
+               folder/'done.json')
 
 # %% ../nbs/05_train.ipynb #3cfee211
 def merge_folds(
@@ -444,8 +518,15 @@ def load_run_model(
     if not done.is_file(): raise DataError(f'{folder}: fold {fold} is not finished (no {done.name}); train it first')
     c = TrainConfig.load(folder).model
     names = read_classes(folder) or class_names(read_folds(folder).query('split == "train"'))
-    model = create_model(c.arch, len(names), c.size, c.img_size, pretrained=False)
-    checkpoint = folder/f'fold{fold}'/json.loads(done.read_text())['best_checkpoint']
-    state = torch.load(checkpoint, map_location='cpu', weights_only=True)['state_dict']
-    model.load_state_dict({k.removeprefix('model.'): v for k, v in state.items()})
+    facts = json.loads(done.read_text())
+    # a frozen-backbone fold kept its head only: it goes on the backbone's own pretrained weights
+    model = build_model(c, len(names), pretrained=None if facts.get('head_only') else False)
+    state = torch.load(folder/f'fold{fold}'/facts['best_checkpoint'], map_location='cpu', weights_only=True)
+    weights = {k.removeprefix('model.'): v for k, v in state['state_dict'].items()}
+    if facts.get('head_only'):
+        own = model.state_dict()
+        missing = [k for k in weights if k not in own]
+        if missing: raise DataError(f'{folder}: fold {fold}\'s head has {missing[0]}, which {c.arch} does not')
+        weights = {**own, **weights}
+    model.load_state_dict(weights)
     return model.eval()

@@ -159,7 +159,12 @@ def run_warnings(
                     + f' sits in the training part of their fold (the leak audit): {len(audit)}; out-of-fold accuracy '
                     'is optimistic.',
                     'train with a dedup run\'s decisions (-p dedup_decisions), and let dogcls assign the folds')
-    if c.pretrained == 'auto' and any(d.get('weights') == 'random initialisation' for d in run.done.values()):
+    random = [d for d in run.done.values() if d.get('weights', '').startswith('random initialisation')]
+    if random and c.freeze != 'none':
+        report.warn(f'{c.arch}: a frozen backbone with random weights (freeze={c.freeze}) learns nothing: its '
+                    'features are noise, only the head trained.', 'give it pretrained weights (-p pretrained True or '
+                    'a weights file, or an offline model: -p arch efficientnet_lite0), or -p freeze none')
+    elif c.pretrained == 'auto' and random:
         report.warn(f'{c.arch} was trained from random initialisation: no pretrained weights of it were found '
                     '(pretrained=auto), so its scores say little about what it can do.',
                     'put its weights in the Hugging Face cache where there is network (python -c "import timm; '
@@ -192,7 +197,14 @@ def _fmt(v): return '' if v is None else f'{v:.3f}' if isinstance(v, float) else
 def summary_section(report:Report, run:Run, scores:dict, audit:pd.DataFrame, notes:list[str], test_like:float=0.25):
     """'Summary' (test, out-of-fold and train accuracies and their gaps) and
     'Settings' (every option, the weights, the data)."""
-    o = scores['overall']
+    o, features = scores['overall'], run.folder/'features.json'
+    timing = {}
+    if features.is_file(): # a frozen backbone: its features extracted once, then a head per fold
+        extraction = json.loads(features.read_text())
+        timing = {'seconds: feature extraction (computed now) / head training (all folds)':
+                  f'{extraction["seconds"]:.1f} ({extraction["computed"]} image-views, '
+                  f'{extraction["images_per_second"] or "-"} images/s) / '
+                  f'{sum(d.get("fit_seconds", 0) for d in run.done.values()):.1f}'}
     report.heading('Summary')
     report.metrics({'test accuracy of the fold-averaged prediction': _fmt(o.get('test_accuracy')),
                     'mean test accuracy of the single fold models': _fmt(o.get('mean_fold_test_accuracy')),
@@ -205,10 +217,11 @@ def summary_section(report:Report, run:Run, scores:dict, audit:pd.DataFrame, not
                     'train - validation gap': _fmt(o.get('train_val_gap')),
                     'test macro-F1': _fmt(o.get('test_macro_f1')), 'out-of-fold macro-F1': _fmt(o.get('oof_macro_f1')),
                     'leak audit: validation images with their group or a duplicate in training': len(audit),
-                    'folds finished': f'{len(run.folds_done)} of {run.config.data.folds}'})
+                    'folds finished': f'{len(run.folds_done)} of {run.config.data.folds}', **timing})
     report.heading('Settings')
-    weights = next(iter(run.done.values()), {}).get('weights', '')
-    report.metrics({**run.config.flat(), 'weights': weights,
+    first = next(iter(run.done.values()), {})
+    trained = (f'{first["params_trainable"]:,} of {first["params_total"]:,}' if 'params_trainable' in first else '')
+    report.metrics({**run.config.flat(), 'weights': first.get('weights', ''), 'parameters that learn, of all': trained,
                     'data notes': '; '.join(notes) or 'none', 'classes': len(run.names),
                     'training images': len(run.split),
                     'test images': len(run.test_image_path)})
