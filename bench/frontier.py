@@ -5,12 +5,14 @@ fold models and the test accuracy of its fold-averaged prediction; then the ense
 
     .venv/bin/python bench/frontier.py [--within group|drop] \
         --setting lite0:arch=efficientnet_lite0 --setting lite1:arch=efficientnet_lite1,epochs=4 ... \
-        [--ensemble lite0,lite1,lite2] [--out /tmp/frontier]
+        [--ensemble lite0,lite1,lite2] [--out /tmp/frontier] [--fresh_store]
 
-A setting is name:option=value,... with any TrainConfig option (arch, img_size, epochs, folds, policy, lr, ...).
+A setting is name:option=value,... with any TrainConfig option (arch, img_size, epochs, folds, policy, lr, freeze, head...).
+--fresh_store gives each setting an empty feature store (and weights cache), so a frozen backbone's time includes its
+feature extraction, as in a fresh clone; without it a later setting reads what an earlier one stored.
 Run it alone on the machine: other jobs slow training several times over. --smoke: two tiny settings and their ensemble.
 """
-import argparse, json, shutil, tempfile, time
+import argparse, json, os, shutil, tempfile, time
 from pathlib import Path
 
 import pandas as pd
@@ -55,11 +57,13 @@ def main():
     parser.add_argument('--within', default=WITHIN_POLICIES[0], choices=WITHIN_POLICIES, help='within-class dedup policy (default: dogcls\'s)')
     parser.add_argument('--data', default=str(default_data_dir()))
     parser.add_argument('--out', default='')
+    parser.add_argument('--fresh_store', action='store_true', help='an empty feature store per setting: its time includes the extraction')
     parser.add_argument('--smoke', action='store_true', help='two tiny settings (2 folds, 1 epoch, 2 batches) and their ensemble, seconds')
     args = parser.parse_args()
     if args.smoke: # two tiny runs on one split, and their ensemble
         tiny = 'folds=2,epochs=1,limit_batches=2,img_size=64'
-        args.setting, args.ensemble = [f'lite0:arch=efficientnet_lite0,{tiny}', f'lite1:arch=efficientnet_lite1,{tiny}'], ['lite0,lite1']
+        args.setting = [f'lite0:arch=efficientnet_lite0,{tiny}', f'lite1:arch=efficientnet_lite1,freeze=backbone,head=mlp,{tiny}']
+        args.ensemble, args.fresh_store = ['lite0,lite1'], True
     settings = dict(map(parse_setting, args.setting))
     if not settings: parser.error('name at least one --setting')
     out = Path(args.out or tempfile.mkdtemp(prefix='frontier-'))
@@ -70,12 +74,16 @@ def main():
     print(f'dedup decisions (within-class policy {args.within}): {len(manifest)} images left, {time.perf_counter() - start:.1f} s', flush=True)
     rows = []
     for name, options in settings.items():
+        if args.fresh_store: os.environ['XDG_CACHE_HOME'] = str(out/'cache'/name)
         start = time.perf_counter()
         train_kfold(manifest, out/name, log=lambda *_: None, **options)
         seconds = time.perf_counter() - start
         overall = merge_folds(out/name).scores()['overall']
-        rows.append(dict(setting=name, options=options, seconds=round(seconds, 1), oof=overall['oof_accuracy'],
-                         mean_fold_test=overall.get('mean_fold_test_accuracy'), test=overall.get('test_accuracy')))
+        features = out/name/'features.json' # a frozen backbone: the extraction's share of the time
+        extraction = json.loads(features.read_text())['seconds'] if features.is_file() else None
+        rows.append(dict(setting=name, options=options, seconds=round(seconds, 1), extraction=extraction,
+                         oof=overall['oof_accuracy'], mean_fold_test=overall.get('mean_fold_test_accuracy'),
+                         test=overall.get('test_accuracy')))
         print(' | '.join(f'{k} {v:.3f}' if isinstance(v, float) else f'{k} {v}' for k, v in rows[-1].items()), flush=True)
     print(pd.DataFrame(rows).to_string(index=False))
     for group in args.ensemble:

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# GPU check: one fold of the full preset of convnextv2 and swin, limited batches, bf16/16-mixed; prints images/s
-# and peak GPU memory. Run alone on a CUDA machine after `make install`; about 8 minutes at most.
+# GPU check: one fold of each full preset (EVA02-L, EVA-giant, ViT-giant CLIP, ConvNeXt-V2-H, Swin-B) with its own settings,
+# then its frozen feature extraction; prints images/s and peak GPU memory. Run alone on a CUDA machine after `make install`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-.venv/bin/python}

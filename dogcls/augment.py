@@ -4,11 +4,11 @@
 
 # %% ../nbs/03_augment.ipynb #3db9e816
 from __future__ import annotations
-import ast, functools, hashlib, inspect, json, os, re
+import ast, functools, hashlib, inspect, json, os, random, re
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-import cv2, numpy as np, pandas as pd
+import albumentations as A, cv2, numpy as np, pandas as pd
 import matplotlib.pyplot as plt
 from PIL import Image
 from skimage import feature
@@ -22,8 +22,8 @@ from .data import assign_folds, open_image
 # %% auto #0
 __all__ = ['OFFLINE', 'OFFLINE_VERSION', 'POLICIES', 'POLICY_STEPS', 'TIMM_POLICY_STRINGS', 'LEAKAGE_ARMS', 'canny_edges',
            'morphology', 'gaussian_noise', 'gaussian_blur', 'motion_blur', 'parse_spec', 'apply_spec', 'spec_slug',
-           'write_offline', 'attach_copies', 'policy_transforms', 'train_transform', 'augmentation_gallery',
-           'row_folds', 'leakage_arms', 'leak_audit']
+           'write_offline', 'attach_copies', 'policy_transforms', 'train_transform', 'parse_schedule', 'policy_at',
+           'ScheduledTransform', 'augmentation_gallery', 'row_folds', 'leakage_arms', 'leak_audit']
 
 # %% ../nbs/03_augment.ipynb #407e4766
 def canny_edges(
@@ -241,13 +241,27 @@ def attach_copies(
 POLICIES = {'none': 'no augmentation beyond the crop', 'randaugment': "timm's rand-m9-mstd0.5",
             'autoaugment': "the original ImageNet AutoAugment policy (timm 'original')",
             'trivialaugment': "torchvision's TrivialAugmentWide", 'hflip': 'horizontal flip (p=0.5)',
-            'vflip': 'vertical flip (p=0.5)'}
+            'vflip': 'vertical flip (p=0.5)', 'rotate': 'rotation by up to 15 degrees, filled white',
+            'elastic': "torchvision's ElasticTransform (alpha 40, sigma 5), filled white",
+            'grid': "Albumentations' GridDistortion (5 steps, limit 0.3), filled white"}
+
+class _Albumentations:
+    "A PIL -> PIL step of an Albumentations transform, its draws seeded from Python's generator (dogcls seeds it)."
+    def __init__(self, transform): self.transform = transform
+    def __call__(self, im:Image.Image)->Image.Image:
+        self.transform.set_random_seed(random.getrandbits(32))
+        return Image.fromarray(self.transform(image=np.asarray(im))['image'])
+    def __repr__(self): return f'_Albumentations({type(self.transform).__name__})'
 
 # what each named step builds from timm's hyper-parameters; add an entry (and its POLICIES line) to add a policy
 POLICY_STEPS = {'randaugment': lambda hparams: rand_augment_transform('rand-m9-mstd0.5', dict(hparams)),
                 'autoaugment': lambda hparams: auto_augment_transform('original', dict(hparams)),
                 'trivialaugment': lambda hparams: T.TrivialAugmentWide(),
-                'hflip': lambda hparams: T.RandomHorizontalFlip(), 'vflip': lambda hparams: T.RandomVerticalFlip()}
+                'hflip': lambda hparams: T.RandomHorizontalFlip(), 'vflip': lambda hparams: T.RandomVerticalFlip(),
+                'rotate': lambda hparams: T.RandomRotation(15, T.InterpolationMode.BILINEAR, fill=255),
+                'elastic': lambda hparams: T.ElasticTransform(40.0, 5.0, fill=255),
+                'grid': lambda hparams: _Albumentations(A.GridDistortion(5, 0.3, border_mode=cv2.BORDER_CONSTANT,
+                                                                         fill=255, p=1.0))}
 # timm's own policy strings, by their prefix
 TIMM_POLICY_STRINGS = [(r'^rand(-|$)', rand_augment_transform), (r'^augmix', augment_and_mix_transform),
                        (r'^(original|originalr|v0|v0r)(-|$)', auto_augment_transform)]
@@ -290,6 +304,48 @@ def train_transform(
     return T.Compose([T.RandomResizedCrop(size, scale=tuple(scale), interpolation=T.InterpolationMode.BICUBIC),
                       *policy_transforms(policy, size, config['mean']),
                       T.ToTensor(), T.Normalize(config['mean'], config['std'])])
+
+# %% ../nbs/03_augment.ipynb #4a8171b1
+def parse_schedule(
+    schedule:str,  # 'policy@first epoch,...' (epochs from 1), e.g. 'none@1,hflip+vflip+rotate@6'; empty: no schedule
+    epochs:int,    # the run's epochs: no stage may start after the last
+)->list[tuple[int, str]]: # (first epoch, policy) of each stage, in order
+    "The stages of a policy schedule, checked: from epoch 1, increasing, within the epochs, known policies."
+    if not str(schedule).strip(): return []
+    stages = []
+    for part in str(schedule).split(','):
+        policy, at, first = part.strip().rpartition('@')
+        if not at or not first.strip().isdigit() or not policy.strip():
+            raise DataError(f'policy_schedule={schedule!r}: write stages as policy@first-epoch joined with commas, '
+                            "e.g. 'none@1,hflip+vflip+rotate@6,elastic+grid@11' (epochs counted from 1)")
+        policy_transforms(policy.strip()) # an unknown policy fails here, naming the choices
+        stages.append((int(first), policy.strip()))
+    starts = [s for s, _ in stages]
+    if starts[0] != 1:
+        raise DataError(f'policy_schedule={schedule!r}: the first stage starts at epoch 1, not {starts[0]}')
+    if any(b <= a for a, b in zip(starts, starts[1:])):
+        raise DataError(f'policy_schedule={schedule!r}: stages overlap; their first epochs must increase ({starts})')
+    if starts[-1] > epochs:
+        raise DataError(f'policy_schedule={schedule!r}: a stage starts at epoch {starts[-1]}, after the last of the '
+                        f'{epochs} epochs; use epochs >= {starts[-1]} or an earlier start')
+    return stages
+
+def policy_at(stages:list[tuple[int, str]], epoch:int, default:str='')->str:
+    "The policy of a schedule in force at `epoch` (from 1); `default` without stages."
+    return next((p for s, p in reversed(stages) if s <= epoch), default)
+
+# %% ../nbs/03_augment.ipynb #479ce0d8
+class ScheduledTransform:
+    "A model's training transform for each epoch of a policy schedule (`dogcls.loader.ImageDataModule` applies it)."
+    def __init__(self,
+                 config:dict,         # timm data config (see dogcls.models.data_config)
+                 policy:str,          # the policy of every epoch without a schedule
+                 stages:list=()):     # from `parse_schedule`
+        self.policy, self.stages = policy, list(stages)
+        self.transforms = {p: train_transform(config, p) for p in {policy, *[p for _, p in self.stages]}}
+
+    def policy_at(self, epoch:int)->str: return policy_at(self.stages, epoch + 1, self.policy) # epoch from 0
+    def at(self, epoch:int): return self.transforms[self.policy_at(epoch)]
 
 # %% ../nbs/03_augment.ipynb #6b91c2ef
 def augmentation_gallery(

@@ -10,12 +10,13 @@ from pathlib import Path
 
 from fastcore.basics import patch
 
+from .augment import parse_schedule
 from .core import DataError, write_json
-from .models import HEADS
+from .models import ARCHS, HEADS, resolve_arch
 from .views import parse_views
 
 # %% auto #0
-__all__ = ['ModelConfig', 'DataConfig', 'TrainerConfig', 'TrainConfig']
+__all__ = ['FULL_PRESETS', 'ModelConfig', 'DataConfig', 'TrainerConfig', 'TrainConfig']
 
 # %% ../nbs/04b_config.ipynb #774c07fe
 def _positive_int(name, v, least=1):
@@ -48,6 +49,8 @@ class ModelConfig:
     head:str='linear'               # the classifier: linear (the model's own) or mlp (Linear-ReLU-Dropout-Linear)
     head_hidden:int=1024            # the mlp head's hidden width
     head_dropout:float=0.0          # the mlp head's dropout
+    grad_checkpointing:bool=False   # recompute activations in the backward pass (timm): less memory, a third slower
+    schedule_lr_drop:float=1.0      # at each switch of the data's policy_schedule the learning rate is multiplied by it
 
     def __post_init__(self):
         if self.img_size in (0, None): self.img_size = None
@@ -72,6 +75,9 @@ class ModelConfig:
             raise DataError(f'layer_decay={ld!r}: use a number in (0, 1], e.g. 0.75, or None for one learning rate')
         if self.head not in HEADS: raise DataError(f'head={self.head!r}: choose one of {", ".join(HEADS)}')
         _positive_int('head_hidden', self.head_hidden); _fraction('head_dropout', self.head_dropout)
+        drop = self.schedule_lr_drop
+        if isinstance(drop, bool) or not isinstance(drop, numbers.Real) or not 0 < drop <= 1:
+            raise DataError(f'schedule_lr_drop={drop!r}: use a number in (0, 1], e.g. 0.5; 1: no drop')
 
 # %% ../nbs/04b_config.ipynb #2a199124
 @dataclass
@@ -81,6 +87,7 @@ class DataConfig:
     batch_size:int=32                # images per batch
     samples_per_epoch:int|None=None  # images drawn per epoch (None: all): equal budgets over data sets of other sizes
     policy:str='randaugment+hflip'   # online augmentation, see dogcls.augment.policy_transforms
+    policy_schedule:str=''           # policies by epoch, e.g. none@1,hflip+vflip+rotate@6,elastic+grid@11; '': policy
     num_workers:int=field(default=0, compare=False) # DataLoader worker processes
     feature_views:str='none,h'       # frozen backbones: the views stored and drawn from (dogcls.views), e.g. flips
     augmented_views:int=0            # frozen backbones: augmented copies (with `policy`) stored per image
@@ -127,6 +134,12 @@ class TrainConfig:
     seed:int=42                              # seed of the split, the initialisation and the batches
     logger:str=field(default='csv', compare=False) # tracker: csv, tensorboard, mlflow, wandb or none (dogcls.track)
 
+    def __post_init__(self): # the options that belong together, checked together
+        parse_schedule(self.data.policy_schedule, self.trainer.epochs)
+        if self.data.policy_schedule and self.model.freeze == 'backbone':
+            raise DataError(f'policy_schedule={self.data.policy_schedule!r} with freeze=backbone: a frozen backbone '
+                            'trains on stored features, not on augmented images; use augmented_views instead')
+
     @classmethod
     def names(cls)->dict[str, str]:
         "Every option's flat name -> the part that holds it ('' for the top level)."
@@ -148,10 +161,34 @@ class TrainConfig:
         return cls(**parts, **{k: v for k, v in options.items() if names[k] == ''})
 
 # %% ../nbs/04b_config.ipynb #771d6373
+FULL_PRESETS = {
+    # what the teams of the reference competition (one V100 32 GB each) found to work with each `full` preset: a
+    # starting learning rate of 1e-3 was too high for EVA02-L, ConvNeXt-V2 did not converge until it was lowered,
+    # label smoothing 0.3 helped EVA02-L and hurt EVA-giant, memory forced batch 16 with gradient accumulation 8
+    'eva02_large': dict(lr=1e-4, layer_decay=0.8, label_smoothing=0.3, drop_path_rate=0.1, batch_size=16,
+                        accumulate_grad_batches=8, grad_checkpointing=True),
+    'eva_giant': dict(lr=5e-5, layer_decay=0.85, label_smoothing=0.1, drop_path_rate=0.1, batch_size=8,
+                      accumulate_grad_batches=16, grad_checkpointing=True),
+    'vit_clip': dict(lr=5e-5, layer_decay=0.8, label_smoothing=0.1, drop_path_rate=0.1, batch_size=8,
+                     accumulate_grad_batches=16, grad_checkpointing=True),
+    'convnextv2': dict(lr=5e-5, layer_decay=0.8, label_smoothing=0.1, drop_path_rate=0.2, batch_size=16,
+                       accumulate_grad_batches=8, grad_checkpointing=True),
+    'swin': dict(lr=1e-4, layer_decay=0.9, label_smoothing=0.1, drop_path_rate=0.2, batch_size=32,
+                 accumulate_grad_batches=4),
+}
+
 @patch(cls_method=True)
-def from_namespace(cls:TrainConfig, namespace:dict)->TrainConfig:
-    "A configuration from the variables of a notebook (`globals()`) that are named like options; the rest are ignored."
-    return cls.from_flat(**{k: namespace[k] for k in cls.names() if k in namespace})
+def from_namespace(cls:TrainConfig,
+                   namespace:dict,       # a notebook's variables (`globals()`)
+                   given=None)->TrainConfig: # the option names the user set; None: every option is taken as given
+    """A configuration from the variables of a notebook that are named like options; the rest are ignored. With
+    `given`, an architecture's `FULL_PRESETS` (when its size resolves to full) fill the options the user left alone."""
+    options = {k: namespace[k] for k in cls.names() if k in namespace}
+    if given is not None:
+        arch, size = options.get('arch', ModelConfig.arch), options.get('size', ModelConfig.size)
+        full = arch in ARCHS and resolve_arch(arch, size)[0] == ARCHS[arch]['full'][0]
+        options.update({k: v for k, v in FULL_PRESETS.get(arch, {}).items() if full and k not in given})
+    return cls.from_flat(**options)
 
 # %% ../nbs/04b_config.ipynb #26578be5
 @patch(cls_method=True)

@@ -19,8 +19,8 @@ from .train import load_run_model, predict_probs
 
 # %% auto #0
 __all__ = ['COMBINERS', 'TEST_MEASURES', 'run_folder', 'load_runs', 'soft_vote', 'hard_vote', 'fit_weights', 'weighted_vote',
-           'LogLinearPool', 'WeightedVote', 'cross_fit', 'tta_predictions', 'ensemble', 'best_of', 'gap_warnings',
-           'diversity']
+           'fold_majority', 'balanced_accuracy', 'GreedySelection', 'LogLinearPool', 'WeightedVote', 'cross_fit',
+           'tta_predictions', 'ensemble', 'best_of', 'gap_warnings', 'diversity', 'per_class_recall']
 
 # %% ../nbs/06_ensemble.ipynb #cae36af5
 def run_folder(
@@ -103,6 +103,36 @@ def weighted_vote(probs:list[np.ndarray], weights:np.ndarray)->np.ndarray:
     "Weighted mean probability."
     return np.tensordot(weights, np.stack(probs), axes=1)
 
+# %% ../nbs/06_ensemble.ipynb #a17c8b4a
+def fold_majority(
+    test_probs:list[np.ndarray], # each run's (fold models, T, C) test probabilities
+)->np.ndarray:                   # (T, C): the runs' vote shares (ties: the fold-vote shares)
+    "Each run's majority vote of its fold models, then the majority vote of the runs."
+    return hard_vote([hard_vote(list(p)) for p in test_probs])
+
+# %% ../nbs/06_ensemble.ipynb #7ce7a64c
+def balanced_accuracy(y:np.ndarray, probs:np.ndarray)->float:
+    "The mean recall over the classes present in y."
+    hit, y = probs.argmax(1) == y, np.asarray(y)
+    return float(np.mean([hit[y == c].mean() for c in np.unique(y)]))
+
+class GreedySelection:
+    "Ensemble selection with replacement (Caruana et al., 2004) by balanced accuracy; weights: how often chosen."
+    def __init__(self, rounds:int=25): self.rounds = rounds # at most this many models added
+
+    def fit(self, probs:list[np.ndarray], y:np.ndarray)->'GreedySelection':
+        counts, total, score = np.zeros(len(probs)), 0, -1.0
+        running = np.zeros_like(probs[0], dtype=float)
+        for _ in range(self.rounds):
+            scores = [balanced_accuracy(y, (running + p) / (total + 1)) for p in probs]
+            best = int(np.argmax(scores))
+            if scores[best] <= score and total: break # no model raises it: stop
+            counts[best] += 1; total += 1; running += probs[best]; score = scores[best]
+        self.weights_ = counts / counts.sum()
+        return self
+
+    def predict_proba(self, probs:list[np.ndarray])->np.ndarray: return weighted_vote(probs, self.weights_)
+
 # %% ../nbs/06_ensemble.ipynb #2c641f94
 class LogLinearPool:
     """Stacking that stays small at hundreds of classes: softmax(sum_m w_m log
@@ -145,7 +175,8 @@ class WeightedVote:
 
     def predict_proba(self, probs:list[np.ndarray])->np.ndarray: return weighted_vote(probs, self.weights_)
 
-COMBINERS = {'weighted': WeightedVote, 'stacking': LogLinearPool} # the learning combiners known by name
+COMBINERS = {'weighted': WeightedVote, 'stacking': LogLinearPool, # the learning combiners known by name
+             'greedy': GreedySelection}
 
 # %% ../nbs/06_ensemble.ipynb #a0f0c3b9
 def cross_fit(
@@ -232,11 +263,15 @@ def ensemble(
     predictions['weighted soft voting'] = (crossed, tested)
     crossed, tested, stacker = cross_fit(oof, [runs[n].test_probs for n in names], y, folds, 'stacking')
     predictions['stacking'] = (crossed, tested)
+    predictions['fold-majority vote'] = (hard_vote(oof), fold_majority([runs[n].test_probs for n in names]))
+    crossed, tested, greedy = cross_fit(oof, [runs[n].test_probs for n in names], y, folds, 'greedy')
+    predictions['greedy selection'] = (crossed, tested)
     # each predictor applied to the test probabilities of one fold model per
     # run at a time: the like-for-like partner of out-of-fold
     combine = {**{n: (lambda p, i=i: p[i]) for i, n in enumerate(names)}, 'soft voting': soft_vote,
                'hard voting': hard_vote,
-               'weighted soft voting': weighted.predict_proba, 'stacking': stacker.predict_proba}
+               'weighted soft voting': weighted.predict_proba, 'stacking': stacker.predict_proba,
+               'fold-majority vote': hard_vote, 'greedy selection': greedy.predict_proba}
     n_fold_models = min(len(runs[n].test_probs) for n in names)
     per_fold = [[runs[n].test_probs[k] for n in names] for k in range(n_fold_models)]
     test_y = first.test_targets # the test labels load_data gave the runs (folds.csv), for scoring only
@@ -256,6 +291,7 @@ def ensemble(
         rows.append(row)
     table = pd.DataFrame(rows)
     table.attrs['weights'] = dict(zip(names, np.round(weighted.weights_, 4).tolist()))
+    table.attrs['greedy'] = dict(zip(names, np.round(greedy.weights_, 4).tolist()))
     return table, predictions
 
 # %% ../nbs/06_ensemble.ipynb #dd233347
@@ -304,3 +340,25 @@ def diversity(
     disagreement = pd.DataFrame((predicted[:, None] != predicted[None]).mean(-1), index=names, columns=names)
     with np.errstate(invalid='ignore', divide='ignore'): correlation = np.corrcoef(errors)
     return disagreement, pd.DataFrame(np.atleast_2d(correlation), index=names, columns=names)
+
+# %% ../nbs/06_ensemble.ipynb #37f2177f
+def per_class_recall(
+    runs:dict[str, Run],  # from load_runs
+    top:int|None=20,      # the classes where the runs differ most (None: all)
+)->pd.DataFrame:          # class, images, recall of each run, spread, and what each run takes the class for
+    "Each run's out-of-fold recall per class, the classes where the runs differ most first."
+    first = next(iter(runs.values()))
+    y, names = first.split.target.to_numpy(), first.names
+    recall, taken = {}, {}
+    for name, run in runs.items():
+        valid = run.has_oof
+        pred, truth = run.oof_probs[valid].argmax(1), y[valid]
+        recall[f'recall {name}'] = [(pred[truth == c] == c).mean() if (truth == c).any() else np.nan
+                                    for c in range(len(names))]
+        wrong = pd.Series(pred[pred != truth]).groupby(truth[pred != truth]).agg(lambda s: s.value_counts().index[0])
+        taken[f'{name} takes it for'] = [names[wrong[c]] if c in wrong.index else '' for c in range(len(names))]
+    recalls = pd.DataFrame(recall)
+    table = pd.DataFrame({'class': names, 'images': np.bincount(y, minlength=len(names)), **recall,
+                          'spread': recalls.max(1) - recalls.min(1), **taken})
+    table = table[table.images > 0].sort_values(['spread', 'class'], ascending=[False, True], ignore_index=True)
+    return table if top is None else table.head(top)

@@ -11,6 +11,7 @@ import numpy as np, pandas as pd, torch
 from timm.optim import create_optimizer_v2
 
 from .config import ModelConfig
+from .core import DataError
 from .loader import epoch_seed
 from .models import create_model, freeze_layers, make_head, set_head
 
@@ -28,8 +29,12 @@ def build_model(
     model = create_model(c.arch, num_classes, c.size, c.img_size, c.pretrained if pretrained is None else pretrained,
                          **kwargs)
     if c.head != 'linear': set_head(model, c.head, c.head_hidden, c.head_dropout)
-    if c.freeze not in ('none', 'backbone'): freeze_layers(model, c.freeze)
-    elif c.freeze == 'backbone': freeze_layers(model, 'backbone')
+    if c.freeze != 'none': freeze_layers(model, c.freeze)
+    if c.grad_checkpointing:
+        try: model.set_grad_checkpointing(True)
+        except (AttributeError, AssertionError, NotImplementedError) as e:
+            raise DataError(f'grad_checkpointing=True: {c.arch} cannot recompute its activations ({e}); '
+                            'use False') from None
     return model
 
 # %% ../nbs/04d_heads.ipynb #d13451d2

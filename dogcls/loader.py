@@ -13,6 +13,7 @@ from PIL import Image
 from torch.utils.data import DataLoader, Dataset, RandomSampler
 from torchvision import transforms as T
 
+from .augment import ScheduledTransform
 from .config import DataConfig, TrainConfig
 from .core import DataError, cpu_threads
 from .data import MAX_PIXELS, assign_folds, open_image
@@ -121,9 +122,9 @@ class EpochLoader(DataLoader):
     from `epoch_seed(seed, epoch())` then, before the workers' seeds, the order and the first augmentation are drawn.
     Every random draw of an epoch depends on (seed, epoch) alone, with or without workers, however early the
     iterator was made (Lightning makes the first one of a resumed run before it has restored the epoch count)."""
-    def __init__(self, *args, seed:int=0, epoch=lambda: 0, **kwargs):
+    def __init__(self, *args, seed:int=0, epoch=lambda: 0, on_epoch=None, **kwargs):
         super().__init__(*args, **kwargs)
-        self.seed, self.epoch = seed, epoch
+        self.seed, self.epoch, self.on_epoch = seed, epoch, on_epoch # on_epoch(epoch): called as an epoch starts
 
     def __iter__(self): return _SeededIterator(self)
 
@@ -135,7 +136,9 @@ class _SeededIterator:
 
     def __next__(self):
         if self.batches is None:
-            s = epoch_seed(self.loader.seed, self.loader.epoch())
+            epoch = self.loader.epoch()
+            if self.loader.on_epoch: self.loader.on_epoch(epoch) # e.g. the epoch's transform, before workers start
+            s = epoch_seed(self.loader.seed, epoch)
             random.seed(s); np.random.seed(s); torch.manual_seed(s)
             self.batches = DataLoader.__iter__(self.loader)
         return next(self.batches)
@@ -149,7 +152,7 @@ class ImageDataModule(L.LightningDataModule):
                  data:DataConfig|None=None,   # folds (when assigned here), batch size, samples per epoch, workers
                  seed:int=TrainConfig.seed,   # seed of fold assignment and shuffling (a run's seed)
                  img_size:int=128,            # side of the default transforms' square output
-                 train_transform=None,        # PIL -> tensor for training (default: resize and to tensor)
+                 train_transform=None,        # PIL -> tensor for training, or a ScheduledTransform (one per epoch)
                  eval_transform=None,         # PIL -> tensor for validation and test (default: same as above)
                  cache:ImageCache|float|None=2048, # an ImageCache to share, a budget in MiB, or None
                  max_side:int|None=None):     # downscale on load (default: `cache_side(img_size)`)
@@ -163,6 +166,7 @@ class ImageDataModule(L.LightningDataModule):
         self.max_side = max_side or cache_side(img_size)
         self.num_workers, self.samples_per_epoch = data.num_workers, data.samples_per_epoch
         self.epoch = 0 # the epoch to draw outside a trainer (set it before each pass over train_dataloader())
+        self.applied = {} # epoch (from 1) -> the policy a ScheduledTransform applied in it
 
 # %% ../nbs/01b_loader.ipynb #dc7ecfe4
 @patch
@@ -186,8 +190,12 @@ def _loader(self:ImageDataModule, rows, transform, shuffle=False):
     # workers start again each epoch, their seeds drawn from the epoch's (not persistent: a resumed run's fresh workers
     # would draw otherwise than an uninterrupted run's)
     seed = self.seed + self.fold # as the fold's model is seeded (dogcls.train)
+    def on_epoch(epoch): # a scheduled transform: the epoch's own, and a record of the policy applied
+        if isinstance(transform, ScheduledTransform):
+            ds.transform, self.applied[epoch + 1] = transform.at(epoch), transform.policy_at(epoch)
     return EpochLoader(ds, batch_size=self.batch_size, sampler=EpochSampler(ds, n, seed, self.current_epoch),
-                       num_workers=self.num_workers, drop_last=n > self.batch_size, seed=seed, epoch=self.current_epoch)
+                       num_workers=self.num_workers, drop_last=n > self.batch_size, seed=seed, epoch=self.current_epoch,
+                       on_epoch=on_epoch)
 
 @patch
 def current_epoch(self:ImageDataModule)->int:

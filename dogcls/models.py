@@ -30,6 +30,10 @@ ARCHS = {
     'vit_clip': {'full': ('vit_giant_patch14_clip_224', {}, 224),
                  'cpu': ('vit_xsmall_patch16_clip_224', {'patch_size': 8}, 64)},
     'convnextv2': {'full': ('convnextv2_huge', {}, 224), 'cpu': ('convnextv2_atto', {}, 64)},
+    # the models the reference competition was won with (one V100 32 GB per team); cpu: their families' smallest
+    'eva02_large': {'full': ('eva02_large_patch14_448.mim_m38m_ft_in22k_in1k', {}, 448),
+                    'cpu': ('eva02_tiny_patch14_224', {}, 112)},
+    'eva_giant': {'full': ('eva_giant_patch14_336.clip_ft_in1k', {}, 336), 'cpu': ('eva02_small_patch14_224', {}, 112)},
     # offline ImageNet weights (below): full at the resolution they were trained at, cpu at about half of it
     'efficientnet_lite0': {'full': ('tf_efficientnet_lite0', {}, 224), 'cpu': ('tf_efficientnet_lite0', {}, 96)},
     'efficientnet_lite1': {'full': ('tf_efficientnet_lite1', {}, 240), 'cpu': ('tf_efficientnet_lite1', {}, 112)},
@@ -179,7 +183,7 @@ def create_model(
     if not isinstance(img_size, int) or img_size < 8:
         raise DataError(f'img_size={img_size!r}: use a whole number of pixels >= 8')
     args = {**extra, **kwargs}
-    if 'swin' in name or 'vit' in name:
+    if any(family in name for family in ('swin', 'vit', 'eva', 'deit', 'beit')):
         args['img_size'] = img_size # transformers build their position tables for one size
     offline = name in OFFLINE_WEIGHTS and pretrained == 'auto'
     hub = (pretrained is True or (pretrained == 'auto' and _in_hub_cache(name))) and not offline

@@ -19,8 +19,9 @@ __all__ = ['REPORT_CSS', 'png_data_uri', 'figure_png', 'image_png', 'ReportWarni
 
 # %% ../nbs/07_report.ipynb #d462cdf9
 def png_data_uri(png:bytes)->str:
-    "A `data:` URI for PNG bytes."
-    return 'data:image/png;base64,' + base64.b64encode(png).decode('ascii')
+    "A `data:` URI for PNG (or JPEG) bytes."
+    kind = 'jpeg' if png[:2] == b'\xff\xd8' else 'png'
+    return f'data:image/{kind};base64,' + base64.b64encode(png).decode('ascii')
 
 # %% ../nbs/07_report.ipynb #3eda67c2
 def figure_png(
@@ -36,11 +37,14 @@ def figure_png(
 def image_png(
     im:Image.Image|np.ndarray, # an image (PIL, or an HxW / HxWx3 uint8 array)
     max_side:int=128,          # thumbnail size
+    jpeg:bool=False,           # JPEG (quality 80) instead of PNG: a fraction of the bytes for photos and heat maps
 )->bytes:
-    "PNG bytes of a thumbnail of `im`."
+    "PNG (or JPEG) bytes of a thumbnail of `im`."
     im = Image.fromarray(im) if isinstance(im, np.ndarray) else im
     im = im.copy(); im.thumbnail((max_side, max_side))
-    buf = io.BytesIO(); im.save(buf, format='PNG')
+    buf = io.BytesIO()
+    if jpeg: im.convert('RGB').save(buf, format='JPEG', quality=80)
+    else: im.save(buf, format='PNG')
     return buf.getvalue()
 
 # %% ../nbs/07_report.ipynb #0575e13a
@@ -141,12 +145,13 @@ def figure(self:Report,
 def images(self:Report,
            items,              # (image, caption) pairs: PIL images, arrays or file paths
            caption:str='',
-           size:int=96):       # thumbnail side in pixels
+           size:int=96,        # thumbnail side in pixels
+           jpeg:bool=False):   # JPEG thumbnails (heat maps, photos: a fraction of PNG's bytes)
     "A grid of thumbnails with captions (escaped)."
     cells = []
     for im, label in items:
         if isinstance(im, (str, Path)): im = Image.open(im).convert('RGB')
-        cells.append(f'<figure><img src="{png_data_uri(image_png(im, size))}"><figcaption>'
+        cells.append(f'<figure><img src="{png_data_uri(image_png(im, size, jpeg))}"><figcaption>'
                      f'{html.escape(str(label))}</figcaption></figure>')
     self.parts.append(f'<div class="grid" style="--w:{size}px">{"".join(cells)}</div>' + self._caption(caption))
 
@@ -211,8 +216,9 @@ def plot_image_sizes(
 # %% ../nbs/07_report.ipynb #53e09f84
 def plot_learning_curves(
     history:pd.DataFrame, # fold, epoch, train_loss, val_loss, train_acc, val_acc
+    stages:list=(),       # (first epoch, policy) of a policy schedule: each switch marked on every panel
 )->matplotlib.figure.Figure:
-    "Loss, accuracy and the train - validation accuracy gap per epoch, one line per fold."
+    "Loss, accuracy and the train - validation accuracy gap per epoch, one line per fold; a schedule's switches marked."
     fig, axes = plt.subplots(1, 3, figsize=(14, 3.4))
     colours = plt.cm.tab10.colors
     for i, (k, h) in enumerate(history.sort_values('epoch').groupby('fold')):
@@ -225,6 +231,11 @@ def plot_learning_curves(
     axes[1].set(title='Accuracy (dashed: train, solid: validation)', xlabel='epoch', ylim=(0, 1))
     axes[2].set(title='Train - validation accuracy (overfitting)', xlabel='epoch')
     axes[2].axhline(0, color='grey', lw=0.8)
+    for first, policy in stages:
+        for ax in axes:
+            ax.axvline(first - 0.5, color='purple', ls=':', lw=1)
+            ax.annotate(policy, (first - 0.4, 0.98), xycoords=('data', 'axes fraction'), va='top', fontsize=6,
+                        color='purple', rotation=90)
     axes[1].legend(fontsize=7)
     fig.tight_layout()
     return fig

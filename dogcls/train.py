@@ -15,7 +15,7 @@ from timm.optim import create_optimizer_v2
 from timm.utils import ModelEmaV3
 from torchmetrics.classification import MulticlassAccuracy
 
-from .augment import train_transform
+from .augment import ScheduledTransform, parse_schedule, train_transform
 from .config import ModelConfig, TrainConfig
 from .core import DataError, atomic_write, run_dir as make_run_dir, write_json
 from .data import assign_folds, class_names, classes_missing_from_training
@@ -39,9 +39,10 @@ class Classifier(L.LightningModule):
     "An image classifier over a dogcls registry model, built from a `ModelConfig`."
     def __init__(self,
                  num_classes:int,               # outputs
-                 config:ModelConfig|None=None): # the network and how it learns (default: ModelConfig())
+                 config:ModelConfig|None=None,  # the network and how it learns (default: ModelConfig())
+                 lr_drops:tuple=()):            # epochs (from 1) where a policy schedule switches: lr x its drop
         super().__init__()
-        self.config = c = config or ModelConfig()
+        self.config, self.lr_drops = (c := config or ModelConfig()), tuple(lr_drops)
         self.save_hyperparameters({'num_classes': num_classes, **asdict(c)})
         self.model = build_model(c, num_classes) # its head and frozen blocks as the configuration says
         self.frozen_norms = frozen_norms(self.model) # kept in evaluation mode: their statistics stay the pretrained
@@ -113,7 +114,9 @@ class Classifier(L.LightningModule):
         per_epoch = min(per_epoch, limit) if isinstance(limit, int) else max(1, int(per_epoch * limit))
         per_epoch = math.ceil(per_epoch / trainer.accumulate_grad_batches) # optimiser steps, not batches
         warmup = min(total // 2, int(c.warmup_epochs * per_epoch))
-        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: warmup_cosine(step, warmup, total))
+        drops = lambda step: sum(1 + step // per_epoch >= e for e in self.lr_drops) # switches of the policy schedule
+        scheduler = torch.optim.lr_scheduler.LambdaLR(
+            optimizer, lambda step: warmup_cosine(step, warmup, total) * c.schedule_lr_drop ** drops(step))
         return {'optimizer': optimizer, 'lr_scheduler': {'scheduler': scheduler, 'interval': 'step'}}
 
 # %% ../nbs/05_train.ipynb #1f3bbfe7
@@ -159,7 +162,8 @@ class EpochLog(L.Callback):
         row = dict(fold=self.fold, epoch=trainer.current_epoch + 1, train_loss=m.get('train_loss'),
                    train_acc=m.get('train_acc'),
                    val_loss=m.get('val_loss'), val_acc=m.get('val_acc'), lr=trainer.optimizers[0].param_groups[0]['lr'],
-                   seconds=round(time.time() - self.started, 2))
+                   seconds=round(time.time() - self.started, 2),
+                   policy=getattr(trainer.datamodule, 'applied', {}).get(trainer.current_epoch + 1)) # as applied
         self.rows = [r for r in self.rows if r['epoch'] < row['epoch']] + [row]
         with atomic_write(self.path) as tmp: pd.DataFrame(self.rows).to_csv(tmp, index=False)
         self.emit(epoch_line(self.fold, self.n_folds, row, trainer.max_epochs))
@@ -322,7 +326,8 @@ def _resume_path(folder:Path, fold:str, log)->tuple[str|None, int]:
 def _fold_data(m:pd.DataFrame, k:int, config:TrainConfig, cache:ImageCache, model)->ImageDataModule:
     "Fold k's data, transformed for the model, every image decoded into the shared cache."
     model_data, d = data_config(model), config.data
-    dm = ImageDataModule(m, fold=k, data=d, seed=config.seed, train_transform=train_transform(model_data, d.policy),
+    scheduled = ScheduledTransform(model_data, d.policy, parse_schedule(d.policy_schedule, config.trainer.epochs))
+    dm = ImageDataModule(m, fold=k, data=d, seed=config.seed, train_transform=scheduled,
                          eval_transform=eval_transform(model), cache=cache,
                          max_side=cache_side(model_data['input_size'][-1]))
     # decodes every image of the fold into the shared cache (Lightning's own setup call then finds them there)
@@ -346,7 +351,8 @@ def _train_fold(m, out, k, names, config:TrainConfig, cache, log):
     folder = out/f'fold{k}'; folder.mkdir(exist_ok=True)
     started, d, t = time.time(), config.data, config.trainer
     L.seed_everything(config.seed + k, workers=True, verbose=False)
-    module = Classifier(len(names), config.model)
+    stages = parse_schedule(d.policy_schedule, t.epochs)
+    module = Classifier(len(names), config.model, lr_drops=[first for first, _ in stages[1:]])
     if config.model.pretrained == 'auto' and module.model.dogcls.weights == 'random initialisation':
         log(f'warning: fold {k + 1}/{d.folds}: no pretrained weights of {config.model.arch} were found '
             '(pretrained=auto): it trains from random initialisation')

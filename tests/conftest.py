@@ -9,6 +9,12 @@ ROOT = Path(__file__).resolve().parents[1]
 CLIPART = ROOT/'data'/'clipart'
 
 
+def run_notebook(notebook: str, out: Path, **parameters):
+    "An experiment notebook of nbs/ through papermill, as a user runs it, with `parameters`."
+    import papermill as pm
+    pm.execute_notebook(str(ROOT/'nbs'/notebook), str(out), kernel_name='python3', progress_bar=False, parameters=parameters)
+
+
 def save(im: Image.Image, path: Path, **kw) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     im.save(path, **kw)

@@ -55,7 +55,8 @@ def test_every_combiner_is_scored(runs):
     labels = pd.read_csv(CLIPART/'test_labels.csv').set_index('image_path').target
     assert (loaded['cnx'].test_targets == pd.Series(loaded['cnx'].test_image_path).map(labels).to_numpy()).all()
     table, predictions = ensemble(loaded)
-    assert table.model.tolist() == ['cnx', 'res', 'lite', 'soft voting', 'hard voting', 'weighted soft voting', 'stacking']
+    assert table.model.tolist() == ['cnx', 'res', 'lite', 'soft voting', 'hard voting', 'weighted soft voting', 'stacking',
+                                    'fold-majority vote', 'greedy selection']
     assert table[['oof_accuracy', 'test_accuracy', 'mean_fold_test_accuracy', 'gap', 'single_gap']].notna().all().all()
     single = table.set_index('model').loc['cnx']
     run = loaded['cnx'] # a single model's like-for-like test score is the mean of its fold models' test accuracies

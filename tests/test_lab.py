@@ -326,8 +326,7 @@ def test_a_dead_kernel_is_a_clear_failure(lab, browser):
         os.kill(kernel.pid, signal.SIGKILL)
     import threading
     threading.Timer(1.0, kill_when_busy).start()
-    started = time.time()
+    # a death is a KernelDied as soon as it is seen; at the timeout it would be a failure of its own (pytest.fail)
     with pytest.raises(KernelDied, match=r'the kernel of sleeps.ipynb \(pid \d+\) died'):
         run_all(browser, lab, 'sleeps.ipynb', kernel, timeout=120)
-    assert time.time() - started < 60 # seen at once, not at the timeout
     assert (ARTIFACTS/'lab-sleeps-kernel-died.png').is_file()

@@ -5,6 +5,7 @@ from pathlib import Path
 import numpy as np, pandas as pd, papermill as pm, pytest, torch
 from torchvision import transforms as T
 
+import dogcls.augment as augment_module
 import dogcls.train as train_module
 from conftest import CLIPART, ROOT, clipart_slice
 from dogcls.core import DataError
@@ -54,7 +55,7 @@ def test_class_missing_from_a_folds_training_part(tiny, tmp_path):
 
 def test_nan_loss_stops_with_a_clear_message(tiny, tmp_path, monkeypatch):
     poisoned = lambda config, policy: T.Compose([T.Resize((32, 32)), T.ToTensor(), T.Lambda(lambda x: x * float('nan'))])
-    monkeypatch.setattr(train_module, 'train_transform', poisoned)
+    monkeypatch.setattr(augment_module, 'train_transform', poisoned) # what each fold's scheduled transform is made of
     with pytest.raises(TrainingError, match=r'the training loss became nan at epoch 0, step 0 .*lower lr'):
         train_kfold(tiny, tmp_path, **FAST)
     assert not (tmp_path/'fold0'/'done.json').exists()
@@ -176,7 +177,7 @@ def test_train_notebook_writes_the_report(tmp_path):
                     'Highest-loss training images', 'Scores per fold'):
         assert section in page
     images = re.findall(r'<img [^>]*src="([^"]*)"', page)
-    assert len(images) >= 2 + 4 and all(s.startswith('data:image/png;base64,') for s in images)
+    assert len(images) >= 2 + 4 and all(s.startswith(('data:image/png;base64,', 'data:image/jpeg;base64,')) for s in images)
     metrics = json.loads((out/'metrics.json').read_text())
     assert metrics['kind'] == 'train' and metrics['folds_done'] == [0, 1, 2] and 0 <= metrics['test_accuracy'] <= 1
     # the index tells the truth: the parameters given (not the defaults), the smoke run marked, the tracker's folder linked
@@ -234,7 +235,7 @@ def test_trainer_options_reach_lightning(tmp_path):
 
 # ---------------------------------------------------------------- one source of defaults
 NOTEBOOK_ONLY = {'data', 'run_name', 'reports', 'offline_manifest', 'dedup_decisions', 'clean_decisions', 'test_like_from', 'test_like',
-                 'fold', 'merge_only', 'gallery', 'submission_columns'} # what the notebook does around training, not how it trains
+                 'fold', 'merge_only', 'gallery', 'submission_columns', 'gradcam', 'gradcam_layer'} # the notebook's, not training's
 
 def test_train_notebook_defaults_are_the_config_defaults():
     "The parameters cell of nbs/train.ipynb lists every TrainConfig option with the dataclass's default, as TrainConfig reads it."
@@ -250,3 +251,18 @@ def test_train_notebook_defaults_are_the_config_defaults():
         if as_read != default: drift[name] = (params[name]['default'], default)
         assert params[name]['help'], f'{name}: no comment in the parameters cell'
     assert drift == {}, f'notebook default vs TrainConfig: {drift}'
+
+
+def test_policy_schedule_switches_at_its_epochs(tiny, tmp_path):
+    "Staged augmentation: the history records the policy each epoch applied; the learning rate drops at each switch."
+    options = {**FAST, 'fold': 0, 'epochs': 3, 'limit_batches': 2}
+    train_kfold(tiny, tmp_path/'staged', policy_schedule='none@1,hflip+rotate@2,elastic+grid@3', schedule_lr_drop=0.5,
+                log=lambda s: None, **options)
+    train_kfold(tiny, tmp_path/'plain', policy_schedule='none@1,hflip+rotate@2,elastic+grid@3', log=lambda s: None, **options)
+    staged, plain = (pd.read_csv(tmp_path/r/'fold0'/'history.csv') for r in ('staged', 'plain'))
+    assert staged.policy.tolist() == ['none', 'hflip+rotate', 'elastic+grid'] # as the loader applied them
+    # an epoch's lr is the rate of the step after it: epoch 2's first step has one switch behind it, epoch 3's two
+    assert abs(staged.lr[0] / plain.lr[0] - 0.5) < 1e-9 and abs(staged.lr[1] / plain.lr[1] - 0.25) < 1e-9
+    unscheduled = tmp_path/'default'
+    train_kfold(tiny, unscheduled, log=lambda s: None, **options)
+    assert pd.read_csv(unscheduled/'fold0'/'history.csv').policy.tolist() == ['randaugment+hflip'] * 3

@@ -9,14 +9,14 @@ from pathlib import Path
 
 from ..clean import report_issues
 from ..data import counts_in_words
+from ..explain import explain_rows
 from ..dedup import apply_decisions
 from ..report import Report
 from ..run import Run
 from ..train import train_kfold
 
-
 # %% auto #0
-__all__ = ['clean_summary', 'label_issue_sections', 'retrain_section']
+__all__ = ['clean_summary', 'label_issue_sections', 'gradcam_issues_section', 'retrain_section']
 
 # %% ../../nbs/09e_sections_clean.ipynb #c8cd2dc9
 def clean_summary(runs:dict[str, Run], n_images:int, names:list[str], issues:pd.DataFrame, rates:pd.DataFrame,
@@ -61,6 +61,24 @@ def label_issue_sections(report:Report, summary:dict, settings:dict, oof_accurac
     report.table(odd.head(30).drop(columns='row'), 'The 30 most isolated images (mean cosine distance to '
                                                    f'their {k} nearest neighbours); '
                  'outliers.csv has every image.')
+
+# %% ../../nbs/09e_sections_clean.ipynb #59b41bdc
+def gradcam_issues_section(report:Report, run:Run, issues:pd.DataFrame, split:pd.DataFrame, k:int=8, layer:str=''):
+    "'Where the model looked': Grad-CAM of the `k` label issues of lowest label quality, given and suggested class."
+    if not k: return
+    flagged = issues[issues.is_issue].sort_values('label_quality', kind='stable').head(k)
+    report.heading('Where the model looked (Grad-CAM)')
+    if not len(flagged): report.text('No label issue to explain.'); return
+    rows = flagged.assign(file=flagged.image_path.map(split.set_index('image_path').file),
+                          true=flagged.given_class, predicted=flagged.suggested_class)
+    pairs, why = explain_rows(run, rows, layer)
+    if why: report.text(why); return
+    report.text(f'The {len(flagged)} label issues of lowest label quality, each explained by the fold model that held '
+                'it out: the pixels behind the class it was given, then behind the class suggested for it. Evidence '
+                'for the suggested class in the drawing itself argues for relabelling; a heat map on the background '
+                'argues for a model that has not learned the class.')
+    report.images(pairs, 'Grad-CAM (pytorch-grad-cam) of the first run, given class then suggested class.', size=112,
+                  jpeg=True)
 
 # %% ../../nbs/09e_sections_clean.ipynb #a02377b3
 def retrain_section(report:Report, run:Run, decisions:pd.DataFrame, folder:str|Path)->pd.DataFrame:

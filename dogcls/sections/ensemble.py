@@ -11,13 +11,13 @@ import seaborn as sns
 import json
 from pathlib import Path
 
-from ..ensemble import diversity, gap_warnings
+from ..ensemble import diversity, gap_warnings, per_class_recall
 from ..metrics import confusion_table, confusion_view, most_confused, per_class_accuracy
 from ..report import Report, plot_confusion
 from ..run import Run
 
 # %% auto #0
-__all__ = ['plot_model_scores', 'best_ensemble_section', 'diversity_section', 'ensemble_warnings']
+__all__ = ['plot_model_scores', 'best_ensemble_section', 'diversity_section', 'per_class_section', 'ensemble_warnings']
 
 # %% ../../nbs/09f_sections_ensemble.ipynb #2d3ecb71
 def plot_model_scores(table:pd.DataFrame):
@@ -84,6 +84,19 @@ def diversity_section(report:Report, runs:dict[str, Run]):
                     f'the mean correlation of their errors is {correlation.to_numpy()[pairs].mean():.2f}.')
     report.figure(fig, 'Ensembles gain most from models that disagree and whose errors are weakly correlated.')
     return disagreement, correlation
+
+# %% ../../nbs/09f_sections_ensemble.ipynb #5aaafdfb
+def per_class_section(report:Report, runs:dict[str, Run], top:int=20)->pd.DataFrame:
+    "'Per class, run by run': the classes where the runs' out-of-fold recalls differ most, and what they are taken for."
+    table = per_class_recall(runs, top)
+    report.heading('Per class, run by run')
+    never = {name: int((per_class_recall(runs, None)[f'recall {name}'] == 0).sum()) for name in runs}
+    report.text('Out-of-fold recall of each class by each run, the classes where the runs differ most first; a class '
+                'that one run never gets and another does is where an ensemble (and greedy selection) gains. Classes '
+                'a run never gets right: ' + ', '.join(f'{name} {n}' for name, n in never.items()) + '.')
+    report.table(table, f'The {len(table)} classes where the runs differ most; "takes it for": the class a run '
+                        'predicts most often instead.', float_format='{:.2f}')
+    return table
 
 # %% ../../nbs/09f_sections_ensemble.ipynb #25afc9b3
 def ensemble_warnings(report:Report, runs:dict[str, Run], table:pd.DataFrame):

@@ -11,10 +11,11 @@ from typing import NamedTuple
 import numpy as np
 import pandas as pd
 
-from ..augment import attach_copies, leak_audit
+from ..augment import attach_copies, leak_audit, parse_schedule
 from ..clean import test_like
 from ..core import DataError, resolve_dir
 from ..data import class_names, classes_missing_from_training, load_data
+from ..explain import explain_rows
 from ..dedup import apply_decisions
 from ..metrics import confusion_table, confusion_view
 from ..report import Report, plot_confusion, plot_learning_curves
@@ -22,7 +23,8 @@ from ..run import Run
 
 # %% auto #0
 __all__ = ['find_dedup_run', 'TrainingData', 'prepare_data', 'test_like_rows', 'run_leak_audit', 'data_warnings', 'run_warnings',
-           'summary_section', 'folds_section', 'leakage_section', 'confusion_section', 'top_losses_section']
+           'summary_section', 'folds_section', 'leakage_section', 'confusion_section', 'top_losses_section',
+           'gradcam_section']
 
 # %% ../../nbs/09d_sections_train.ipynb #cfa016cf
 def find_dedup_run(
@@ -241,7 +243,12 @@ def folds_section(report:Report, run:Run, scores:dict):
     report.text('Train - validation gap at the last epoch: '
                 f'{_fmt(scores["overall"].get("train_val_gap"))}. A gap that grows with '
                 'the epochs is overfitting: more augmentation, fewer epochs or a smaller model.')
-    report.figure(plot_learning_curves(run.history), 'Per fold. A growing train - validation gap is overfitting.')
+    stages = parse_schedule(run.config.data.policy_schedule, run.config.trainer.epochs)
+    if stages: report.text('Policy schedule: ' + ', then '.join(f'{p} from epoch {e}' for e, p in stages) +
+                           (f'; the learning rate x{run.config.model.schedule_lr_drop} at each switch.'
+                            if run.config.model.schedule_lr_drop != 1 else '.'))
+    report.figure(plot_learning_curves(run.history, stages), 'Per fold. A growing train - validation gap is '
+                  'overfitting.' + (' Dotted: the switches of the policy schedule.' if stages else ''))
     missing = classes_missing_from_training(run.split)
     if len(missing):
         report.text(f'{missing.class_name.nunique()} classes are missing from the training part of some folds '
@@ -305,3 +312,15 @@ def top_losses_section(report:Report, run:Run, k:int=24):
     caption = lambda r: f'{r.image_path} · true {r.true} · predicted {r.predicted} ({r.probability:.2f})'
     report.images([(r.file, caption(r)) for r in top.itertuples()],
                   'Often label noise, duplicates across classes, or blank images.', size=112)
+
+# %% ../../nbs/09d_sections_train.ipynb #ca685488
+def gradcam_section(report:Report, run:Run, k:int=8, layer:str=''):
+    "'Where the model looked': Grad-CAM of the `k` highest-loss images, for the class given and the class predicted."
+    if not k: return
+    report.heading('Where the model looked (Grad-CAM)')
+    pairs, why = explain_rows(run, run.top_losses(k), layer)
+    if why: report.text(why); return
+    report.text(f'The {k} highest-loss training images, each explained by the fold model that held it out: in red, '
+                'the pixels that raised the score of the class it was given, then of the class it predicted. A model '
+                'that looks at the background, a border or a watermark has learned a shortcut.')
+    report.images(pairs, 'Grad-CAM (pytorch-grad-cam), given class then predicted class.', size=112, jpeg=True)
