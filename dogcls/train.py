@@ -177,7 +177,7 @@ def predict_probs(
     device:str|None=None,   # default: where the model is
 )->np.ndarray:              # (N, classes) probabilities
     "Softmax probabilities of every image the loader yields (the model is put in eval mode and channels-last layout)."
-    model.eval().to(memory_format=torch.channels_last) # oneDNN's and cuDNN's fast convolution layout: 1.5x on this CPU
+    model.eval().to(memory_format=torch.channels_last) # oneDNN's and cuDNN's fast convolution layout
     device = device or next(model.parameters()).device
     out = []
     for x, _ in loader:

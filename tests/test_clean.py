@@ -38,7 +38,10 @@ def test_clean_notebook_then_training_with_its_edited_decisions(tmp_path):
     metrics = json.loads((out/'metrics.json').read_text())
     assert metrics['kind'] == 'clean' and metrics['label issues (confident learning)'] == issues.is_issue.sum()
     assert [r['data'] for r in metrics['comparison']] == ['as given', 'cleaned'] # the retrain ran and was scored on test
-    assert all(r['test_accuracy'] is not None and r['mean_fold_test_accuracy'] is not None for r in metrics['comparison'])
+    # each row is its run's own scores: the run as given (its metrics.json) and the retrained one (its folder)
+    given, retrained = json.loads((reports/'base'/'metrics.json').read_text()), Run.load(out/'retrained').scores()['overall']
+    for row, want in zip(metrics['comparison'], (given, retrained)):
+        for key in ('test_accuracy', 'mean_fold_test_accuracy', 'oof_accuracy'): assert row[key] == pytest.approx(want[key])
     page = (out/'report.html').read_text()
     assert unsummarised_sections(page, max_rows=0, max_images=0) == [] # every section opens with its summary
     assert EVIL not in page and 'evil&lt;b&gt;&amp;&quot;class' in page

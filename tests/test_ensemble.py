@@ -93,8 +93,13 @@ def test_cross_fitting_never_scores_a_row_it_was_fitted_on():
 def test_hard_vote_ties_and_diversity(runs):
     p1, p2 = np.array([[0.9, 0.1]]), np.array([[0.4, 0.6]])
     assert hard_vote([p1, p2]).argmax(1).tolist() == [0] # 1 vote each: the higher mean probability wins
-    disagreement, correlation = diversity(load_runs([runs/'cnx', runs/'res']))
-    assert disagreement.loc['cnx', 'cnx'] == 0 and 0 <= disagreement.loc['cnx', 'res'] <= 1
+    loaded = load_runs([runs/'cnx', runs/'res'])
+    disagreement, correlation = diversity(loaded)
+    a, b = (loaded[n].oof_probs.argmax(1) for n in ('cnx', 'res')) # counted by hand from each run's own files
+    assert disagreement.loc['cnx', 'cnx'] == 0 and disagreement.loc['cnx', 'res'] == pytest.approx((a != b).mean())
+    y = loaded['cnx'].split.target.to_numpy()
+    with np.errstate(invalid='ignore', divide='ignore'): expected = np.corrcoef(a != y, b != y)[0, 1]
+    assert correlation.loc['cnx', 'res'] == pytest.approx(expected, nan_ok=True)
 
 def test_flip_tta_at_prediction_time(runs, tmp_path):
     shutil.copytree(runs/'cnx', tmp_path/'cnx')

@@ -10,6 +10,7 @@ import dogcls.train as train_module
 from conftest import CLIPART, ROOT, clipart_slice
 from dogcls.core import DataError
 from dogcls.data import load_data
+from dogcls.run import Run
 from dogcls.train import TrainingError, load_run_model, merge_folds, train_kfold, write_submission
 
 FAST = dict(arch='convnextv2', size='cpu', img_size=32, epochs=1, batch_size=8, folds=3, limit_batches=2)
@@ -105,7 +106,10 @@ def test_scores_submission_and_reloading(tiny, tmp_path):
     labels = pd.read_csv(CLIPART/'test_labels.csv').set_index('image_path').target # checked against the file itself
     assert (run.test_targets == pd.Series(run.test_image_path).map(labels).to_numpy()).all()
     scores = run.scores()
-    assert len(scores['per_fold']) == 3 and 0 <= scores['overall']['test_accuracy'] <= 1
+    assert len(scores['per_fold']) == 3
+    assert scores['overall']['test_accuracy'] == pytest.approx((run.test_mean.argmax(1) == run.test_targets).mean())
+    oof, y = run.oof_probs[run.has_oof], run.split.target.to_numpy()[run.has_oof]
+    assert scores['overall']['oof_accuracy'] == pytest.approx((oof.argmax(1) == y).mean())
     assert scores['overall']['val_test_gap'] == pytest.approx(scores['overall']['oof_accuracy'] - scores['overall']['test_accuracy'])
     # two test scores, named apart: the fold-averaged prediction's, and the mean of the single fold models' (like out-of-fold)
     per_fold = [f['test_accuracy'] for f in scores['per_fold']]
@@ -179,7 +183,12 @@ def test_train_notebook_writes_the_report(tmp_path):
     images = re.findall(r'<img [^>]*src="([^"]*)"', page)
     assert len(images) >= 2 + 4 and all(s.startswith(('data:image/png;base64,', 'data:image/jpeg;base64,')) for s in images)
     metrics = json.loads((out/'metrics.json').read_text())
-    assert metrics['kind'] == 'train' and metrics['folds_done'] == [0, 1, 2] and 0 <= metrics['test_accuracy'] <= 1
+    assert metrics['kind'] == 'train' and metrics['folds_done'] == [0, 1, 2]
+    # the test accuracy recomputed from the files the user gave: predicted class names against test_labels.csv's
+    run, names = Run.load(out), pd.read_csv(root/'train.csv').drop_duplicates('target').set_index('target').class_name
+    truth = pd.read_csv(root/'test_labels.csv').set_index('image_path').target.map(names)
+    hits = np.array(run.names)[run.test_mean.argmax(1)] == pd.Series(run.test_image_path).map(truth).to_numpy()
+    assert metrics['test_accuracy'] == pytest.approx(hits.mean()) and metrics['test_n'] == len(hits) == len(truth)
     # the index tells the truth: the parameters given (not the defaults), the smoke run marked, the tracker's folder linked
     assert metrics['parameters'] == dict(data=str(root), reports=str(reports), arch='convnextv2', size='cpu', img_size=32, epochs=2,
                                          folds=3, batch_size=8, limit_batches=2, gallery=4)

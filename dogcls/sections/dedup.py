@@ -64,9 +64,9 @@ def dedup_warnings(
 ):
     "Warn about classes the decisions hit hard, classes kept whole for review, large clusters, low-structure links."
     losses = class_losses(manifest, cleaned)
-    hit = losses[losses.lost > 0.25]
+    hit = losses[losses.lost >= 0.25]
     if len(hit):
-        report.warn(f'Classes that lose more than a quarter of their training images: {len(hit)} ('
+        report.warn(f'Classes that lose a quarter or more of their training images: {len(hit)} ('
                     + ', '.join(f'{r.class_name}: {r.after} of {r.before} left' for r in hit.head(5).itertuples())
                     + ').', 'look at their clusters (Clusters), or edit decisions.csv (or use the reviewer), or '
                     '-p conflict_policy keep_all')

@@ -123,8 +123,7 @@ def adversarial_section(report:Report, manifest:pd.DataFrame, csv:str|Path, back
         report.text('Skipped: ' + why)
         return {}
     chosen = adversarial_backend(backend)
-    # load_data(thumb=32): the pixels backend decodes nothing, and takes the bytes as floats a chunk at a time (a float
-    # copy of them all was 0.29 GiB at 25,200 images)
+    # load_data(thumb=32): the pixels backend decodes nothing, and takes the bytes as floats a chunk at a time
     emb = embed(manifest, chosen, flips=('none',), thumbs=thumbs)[:, 0]
     is_test = (manifest.split == 'test').to_numpy()
     adv = adversarial_validation(emb[~is_test], emb[is_test], seed=seed)
