@@ -55,9 +55,10 @@ pipeline:
 	@echo "Report written: $(CURDIR)/reports/ensemble$(SUFFIX)/report.html"
 	@echo "All runs: $(CURDIR)/reports/index.html"
 
-# the documentation site in _docs/ from the notebooks (nbdev's processing, Sphinx + MyST-NB; no Quarto), links crawled
+# the documentation site in _docs/ from the notebooks (nbdev's processing, Sphinx + MyST-NB; no Quarto), links crawled;
+# the library notebooks are executed for their outputs, one thread per worker, and kept in _docs_cache/ until they change
 docs: install
-	$(BIN)/python tools/docs.py site --out _docs
+	$(ONE_THREAD) $(BIN)/python tools/docs.py site --out _docs
 
 # README.md is written from nbs/index.ipynb
 readme: install

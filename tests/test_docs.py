@@ -17,7 +17,8 @@ import docs # noqa: E402 (tools/ is not a package)
 def site(tmp_path_factory):
     "The site of this checkout's notebooks, built once for the module into a temporary folder."
     work = tmp_path_factory.mktemp('docs')
-    figures = docs.build_site(work/'site', work/'work')
+    # one library notebook executed (make docs executes them all; nbdev_test has already run every cell of each)
+    figures = docs.build_site(work/'site', work/'work', execute={'02_dedup'}, cache=work/'cache')
     return work/'site', figures
 
 
@@ -27,12 +28,24 @@ def _html(site, page): return (site/f'{page}.html').read_text(encoding='utf-8')
 def test_every_notebook_is_a_page_in_nbdev_order(site):
     site, figures = site
     notebooks = docs.notebooks()
-    assert figures['pages'] == len(notebooks) and len(notebooks) >= 20
+    assert figures['pages'] == len(notebooks) and len(notebooks) >= 20 and (figures['executed'], figures['cached']) == (1, 0)
     for nb in notebooks: assert (site/f'{docs.page_name(nb)}.html').is_file(), nb
     assert docs.page_name(ROOT/'nbs'/'05b_run.ipynb') == 'run' and docs.page_name(ROOT/'nbs'/'train.ipynb') == 'experiments/train'
     library = _html(site, 'library')
     order = [library.index(f'href="{docs.page_name(nb)}.html"') for nb in notebooks if nb.stem != 'index' and not docs.is_experiment(nb)]
     assert order == sorted(order) # the library section lists the modules in the notebooks' order
+
+
+def test_an_executed_page_shows_its_tables_and_figures(site):
+    from PIL import Image
+    site, _ = site
+    page = _html(site, 'dedup')
+    assert len(re.findall(r'<table[^>]*class="dataframe', page)) >= 3 # the pairs, match and decisions tables of the examples
+    figures = re.findall(r'<img [^>]*src="(_images/[^"]+\.png)"', page) # the score histograms (`plot_scores`)
+    assert len(figures) >= 1
+    for f in figures:
+        with Image.open(site/f) as im: im.load(); assert min(im.size) > 50 # each figure decodes
+    assert 'class="cell_output' not in _html(site, 'run') # a page not executed shows no output
 
 
 def test_api_entries_have_the_anchors_of_nbdev_links(site):
@@ -135,6 +148,24 @@ def test_show_doc_of_a_missing_name_names_the_notebook_and_cell(tmp_path):
     assert 'Traceback' not in text
 
 
+def test_executed_notebooks_are_cached_hidden_cells_run_unseen_and_a_failing_example_names_its_cell(tmp_path):
+    cache = tmp_path/'cache'
+    nb = _notebook(tmp_path/'01_shown.ipynb', 'md:# Shown\n> outputs on the page', '#| hide\nimport math\nprint("set-up, hidden")',
+                   'print("root", math.sqrt(16))')
+    assert docs.process([nb], tmp_path/'out', execute=True, cache=cache) == dict(executed=1, cached=0)
+    page = (tmp_path/'out'/nb.name).read_text()
+    assert 'root 4.0' in page and 'set-up, hidden' not in page # the hidden cell ran, and is not on the page
+    assert docs.process([nb], tmp_path/'out2', execute=True, cache=cache) == dict(executed=0, cached=1) # unchanged: cached
+    _notebook(nb, 'md:# Shown\n> outputs on the page', '#| hide\nimport math', 'print("root", math.sqrt(25))')
+    assert docs.process([nb], tmp_path/'out3', execute=True, cache=cache) == dict(executed=1, cached=0) # edited: run again
+    assert 'root 5.0' in (tmp_path/'out3'/nb.name).read_text() and len(list(cache.glob('01_shown-*.ipynb'))) == 1
+    bad = _notebook(tmp_path/'02_fails.ipynb', 'md:# Fails\n> an example that raises', '#| hide\nimport math', 'x = 1',
+                    'y = math.sqrt(-1)', 'print("never")')
+    with pytest.raises(docs.DocsError) as e: docs.process([nb, bad], tmp_path/'out4', execute=True, cache=cache)
+    assert str(e.value).startswith(f'{bad}, cell 3 (`y = math.sqrt(-1)`): ValueError: math domain error')
+    assert not list(cache.glob('02_fails-*')) # nothing of a failed run is kept
+
+
 def test_a_sphinx_warning_fails_the_build_naming_the_notebook(tmp_path):
     nbs = tmp_path/'nbs'; nbs.mkdir()
     _notebook(nbs/'index.ipynb', 'md:# Home\n> the home page', 'md:![a figure that is not there](images/missing.png)')
@@ -164,6 +195,8 @@ def test_site_in_chromium(served, browser):
     browser.get(f'{served}/index.html')
     assert page_is_healthy(browser, 'docs-home') >= 1 # the report figure
     assert 'dogcls' in browser.title
+    browser.get(f'{served}/dedup.html#plot-scores')
+    assert page_is_healthy(browser, 'docs-dedup-figure') >= 1 # the score histograms, computed when the site was built
     browser.get(f'{served}/run.html#run.top_losses')
     page_is_healthy(browser, 'docs-run')
     assert browser.execute_script('return document.getElementById("run.top_losses").getBoundingClientRect().top') < 200 # landed on it

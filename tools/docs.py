@@ -1,6 +1,6 @@
 """The documentation site and README.md, built from the notebooks offline (no Quarto).
 
-    python tools/docs.py site [--out _docs]   # nbdev's own processing, Quarto cell options translated, Sphinx + MyST-NB
+    python tools/docs.py site [--out _docs]   # library notebooks executed (cached), nbdev's processing, Sphinx + MyST-NB
     python tools/docs.py readme [--check]     # README.md from nbs/index.ipynb (--check: fail when README.md differs)
     python tools/docs.py links [--out _docs]  # crawl the built site: every internal link, image and anchor resolves
 
@@ -8,11 +8,21 @@ Steps of `site`: every notebook goes through nbdev's processors (`FilterDefaults
 as Markdown, hidden and export cells removed, backtick names linked), in worker processes as `nbdev.serve.proc_nbs`
 does; the Quarto cell options those leave (`echo`, `output: asis`, `include`, ...) become MyST-NB tags or Markdown
 cells; each API entry gets the anchor nbdev's links use (`run.html#run.top_losses`); each experiment notebook gets its
-papermill command and a table of its parameters; Sphinx renders the stored outputs with MyST-NB (nothing is executed)
-and the PyData theme. A notebook that cannot be processed stops the build with its name and cell, not a stack trace.
+papermill command and a table of its parameters; Sphinx renders the outputs with MyST-NB and the PyData theme.
+A notebook that cannot be processed stops the build with its name and cell, not a stack trace.
+
+The library notebooks are committed without outputs, so the build executes them first (`execute`), cell by cell as
+`nbdev_test` does (the same skipped cells, in nbs/, in worker processes of one thread each), and renders what they
+print, show and plot: the pages cannot go stale. A cell that raises stops the build, named with its notebook and its
+number. Each executed notebook is kept in `_docs_cache/` under a hash of its text and of everything else its outputs
+depend on (the library, settings.ini, the embedded data set's record, the versions of Python and the packages), so a
+rebuild executes only the notebooks that changed. Why not MyST-NB's own execution (jupyter-cache): it executes the
+notebook it renders, which nbdev's processing has already stripped of its hidden cells (the imports and set-up the
+visible cells need); executing the notebook as written, before that processing, keeps hidden cells hidden and runs them.
+The experiment notebooks are not executed here (their pages show their parameters and command).
 """
 from __future__ import annotations
-import argparse, concurrent.futures as futures, functools, html, html.parser, json, multiprocessing, os, re, shutil, subprocess, sys, time
+import argparse, concurrent.futures as futures, functools, hashlib, html, html.parser, json, multiprocessing, os, re, shutil, subprocess, sys, time
 from configparser import ConfigParser
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
@@ -21,6 +31,7 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 NBS = ROOT/'nbs'
+CACHE = ROOT/'_docs_cache' # executed notebooks, by the hash of what their outputs depend on
 LIBRARY, EXPERIMENTS = 'Library', 'Experiments'
 # nbdev's own directives (`#| export`), written without a colon, and the test flags of settings.ini
 NBDEV_FLAGS = {'export', 'exports', 'exporti', 'hide', 'default_exp', 'exec_doc', 'hide_line', 'filter_stream'}
@@ -108,13 +119,74 @@ def _rel(path:Path)->str:
     except ValueError: return str(path)
 
 
+# ---------------------------------------------------------------- executing the library notebooks
+def depends_on()->str:
+    """A hash of what every notebook's outputs depend on besides its own text: the library, settings.ini, the embedded
+    data set's record, Python's version and the versions of the packages installed."""
+    from importlib import metadata
+    digest = hashlib.sha1(sys.version.encode())
+    files = sorted((ROOT/'dogcls').rglob('*.py')) + [ROOT/'settings.ini', ROOT/'data'/'clipart'/'build.json']
+    for f in files:
+        if f.is_file(): digest.update(f.relative_to(ROOT).as_posix().encode() + f.read_bytes())
+    digest.update(' '.join(sorted(f'{d.metadata["Name"]}=={d.version}' for d in metadata.distributions())).encode())
+    return digest.hexdigest()
+
+
+def _first_line(code:str)->str:
+    lines = [l for l in code.splitlines() if l.strip() and not l.lstrip().startswith('#|')]
+    return lines[0].strip() if lines else '?'
+
+
+def execute_notebook(src:Path, dest:Path)->str|None:
+    """Execute a notebook as `nbdev_test` does (its test flags' cells and `#| eval: false` cells skipped, in its own
+    folder, `IN_TEST` set) and write it with its outputs into `dest`; an error comes back as text naming the notebook,
+    the cell and the exception."""
+    os.environ['IN_TEST'] = '1'
+    from execnb.shell import CaptureShell
+    from fastcore.xtras import working_directory
+    from nbdev.process import NBProcessor
+    nb = NBProcessor(src, rm_directives=False).nb # every cell as written, its directives parsed
+    flags = _test_flags()
+    def skip(cell):
+        if cell.cell_type != 'code' or 'nbdev_export' + '(' in cell.source: return True
+        directives = cell.directives_ or {}
+        return directives.get('eval:', [''])[0].lower() == 'false' or bool(flags & directives.keys())
+    for i, cell in enumerate(nb.cells): cell.idx_ = i
+    shell = CaptureShell(src, mpl_format='png')
+    with working_directory(src.parent):
+        try: shell.run_all(nb, exc_stop=True, preproc=skip)
+        except BaseException as e:
+            i = shell._cell_idx - 1
+            return (f'{_rel(src)}, cell {i} (`{_first_line(nb.cells[i].source)}`): {type(e).__name__}: {e}'.rstrip()
+                    + '. Fix the cell, or mark it `#| eval: false` if it cannot run while the docs are built.')
+        finally:
+            import matplotlib.pyplot as plt
+            plt.close('all')
+    raw = json.loads(src.read_text(encoding='utf-8'))
+    for cell, done in zip(raw['cells'], nb.cells):
+        if cell['cell_type'] == 'code': cell['outputs'] = json.loads(json.dumps(done.get('outputs', [])))
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dest.with_name(f'.{dest.name}.{os.getpid()}')
+    tmp.write_text(json.dumps(raw, indent=1, ensure_ascii=False), encoding='utf-8')
+    tmp.replace(dest) # atomic: a killed build leaves no half-written notebook in the cache
+
+
+def cached_path(src:Path, cache:Path, depends:str)->Path:
+    "Where the executed copy of `src` is kept: its name and a hash of its text and of `depends_on()`."
+    return cache/f'{src.stem}-{hashlib.sha1(src.read_bytes() + depends.encode()).hexdigest()[:16]}.ipynb'
+
+
 # ---------------------------------------------------------------- nbdev's processing, in worker processes
-def _process(src:Path, dest:Path)->str|None:
-    "Run nbdev's processors over one notebook into `dest`; an error comes back as text naming the notebook and cell."
+def _process(src:Path, dest:Path, executed:Path|None=None)->str|None:
+    """Run nbdev's processors over one notebook into `dest` (first executing it into `executed` when that is given and
+    not there yet); an error comes back as text naming the notebook and cell."""
     os.environ['IN_TEST'] = '1' # as nbdev.serve_drv does: notebooks skip their slow work while being documented
     from execnb.nbio import read_nb, write_nb
     from nbdev.processors import FilterDefaults
-    nb = read_nb(src)
+    if executed is not None and not executed.is_file():
+        error = execute_notebook(src, executed)
+        if error: return error
+    nb = read_nb(executed or src)
     try: FilterDefaults()(nb)
     except Exception as e:
         cause = e.__cause__ or e
@@ -130,14 +202,29 @@ def _process(src:Path, dest:Path)->str|None:
     write_nb(nb, dest)
 
 
-def process(paths:list[Path], dest:Path, workers:int|None=None):
-    "nbdev's processing of every notebook into `dest`, in parallel; every failing notebook is reported together."
+def _one_thread():
+    "Each worker process computes on one thread: torch's default of a thread per core in every worker oversubscribes them."
+    for name in ('OMP_NUM_THREADS', 'MKL_NUM_THREADS', 'OPENBLAS_NUM_THREADS'): os.environ.setdefault(name, '1')
+
+
+def process(paths:list[Path], dest:Path, workers:int|None=None, execute:bool|set=False, cache:Path=CACHE)->dict:
+    """nbdev's processing of every notebook into `dest`, in parallel; every failing notebook is reported together.
+    With `execute` (True, or a set of notebook stems) the library notebooks among them are executed first, or taken
+    from `cache` when executed before with the same text and dependencies. Returns {'executed': n, 'cached': n}."""
     for p in paths: check_options(p)
     dest.mkdir(parents=True, exist_ok=True)
+    run = [p for p in paths if not is_experiment(p) and (execute is True or (execute and p.stem in execute))]
+    depends = depends_on() if run else ''
+    executed = {p: cached_path(p, cache, depends) for p in run}
+    counts = dict(executed=sum(not e.is_file() for e in executed.values()), cached=sum(e.is_file() for e in executed.values()))
     workers = workers or min(len(paths), os.cpu_count() or 1)
-    with futures.ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context('spawn')) as pool:
-        errors = [e for e in pool.map(_process, paths, [dest/p.name for p in paths]) if e]
+    with futures.ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context('spawn'), initializer=_one_thread) as pool:
+        errors = [e for e in pool.map(_process, paths, [dest/p.name for p in paths], [executed.get(p) for p in paths]) if e]
     if errors: raise DocsError('\n'.join(errors))
+    for p, e in executed.items(): # the cache keeps the newest copy of each notebook
+        for old in cache.glob(f'{p.stem}-*.ipynb'):
+            if old != e: old.unlink(missing_ok=True)
+    return counts
 
 
 # ---------------------------------------------------------------- Quarto options -> MyST-NB
@@ -245,7 +332,7 @@ author = {author!r}
 copyright = {copyright!r}
 release = {version!r}
 extensions = ['myst_nb']
-nb_execution_mode = 'off'          # the stored outputs are rendered; nothing runs
+nb_execution_mode = 'off'          # the outputs tools/docs.py stored are rendered: Sphinx executes nothing
 myst_all_links_external = True     # links are written as URLs (nbdev's links, made relative): no cross-reference lookup
 myst_heading_anchors = 0
 suppress_warnings = ['myst.header'] # show_doc entries are level-3 headings under the page title
@@ -339,19 +426,20 @@ def sphinx(source:Path, out:Path, pages:dict[str, Path]):
         raise DocsError(f'Sphinx could not build the site:\n{text.strip()}')
 
 
-def build_site(out:Path=ROOT/'_docs', work:Path=ROOT/'_proc', nbs:Path=NBS)->dict:
-    "Build the site into `out`; returns the figures of the build (pages, seconds)."
+def build_site(out:Path=ROOT/'_docs', work:Path=ROOT/'_proc', nbs:Path=NBS, execute:bool|set=True, cache:Path=CACHE)->dict:
+    """Build the site into `out`, the library notebooks executed (`execute`: True, False, or a set of notebook stems; see
+    `process`); returns the figures of the build (pages, notebooks executed and taken from the cache, seconds)."""
     started = time.time()
     paths = notebooks(nbs)
     if not any(p.name == 'index.ipynb' for p in paths): raise DocsError(f'{_rel(nbs)}: no index.ipynb (the home page and README)')
     shutil.rmtree(work, ignore_errors=True)
-    process(paths, work/'nbdev')
+    counts = process(paths, work/'nbdev', execute=execute, cache=cache)
     processed_at = time.time()
     stage(paths, work/'nbdev', work/'site')
     sphinx(work/'site', work/'html', {page_name(p): p for p in paths})
     shutil.rmtree(out, ignore_errors=True)
     shutil.move(work/'html', out)
-    return dict(pages=len(paths), process_seconds=round(processed_at - started, 1), seconds=round(time.time() - started, 1))
+    return dict(pages=len(paths), **counts, process_seconds=round(processed_at - started, 1), seconds=round(time.time() - started, 1))
 
 
 # ---------------------------------------------------------------- README.md from nbs/index.ipynb
@@ -433,6 +521,7 @@ def main(argv=None):
     parser.add_argument('what', choices=['site', 'readme', 'links'])
     parser.add_argument('--out', default=str(ROOT/'_docs'), help='site folder (site, links)')
     parser.add_argument('--check', action='store_true', help='readme: fail when README.md is not what nbs/index.ipynb gives')
+    parser.add_argument('--no-execute', action='store_true', help='site: render the notebooks as committed (no outputs)')
     args = parser.parse_args(argv)
     try:
         if args.what == 'readme':
@@ -442,8 +531,9 @@ def main(argv=None):
             return
         out = Path(args.out)
         if args.what == 'site':
-            figures = build_site(out)
-            print(f'{figures["pages"]} pages built into {out} in {figures["seconds"]} s (nbdev processing {figures["process_seconds"]} s)')
+            figures = build_site(out, execute=not args.no_execute)
+            print(f'{figures["pages"]} pages built into {out} in {figures["seconds"]} s (notebooks executed {figures["executed"]}, '
+                  f'from the cache {figures["cached"]}; execution and nbdev processing {figures["process_seconds"]} s)')
         links = check_links(out)
         print(f'{links["pages"]} HTML files, {links["links"]} internal links checked, {len(links["broken"])} broken, '
               f'{len(links["duplicate_ids"])} duplicate ids')
