@@ -438,11 +438,16 @@ def load_data(
     return manifest, problems
 
 # %% ../nbs/01_data.ipynb #bafd844f
+def _mtime(path:Path)->float:
+    "A file's modification time; -1 when another process removed it meanwhile (two runs pruning one cache at once)."
+    try: return path.stat().st_mtime
+    except FileNotFoundError: return -1.0
+
 def _scan_cache(root:Path, keep:int=64)->Path:
     "This data folder's scan CSV in the cache (the least recently used beyond `keep` folders are removed)."
     folder = cache_dir()/'scans'
     folder.mkdir(exist_ok=True)
-    for old in sorted(folder.glob('*.csv'), key=lambda p: p.stat().st_mtime)[:-keep]: old.unlink(missing_ok=True)
+    for old in sorted(folder.glob('*.csv'), key=_mtime)[:-keep]: old.unlink(missing_ok=True)
     return folder/f'{hashlib.sha1(str(root.resolve()).encode()).hexdigest()[:16]}.csv'
 
 # %% ../nbs/01_data.ipynb #0de4b036
