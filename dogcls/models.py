@@ -17,8 +17,8 @@ from .core import DataError, atomic_write, cache_dir
 # %% auto #0
 __all__ = ['ARCHS', 'SIZES', 'OFFLINE_WEIGHTS', 'HEADS', 'OFFLINE_ARCHS', 'resolve_arch', 'efficientnet_lite_source',
            'convert_efficientnet_lite', 'efficientnet_lite_weights', 'ModelFacts', 'create_model', 'classifier_path',
-           'make_head', 'set_head', 'layer_groups', 'freeze_layers', 'frozen_norms', 'pooled_features', 'data_config',
-           'eval_transform', 'feature_extractor']
+           'make_head', 'set_head', 'parameter_counts', 'layer_groups', 'freeze_layers', 'frozen_norms',
+           'pooled_features', 'data_config', 'eval_transform', 'feature_extractor']
 
 # %% ../nbs/04_models.ipynb #de6e8cbc
 ARCHS = {
@@ -253,14 +253,20 @@ def set_head(
     return model
 
 # %% ../nbs/04_models.ipynb #e9e7f248
+def _in_module(name:str, path:str)->bool: return name == path or name.startswith(path + '.')
+
+def parameter_counts(model:torch.nn.Module)->tuple[int, int]:
+    "Parameters that learn (`requires_grad`) and parameters in all."
+    params = list(model.parameters())
+    return sum(p.numel() for p in params if p.requires_grad), sum(p.numel() for p in params)
+
 def layer_groups(
     model:torch.nn.Module, # a timm model
 )->list[list[str]]:        # parameter names of each block, first to last, the classifier's left out
     "The model's blocks: timm's fine parameter groups (`group_matcher(coarse=False)`) less the classifier."
     head = classifier_path(model)
-    in_head = lambda n: n == head or n.startswith(head + '.')
     groups = group_parameters(model, model.group_matcher(coarse=False))
-    blocks = [[n for n in names if not in_head(n)] for _, names in sorted(groups.items())]
+    blocks = [[n for n in names if not _in_module(n, head)] for _, names in sorted(groups.items())]
     return [b for b in blocks if b]
 
 def freeze_layers(
@@ -277,10 +283,9 @@ def freeze_layers(
                             f'{len(blocks)} blocks (timm group_matcher); use "none", "backbone" or a number from 0 '
                             f'to {len(blocks)} (the last blocks that learn)')
         learn = {p for b in blocks[len(blocks) - n:] for p in b}
-        learn |= {name for name, _ in model.named_parameters() if name == head or name.startswith(head + '.')}
+        learn |= {name for name, _ in model.named_parameters() if _in_module(name, head)}
     for name, p in model.named_parameters(): p.requires_grad_(name in learn)
-    params = list(model.parameters())
-    return sum(p.numel() for p in params if p.requires_grad), sum(p.numel() for p in params)
+    return parameter_counts(model)
 
 # %% ../nbs/04_models.ipynb #523a18d3
 def frozen_norms(model:torch.nn.Module)->list[torch.nn.Module]:

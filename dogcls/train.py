@@ -22,7 +22,8 @@ from .data import assign_folds, class_names, classes_missing_from_training
 from .loader import ImageCache, ImageDataModule, cache_side
 from .features import FeatureStore, _hashes
 from .heads import build_model, fit_head, warmup_cosine
-from .models import classifier_path, create_model, data_config, eval_transform, frozen_norms
+from .models import (classifier_path, create_model, data_config, eval_transform, frozen_norms,
+                           parameter_counts)
 from .run import Run, read_classes, read_folds
 from .track import check_logger, close_logger, fold_logger, start_tracking
 
@@ -394,9 +395,7 @@ def _train_fold(m, out, k, names, config:TrainConfig, cache, log):
 # %% ../nbs/05_train.ipynb #f6339d38
 def _parameter_counts(model:torch.nn.Module)->dict:
     "What trained: parameters that learn and parameters in all."
-    params = list(model.parameters())
-    return dict(params_trainable=sum(p.numel() for p in params if p.requires_grad),
-                params_total=sum(p.numel() for p in params))
+    return dict(zip(('params_trainable', 'params_total'), parameter_counts(model)))
 
 def _stored_features(m:pd.DataFrame, out:Path, config:TrainConfig, log)->dict:
     """Every row's features from the store, computed where missing: the training rows' views (`feature_views` and
@@ -406,8 +405,10 @@ def _stored_features(m:pd.DataFrame, out:Path, config:TrainConfig, log)->dict:
     views = list(d.feature_views.split(',')) + [f'aug{k}' for k in range(d.augmented_views)]
     test_views = ['none'] + (['h'] if config.trainer.tta else [])
     train, test = m[m.split == 'train'], m[m.split == 'test']
-    done = [store.extract(train.file, train.sha1 if 'sha1' in m else None, views, d.policy, log=log)]
-    if len(test): done.append(store.extract(test.file, test.sha1 if 'sha1' in m else None, test_views, log=log))
+    # each row's content hash once (the scan's, else the file's): the extraction and the reading share it
+    train_sha, test_sha = (_hashes(rows.file, rows.sha1 if 'sha1' in rows else None) for rows in (train, test))
+    done = [store.extract(train.file, train_sha, views, d.policy, log=log)]
+    if len(test): done.append(store.extract(test.file, test_sha, test_views, log=log))
     record = out/'features.json'
     seconds = sum(e.seconds for e in done)
     if seconds or not record.is_file(): # the extraction's own time, not a later run's reading of it
@@ -415,9 +416,8 @@ def _stored_features(m:pd.DataFrame, out:Path, config:TrainConfig, log)->dict:
                         images=sum(e.images for e in done), computed=sum(e.computed for e in done), seconds=seconds,
                         images_per_second=round(sum(e.images for e in done) / seconds, 1) if seconds else None),
                    record)
-    hashes = lambda rows: rows.sha1 if 'sha1' in rows else None
-    return dict(train=store.load(_hashes(train.file, hashes(train)), views, d.policy),
-                test=store.load(_hashes(test.file, hashes(test)), test_views) if len(test) else None,
+    return dict(train=store.load(train_sha, views, d.policy),
+                test=store.load(test_sha, test_views) if len(test) else None,
                 drop_rate=float(getattr(store.model, 'drop_rate', 0.0) or 0.0), backbone=store.model,
                 views=views, test_views=test_views)
 
@@ -452,8 +452,7 @@ def _train_head_fold(m:pd.DataFrame, out:Path, k:int, names:list, config:TrainCo
     with atomic_write(folder/'weights.pt') as tmp:
         torch.save({'state_dict': {f'model.{path}.{n}': v for n, v in head.state_dict().items()}, 'head_only': True},
                    tmp)
-    backbone = sum(p.numel() for p in features['backbone'].parameters())
-    trainable = sum(p.numel() for p in head.parameters())
+    trainable, backbone = parameter_counts(head)[1], parameter_counts(features['backbone'])[1]
     write_json(dict(fold=k, seconds=round(time.time() - started, 1), load_seconds=0.0,
                     fit_seconds=round(fitted - started, 1), predict_seconds=round(time.time() - fitted, 1),
                     epochs_trained=len(result.history), best_epoch=result.best_epoch, best_checkpoint='weights.pt',
