@@ -2,7 +2,7 @@
 links resolve to their entries, the experiment pages show their parameters, the crawler finds no broken link, image or
 anchor, search finds an API name, and bad notebooks stop the build with their name and cell. The site is opened in
 headless Chromium over HTTP (the search page reads other pages, which browsers refuse on file://)."""
-import functools, http.server, importlib, json, re, sys, threading, time
+import functools, html, http.server, importlib, json, re, sys, threading, time
 from pathlib import Path
 
 import nbformat, papermill as pm, pytest
@@ -17,8 +17,9 @@ import docs # noqa: E402 (tools/ is not a package)
 def site(tmp_path_factory):
     "The site of this checkout's notebooks, built once for the module into a temporary folder."
     work = tmp_path_factory.mktemp('docs')
-    # one library notebook executed (make docs executes them all; nbdev_test has already run every cell of each)
-    figures = docs.build_site(work/'site', work/'work', execute={'02_dedup'}, cache=work/'cache')
+    # one library notebook executed and one example run made (make docs executes them all; nbdev_test has already run
+    # every cell of each library notebook, and the tests run every experiment notebook)
+    figures = docs.build_site(work/'site', work/'work', execute={'02_dedup'}, cache=work/'cache', examples={'eda'})
     return work/'site', figures
 
 
@@ -29,10 +30,14 @@ def test_every_notebook_is_a_page_in_nbdev_order(site):
     site, figures = site
     notebooks = docs.notebooks()
     assert figures['pages'] == len(notebooks) and len(notebooks) >= 20 and (figures['executed'], figures['cached']) == (1, 0)
+    assert (figures['examples'], figures['examples_cached']) == (1, 0)
     for nb in notebooks: assert (site/f'{docs.page_name(nb)}.html').is_file(), nb
     assert docs.page_name(ROOT/'nbs'/'05b_run.ipynb') == 'run' and docs.page_name(ROOT/'nbs'/'train.ipynb') == 'experiments/train'
     library = _html(site, 'library')
-    order = [library.index(f'href="{docs.page_name(nb)}.html"') for nb in notebooks if nb.stem != 'index' and not docs.is_experiment(nb)]
+    order = [library.index(f'href="{docs.page_name(nb)}.html"') for nb in notebooks
+             if nb.stem not in ('index', *docs.GUIDES) and not docs.is_experiment(nb)]
+    assert 'reading_a_report' not in library[library.index('<article'):library.index('</article>')] # a guide, not a module:
+    assert 'href="reading_a_report.html"' in _html(site, 'index') # in the top bar, before the library
     assert order == sorted(order) # the library section lists the modules in the notebooks' order
 
 
@@ -76,6 +81,50 @@ def test_experiment_pages_show_their_parameters_and_command(site):
         assert row, p['name']
         assert p['help'].split(';')[0].replace('<', '&lt;')[:25] in row.group(1).replace('’', "'"), (p['name'], row.group(1)[:300])
     assert 'class="cell tag_parameters' in page # and the parameters cell itself, with its comments
+    assert 'An example run' not in page # no example run of train in this site (make docs makes them all)
+
+
+def test_an_experiment_page_ends_with_its_example_report(site):
+    site, _ = site
+    page = _html(site, 'experiments/eda')
+    example = page[page.index('id="an-example-run"'):page.index('</article>')]
+    assert 'papermill nbs/eda.ipynb reports/eda/eda.ipynb' in re.sub(r'<[^>]+>', '', example) # its command (highlighted)
+    assert 'href="examples/eda.html"' in example
+    report = (site/'experiments'/'examples'/'eda.html').read_text(encoding='utf-8') # the run's own self-contained file
+    sections = docs.report_sections(report)
+    assert [h for h, _ in sections][:3] == ['Warnings', 'Overview', 'Images per class']
+    for heading, _ in sections: # every section under its heading, with its tables and figures as the report has them
+        assert re.search(rf'<h3>{re.escape(html.escape(heading, quote=False))}<', example), heading
+    assert example.count('class="dogcls-report"') == len(sections)
+    assert example.count('<img') == sum(body.count('<img') for _, body in sections) >= 2 # its figures and thumbnails
+    assert example.count('<table') == sum(body.count('<table') for _, body in sections) >= 2
+    reading = _html(site, 'reading_a_report') # its runs were not made here: each section says where to see it
+    assert reading.count('is shown here when the site is built with its example runs') == len(docs._PLACEHOLDER.findall(
+        '\n'.join(''.join(c['source']) for c in json.loads((ROOT/'nbs'/'reading_a_report.ipynb').read_text())['cells'])))
+
+
+def test_a_guide_shows_report_sections_and_names_a_missing_one(tmp_path):
+    from dogcls.report import Report
+    report = Report('a run'); report.heading('Leakage'); report.text('Leak audit: 0 <validation> images.')
+    report.save(tmp_path/'reports'/'lite0')
+    nb = {'cells': [dict(cell_type='markdown', source='Before.\n\n<!-- report lite0: Leakage -->\nAfter.')]}
+    cells = docs.fill_reports(nb, tmp_path/'reports', 'nbs/guide.ipynb')['cells']
+    assert [c['cell_type'] for c in cells] == ['markdown', 'code', 'markdown']
+    assert cells[0]['source'].strip() == 'Before.' and cells[2]['source'].strip() == 'After.'
+    assert cells[1]['outputs'][0]['data']['text/html'] == '<div class="dogcls-report"><p>Leak audit: 0 &lt;validation&gt; images.</p></div>'
+    bad = {'cells': [dict(cell_type='markdown', source='x'), dict(cell_type='markdown', source='<!-- report lite0: Leak -->')]}
+    with pytest.raises(docs.DocsError, match=r'nbs/guide.ipynb, cell 1: .*no section "Leak" \(it has: Warnings; Leakage\)'):
+        docs.fill_reports(bad, tmp_path/'reports', 'nbs/guide.ipynb')
+    with pytest.raises(docs.DocsError, match=r'cell 0: no example run `nope`'):
+        docs.fill_reports({'cells': [dict(cell_type='markdown', source='<!-- report nope: Leakage -->')]}, tmp_path/'reports', 'g')
+
+
+def test_a_failing_example_run_names_its_notebook_run_and_cell(tmp_path):
+    with pytest.raises(docs.DocsError) as e:
+        docs.run_examples(tmp_path/'cache', [('eda', 'broken', dict(data=str(tmp_path/'no-such-folder')))], log=lambda *a: None)
+    message = str(e.value)
+    assert message.startswith("nbs/eda.ipynb (the docs' example run `broken`, cell [") and 'no-such-folder' in message, message
+    assert not list((tmp_path/'cache').glob('examples-*')) # nothing kept: the next build runs it again
 
 
 def test_home_page_and_readme(site):
@@ -197,6 +246,9 @@ def test_site_in_chromium(served, browser):
     assert 'dogcls' in browser.title
     browser.get(f'{served}/dedup.html#plot-scores')
     assert page_is_healthy(browser, 'docs-dedup-figure') >= 1 # the score histograms, computed when the site was built
+    browser.get(f'{served}/experiments/eda.html#an-example-run')
+    assert page_is_healthy(browser, 'docs-experiment-report') >= 2 # the example report's figures and thumbnails decode
+    assert browser.execute_script('return document.querySelectorAll(".dogcls-report img").length') >= 2
     browser.get(f'{served}/run.html#run.top_losses')
     page_is_healthy(browser, 'docs-run')
     assert browser.execute_script('return document.getElementById("run.top_losses").getBoundingClientRect().top') < 200 # landed on it

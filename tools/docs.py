@@ -19,7 +19,11 @@ depend on (the library, settings.ini, the embedded data set's record, the versio
 rebuild executes only the notebooks that changed. Why not MyST-NB's own execution (jupyter-cache): it executes the
 notebook it renders, which nbdev's processing has already stripped of its hidden cells (the imports and set-up the
 visible cells need); executing the notebook as written, before that processing, keeps hidden cells hidden and runs them.
-The experiment notebooks are not executed here (their pages show their parameters and command).
+The experiment notebooks are run with papermill (`run_examples`) on a slice of the embedded set, as a user runs them
+(EXAMPLE_RUNS: each notebook once, `train` twice so that `ensemble` has two runs to combine); each experiment page ends
+with its run's command, every section of its report, and the self-contained report itself, copied beside the page.
+The runs are kept in `_docs_cache/` until a notebook, a parameter or the library changes. The guides (GUIDES, e.g.
+`reading_a_report`) are prose around those reports: a line `<!-- report lite0: Leakage -->` becomes that section.
 """
 from __future__ import annotations
 import argparse, concurrent.futures as futures, functools, hashlib, html, html.parser, json, multiprocessing, os, re, shutil, subprocess, sys, time
@@ -33,6 +37,7 @@ ROOT = Path(__file__).resolve().parents[1]
 NBS = ROOT/'nbs'
 CACHE = ROOT/'_docs_cache' # executed notebooks, by the hash of what their outputs depend on
 LIBRARY, EXPERIMENTS = 'Library', 'Experiments'
+GUIDES = ('reading_a_report',) # pages of prose around the example runs' reports: not executed, listed before the library
 # nbdev's own directives (`#| export`), written without a colon, and the test flags of settings.ini
 NBDEV_FLAGS = {'export', 'exports', 'exporti', 'hide', 'default_exp', 'exec_doc', 'hide_line', 'filter_stream'}
 BOOL_OPTIONS = {'echo', 'include', 'eval', 'warning', 'error'}
@@ -213,7 +218,7 @@ def process(paths:list[Path], dest:Path, workers:int|None=None, execute:bool|set
     from `cache` when executed before with the same text and dependencies. Returns {'executed': n, 'cached': n}."""
     for p in paths: check_options(p)
     dest.mkdir(parents=True, exist_ok=True)
-    run = [p for p in paths if not is_experiment(p) and (execute is True or (execute and p.stem in execute))]
+    run = [p for p in paths if not is_experiment(p) and p.stem not in GUIDES and (execute is True or (execute and p.stem in execute))]
     depends = depends_on() if run else ''
     executed = {p: cached_path(p, cache, depends) for p in run}
     counts = dict(executed=sum(not e.is_file() for e in executed.values()), cached=sum(e.is_file() for e in executed.values()))
@@ -225,6 +230,181 @@ def process(paths:list[Path], dest:Path, workers:int|None=None, execute:bool|set
         for old in cache.glob(f'{p.stem}-*.ipynb'):
             if old != e: old.unlink(missing_ok=True)
     return counts
+
+
+# ---------------------------------------------------------------- the experiment pages' example runs
+EXAMPLE_CLASSES = 12 # the first classes of the embedded set (sorted names) the example runs use
+# the example runs, in the order they run (a later one reads an earlier one's outputs); an experiment page shows the
+# report of its notebook's first run. `{reports}` is the runs' reports folder.
+FROZEN = dict(size='full', freeze='backbone', head='mlp', head_dropout=0.3, epochs=15, folds=3,
+              dedup_decisions='{reports}/dedup/decisions.csv', gallery=8, gradcam=4)
+EXAMPLE_RUNS = [
+    ('eda', 'eda', dict(samples=12)),
+    ('dedup', 'dedup', {}),
+    ('augment', 'augment', dict(specs=['canny', 'blur'], folds=2, epochs=1, img_size=32, gallery_images=2)),
+    ('train', 'lite0', dict(arch='efficientnet_lite0', **FROZEN)),
+    ('train', 'lite1', dict(arch='efficientnet_lite1', **FROZEN)),
+    ('clean', 'clean', dict(runs='["lite0"]', gallery=8, gradcam=4)),
+    ('ensemble', 'ensemble', dict(runs='["lite0", "lite1"]')),
+]
+
+
+def example_slice(dest:Path, n_classes:int=EXAMPLE_CLASSES, src:Path=ROOT/'data'/'clipart')->Path:
+    "The first `n_classes` classes of the embedded set, train and test, copied into `dest` in the competition layout."
+    import pandas as pd
+    train, labels = pd.read_csv(src/'train.csv'), pd.read_csv(src/'test_labels.csv')
+    keep = sorted(train.class_name.unique())[:n_classes]
+    train = train[train.class_name.isin(keep)]
+    labels = labels[labels.target.isin(train.target)]
+    for path in list(train.image_path) + list(labels.image_path):
+        (dest/path).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(src/path, dest/path)
+    train.to_csv(dest/'train.csv', index=False)
+    labels[['image_path']].to_csv(dest/'test.csv', index=False)
+    labels.to_csv(dest/'test_labels.csv', index=False)
+    return dest
+
+
+def example_parameters(notebook:str, run_name:str, parameters:dict, data:Path, reports:Path)->dict:
+    "The papermill parameters of an example run: the slice, the reports folder and its name, then its own (`{reports}` filled in)."
+    fill = lambda v: v.replace('{reports}', str(reports)) if isinstance(v, str) else v
+    return dict(data=str(data), reports=str(reports), run_name=run_name) | {k: fill(v) for k, v in parameters.items()}
+
+
+def examples_key(runs=EXAMPLE_RUNS, depends:str='')->str:
+    "A hash of what the example runs depend on: their notebooks, parameters and slice, and `depends_on()`."
+    digest = hashlib.sha1((repr(runs) + str(EXAMPLE_CLASSES) + depends).encode())
+    for name in sorted({nb for nb, _, _ in runs}): digest.update((NBS/f'{name}.ipynb').read_bytes())
+    return digest.hexdigest()[:16]
+
+
+def _papermill_error(e:Exception, notebook:str, run_name:str)->str:
+    "A failed example run as one line: the notebook, the run, the cell and the exception."
+    cell = getattr(e, 'exec_count', None)
+    where = f'nbs/{notebook}.ipynb (the docs\' example run `{run_name}`' + (f', cell [{cell}]' if cell else '') + ')'
+    what = f'{e.ename}: {e.evalue}' if hasattr(e, 'ename') else f'{type(e).__name__}: {e}'
+    return f'{where}: {what}. Fix the notebook, or the example\'s parameters in tools/docs.py (EXAMPLE_RUNS).'
+
+
+def run_examples(cache:Path=CACHE, runs=EXAMPLE_RUNS, log=print)->tuple[Path, int]:
+    """Run the experiment notebooks on a slice of the embedded set as `runs` says, once: the reports folder is kept in
+    `cache` under `examples_key` and reused until a notebook, the library or a parameter changes. Returns the reports
+    folder and the number of runs executed now (0: all from the cache). A failing run raises `DocsError`."""
+    import papermill as pm
+    key = examples_key(runs, depends_on())
+    done = cache/f'examples-{key}'
+    if (done/'reports').is_dir(): return done/'reports', 0
+    work = cache/f'.examples-{key}.{os.getpid()}'
+    shutil.rmtree(work, ignore_errors=True)
+    data, reports = example_slice(work/'data'), work/'reports'
+    _one_thread() # the runs share the cores with the library notebooks' workers
+    for notebook, run_name, parameters in runs:
+        started = time.time()
+        params = example_parameters(notebook, run_name, parameters, data, reports)
+        (reports/run_name).mkdir(parents=True, exist_ok=True)
+        try:
+            pm.execute_notebook(str(NBS/f'{notebook}.ipynb'), str(reports/run_name/f'{notebook}.ipynb'), parameters=params,
+                                kernel_name='python3', progress_bar=False, cwd=str(NBS), log_output=False)
+        except Exception as e:
+            raise DocsError(_papermill_error(e, notebook, run_name)) from None
+        if not (reports/run_name/'report.html').is_file():
+            raise DocsError(f'nbs/{notebook}.ipynb (the docs\' example run `{run_name}`) wrote no report.html')
+        log(f'example run {notebook}/{run_name}: {time.time() - started:.0f} s')
+    shutil.rmtree(done, ignore_errors=True)
+    work.replace(done)
+    for old in cache.glob('examples-*'):
+        if old != done: shutil.rmtree(old, ignore_errors=True)
+    return done/'reports', len(runs)
+
+
+def report_sections(page:str)->list[tuple[str, str]]:
+    "A report's HTML as (heading, body) pairs: its warnings block first (heading 'Warnings'), then each `<h2>` section."
+    body = re.search(r'<body>(.*)</body>', page, re.S).group(1)
+    warnings = re.search(r'<(div class="warnings"|p class="no-warnings").*?</(div|p)>', body, re.S)
+    sections = [('Warnings', warnings.group(0))] if warnings else []
+    for heading, content in re.findall(r'<h2>(.*?)</h2>(.*?)(?=<h2>|\Z)', body, re.S):
+        sections.append((html.unescape(heading), content.strip()))
+    return sections
+
+
+def example_command(notebook:str, run_name:str, parameters:dict)->str:
+    "The papermill command of an example run, as a user would type it (the slice as `slice/`, reports in `reports/`)."
+    import shlex
+    args = []
+    for k, v in example_parameters(notebook, run_name, parameters, Path('slice'), Path('reports')).items():
+        if k == 'reports': continue
+        args.append(f"-y {shlex.quote(f'{k}: {json.dumps(v)}')}" if isinstance(v, list) else f'-p {k} {shlex.quote(str(v))}')
+    lines = [f'papermill nbs/{notebook}.ipynb reports/{run_name}/{notebook}.ipynb']
+    for arg in args: # continued lines of up to about 100 characters
+        if len(lines[-1]) + len(arg) > 100: lines.append(' ')
+        lines[-1] += ' ' + arg
+    return ' \\\n'.join(lines)
+
+
+REPORT_LINK = 'examples/{run}.html' # where a page's example report is copied in the site, beside the experiment pages
+
+
+def _report_cell(body:str)->dict:
+    "A section of a report as a code cell whose input is hidden and whose output is the section's HTML."
+    return dict(cell_type='code', metadata={'tags': ['remove-input']}, source='# a section of the report', execution_count=None,
+                outputs=[dict(output_type='display_data', metadata={}, data={'text/html': f'<div class="dogcls-report">{body}</div>'})])
+
+
+def example_cells(notebook:str, reports:Path|None, runs=EXAMPLE_RUNS)->list[dict]:
+    """The end of an experiment page: its first example run's command and every section of its report, each under its
+    heading, and a link to the whole self-contained report. Nothing when the notebook has no example run in `reports`."""
+    run = next(((name, params) for nb, name, params in runs if nb == notebook), None)
+    if reports is None or run is None or not (reports/run[0]/'report.html').is_file(): return []
+    name, params = run
+    page = (reports/name/'report.html').read_text(encoding='utf-8')
+    counts = _slice_counts(reports.parent/'data')
+    intro = (f'## An example run\n\nThe report below was written when this site was built, by this notebook run on the first '
+             f'{EXAMPLE_CLASSES} classes of the embedded set ({counts}):\n\n```bash\n{example_command(notebook, name, params)}\n```\n\n'
+             f'It is a small run, so its figures say what each section shows, not what dogcls scores. '
+             f'[The whole report]({REPORT_LINK.format(run=name)}) is one self-contained HTML file, as every run writes it. '
+             '[Reading a report](../reading_a_report.html) says what each section tells you and what to do about a bad sign.')
+    cells = [_markdown(intro)]
+    for heading, body in report_sections(page):
+        cells += [_markdown(f'### {heading}'), _report_cell(body)]
+    return cells
+
+
+def _slice_counts(data:Path)->str:
+    import pandas as pd
+    if not (data/'train.csv').is_file(): return 'a slice'
+    return f'{len(pd.read_csv(data/"train.csv"))} training and {len(pd.read_csv(data/"test.csv"))} test images'
+
+
+_PLACEHOLDER = re.compile(r'^<!-- report ([\w.-]+): (.+?) -->\s*$', re.M)
+
+
+def fill_reports(nb:dict, reports:Path|None, where:str)->dict:
+    """A guide page's placeholders, lines `<!-- report lite0: Leakage -->` in its Markdown, become that section of the
+    example run's report; without the example runs, a note says where to see it. An unknown run or section raises
+    `DocsError` naming the notebook, the cell and the sections there are."""
+    cells = []
+    for i, cell in enumerate(nb['cells']):
+        src = _source(cell)
+        if cell['cell_type'] != 'markdown' or not _PLACEHOLDER.search(src): cells.append(cell); continue
+        start = 0
+        for m in _PLACEHOLDER.finditer(src):
+            if src[start:m.start()].strip(): cells.append(_markdown(src[start:m.start()]))
+            start = m.end()
+            run, heading = m.group(1), m.group(2).strip()
+            known = {name for _, name, _ in EXAMPLE_RUNS}
+            if run not in known: raise DocsError(f'{where}, cell {i}: no example run `{run}` (there are {", ".join(sorted(known))})')
+            page = reports/run/'report.html' if reports else None
+            if page is None or not page.is_file():
+                cells.append(_markdown(f'*(The section "{heading}" of the example run `{run}` is shown here when the site is '
+                                       'built with its example runs: `make docs`.)*'))
+                continue
+            sections = dict(report_sections(page.read_text(encoding='utf-8')))
+            if heading not in sections:
+                raise DocsError(f'{where}, cell {i}: the report of the example run `{run}` has no section "{heading}" '
+                                f'(it has: {"; ".join(sections)})')
+            cells.append(_report_cell(sections[heading]))
+        if src[start:].strip(): cells.append(_markdown(src[start:]))
+    return dict(nb, cells=cells)
 
 
 # ---------------------------------------------------------------- Quarto options -> MyST-NB
@@ -342,7 +522,7 @@ html_show_sourcelink = False
 html_copy_source = False
 html_theme_options = dict(navigation_with_keys=False, show_toc_level=2, secondary_sidebar_items=['page-toc'],
                           footer_start=['copyright'], footer_end=[])
-html_sidebars = {{'index': []}}
+html_sidebars = {sidebars!r}
 html_static_path = ['_static']
 html_favicon = '_static/favicon.png'
 html_css_files = ['dogcls.css']
@@ -370,6 +550,21 @@ def section_page(title:str, intro:str, pages:list[tuple[str, dict]], depth:int)-
 CSS = """/* written by tools/docs.py: room for the notebooks' 120-character code lines */
 .bd-page-width { max-width: 110rem; }
 .bd-main .bd-content .bd-article-container { max-width: 100%; }
+/* a report's sections inside a page: the report's own styles (dogcls.report.REPORT_CSS), scoped */
+.dogcls-report { overflow-x: auto; border-left: 3px solid #d0d7de; padding-left: 1em; margin-bottom: 1em; }
+.dogcls-report img.figure { max-width: 100%; height: auto; }
+.dogcls-report table { border-collapse: collapse; font-size: 13px; margin: .5em 0; }
+.dogcls-report th, .dogcls-report td { border: 1px solid #ddd; padding: 3px 8px; text-align: left; vertical-align: top; }
+.dogcls-report th { background: #f4f4f4; }
+.dogcls-report .caption { color: #555; font-size: 13px; margin: .2em 0 1em; }
+.dogcls-report .grid { display: flex; flex-wrap: wrap; gap: 8px; }
+.dogcls-report .grid figure { margin: 0; width: var(--w); font-size: 11px; text-align: center; overflow-wrap: anywhere; }
+.dogcls-report .grid img { max-width: 100%; border: 1px solid #eee; background: #fff; }
+.dogcls-report .note { background: #fff8e1; border-left: 4px solid #f0c000; padding: .4em .8em; }
+.dogcls-report .warnings { background: #fdecea; border-left: 4px solid #c5221f; padding: .4em .8em; margin: 1em 0; }
+.dogcls-report .warnings ul { margin: .3em 0; padding-left: 1.2em; }
+.dogcls-report .fix { color: #555; }
+.dogcls-report .no-warnings { background: #e6f4ea; border-left: 4px solid #188038; padding: .4em .8em; margin: 1em 0; }
 """
 
 
@@ -381,8 +576,9 @@ def favicon(path:Path):
     im.save(path)
 
 
-def stage(paths:list[Path], processed:Path, source:Path):
-    "Write the Sphinx source folder: one MyST-NB notebook per page, the section pages, conf.py, styles and images."
+def stage(paths:list[Path], processed:Path, source:Path, reports:Path|None=None):
+    """Write the Sphinx source folder: one MyST-NB notebook per page, the section pages, conf.py, styles and images; with
+    `reports` (the example runs), each experiment page ends with its example report and the guides show theirs."""
     cfg = settings()
     host = cfg['doc_host'].rstrip('/') + cfg['doc_baseurl'].rstrip('/') + '/'
     pages = {p.name: page_name(p) for p in paths}
@@ -392,14 +588,19 @@ def stage(paths:list[Path], processed:Path, source:Path):
         nb = json.loads((processed/p.name).read_text(encoding='utf-8'))
         fronts[p] = front_matter(nb)
         translated[p], entries[pages[p.name]] = translate(nb, _rel(p))
-    library = [(pages[p.name], fronts[p]) for p in paths if pages[p.name] != 'index' and not experiment[p]]
+    library = [(pages[p.name], fronts[p]) for p in paths if pages[p.name] not in ('index', *GUIDES) and not experiment[p]]
     experiments = [(pages[p.name], fronts[p]) for p in paths if experiment[p]]
     for p, nb in translated.items():
         page = pages[p.name]
         for cell in nb['cells']:
             if cell['cell_type'] == 'markdown': cell['source'] = relink(cell['source'], page.count('/'), host, pages, entries)
-        if experiment[p]: nb['cells'].insert(1, dict(_markdown(parameters_markdown(p)), id='parameters-table'))
-        if page == 'index': nb['cells'].append(dict(_markdown(toctree(['library', 'experiments/index'])), id='toctree'))
+        if experiment[p]:
+            nb['cells'].insert(1, dict(_markdown(parameters_markdown(p)), id='parameters-table'))
+            nb['cells'] += [dict(c, id=f'example{n}') for n, c in enumerate(example_cells(p.stem, reports))]
+        if page in GUIDES: nb = fill_reports(nb, reports, _rel(p))
+        if page == 'index':
+            guides = [g for g in GUIDES if g in pages.values()]
+            nb['cells'].append(dict(_markdown(toctree([*guides, 'library', 'experiments/index'])), id='toctree'))
         out = source/f'{page}.ipynb'
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(json.dumps(nb, indent=1, ensure_ascii=False), encoding='utf-8')
@@ -413,7 +614,7 @@ def stage(paths:list[Path], processed:Path, source:Path):
     (source/'_static').mkdir(exist_ok=True)
     (source/'_static'/'dogcls.css').write_text(CSS)
     favicon(source/'_static'/'favicon.png')
-    (source/'conf.py').write_text(CONF.format(**cfg))
+    (source/'conf.py').write_text(CONF.format(**cfg, sidebars={page: [] for page in ('index', *GUIDES)}))
 
 
 def sphinx(source:Path, out:Path, pages:dict[str, Path]):
@@ -426,20 +627,35 @@ def sphinx(source:Path, out:Path, pages:dict[str, Path]):
         raise DocsError(f'Sphinx could not build the site:\n{text.strip()}')
 
 
-def build_site(out:Path=ROOT/'_docs', work:Path=ROOT/'_proc', nbs:Path=NBS, execute:bool|set=True, cache:Path=CACHE)->dict:
+def build_site(out:Path=ROOT/'_docs', work:Path=ROOT/'_proc', nbs:Path=NBS, execute:bool|set=True, cache:Path=CACHE,
+               examples:bool|set=True)->dict:
     """Build the site into `out`, the library notebooks executed (`execute`: True, False, or a set of notebook stems; see
-    `process`); returns the figures of the build (pages, notebooks executed and taken from the cache, seconds)."""
+    `process`) and the experiment notebooks' example runs made (`examples`: True, False, or a set of run names; see
+    `run_examples`); returns the figures of the build (pages, notebooks executed and taken from the cache, example runs
+    made, seconds)."""
     started = time.time()
     paths = notebooks(nbs)
     if not any(p.name == 'index.ipynb' for p in paths): raise DocsError(f'{_rel(nbs)}: no index.ipynb (the home page and README)')
     shutil.rmtree(work, ignore_errors=True)
-    counts = process(paths, work/'nbdev', execute=execute, cache=cache)
-    processed_at = time.time()
-    stage(paths, work/'nbdev', work/'site')
+    runs = [r for r in EXAMPLE_RUNS if examples is True or (examples and r[1] in examples)]
+    # the example runs in their own process while the library notebooks execute: both are partly idle on their own
+    with futures.ProcessPoolExecutor(1, mp_context=multiprocessing.get_context('spawn')) as pool:
+        pending = pool.submit(run_examples, cache, runs) if runs else None
+        counts = process(paths, work/'nbdev', execute=execute, cache=cache)
+        processed_at = time.time()
+        reports, made = pending.result() if pending else (None, 0)
+    examples_at = time.time()
+    stage(paths, work/'nbdev', work/'site', reports)
     sphinx(work/'site', work/'html', {page_name(p): p for p in paths})
+    for _, name, _ in runs: # each example report beside the pages, as the self-contained file a run writes
+        target = work/'html'/'experiments'/REPORT_LINK.format(run=name)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(reports/name/'report.html', target)
     shutil.rmtree(out, ignore_errors=True)
     shutil.move(work/'html', out)
-    return dict(pages=len(paths), **counts, process_seconds=round(processed_at - started, 1), seconds=round(time.time() - started, 1))
+    return dict(pages=len(paths), **counts, examples=made, examples_cached=len(runs) - made,
+                process_seconds=round(processed_at - started, 1), examples_seconds=round(examples_at - started, 1),
+                seconds=round(time.time() - started, 1))
 
 
 # ---------------------------------------------------------------- README.md from nbs/index.ipynb
@@ -521,7 +737,7 @@ def main(argv=None):
     parser.add_argument('what', choices=['site', 'readme', 'links'])
     parser.add_argument('--out', default=str(ROOT/'_docs'), help='site folder (site, links)')
     parser.add_argument('--check', action='store_true', help='readme: fail when README.md is not what nbs/index.ipynb gives')
-    parser.add_argument('--no-execute', action='store_true', help='site: render the notebooks as committed (no outputs)')
+    parser.add_argument('--no-execute', action='store_true', help='site: render the notebooks as committed (no outputs, no example runs)')
     args = parser.parse_args(argv)
     try:
         if args.what == 'readme':
@@ -531,9 +747,11 @@ def main(argv=None):
             return
         out = Path(args.out)
         if args.what == 'site':
-            figures = build_site(out, execute=not args.no_execute)
+            figures = build_site(out, execute=not args.no_execute, examples=not args.no_execute)
             print(f'{figures["pages"]} pages built into {out} in {figures["seconds"]} s (notebooks executed {figures["executed"]}, '
-                  f'from the cache {figures["cached"]}; execution and nbdev processing {figures["process_seconds"]} s)')
+                  f'from the cache {figures["cached"]}; execution and nbdev processing {figures["process_seconds"]} s; '
+                  f'example runs made {figures["examples"]}, from the cache {figures["examples_cached"]}, '
+                  f'{figures["examples_seconds"]} s, at the same time)')
         links = check_links(out)
         print(f'{links["pages"]} HTML files, {links["links"]} internal links checked, {len(links["broken"])} broken, '
               f'{len(links["duplicate_ids"])} duplicate ids')
