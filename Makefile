@@ -89,7 +89,7 @@ check-readme: install
 	$(BIN)/python tools/docs.py readme --check
 
 # checks run as several processes of one thread each (nbdev_test's workers, pytest-xdist's, the benchmark scripts):
-# torch's default of a thread per core in every process oversubscribes the cores (nbdev_test 153 s -> 33 s on 2 cores)
+# torch's default of a thread per core in every process oversubscribes the cores, several times over
 ONE_THREAD := OMP_NUM_THREADS=1 MKL_NUM_THREADS=1
 
 nbtest: install

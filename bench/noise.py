@@ -10,7 +10,7 @@ class drawn uniformly); its test set is untouched. Then, each step through paper
   4. the clean notebook on the noisy run (its decisions: relabel or drop each label issue), then a retrain on the
      cleaned manifest: how much of the accuracy the noise cost comes back.
 
-    .venv/bin/python bench/noise.py                  # every step (about 35 minutes on 2 cores; finished runs are reused)
+    .venv/bin/python bench/noise.py                  # every step (finished runs are reused)
     .venv/bin/python bench/noise.py --build-only     # only write the noisy copy and print where it is
     .venv/bin/python bench/noise.py --quick          # smoke settings (3 folds, 1 epoch, 3 batches): checks the wiring only
     .venv/bin/python bench/noise.py --smoke          # seconds: the noisy copy in a temporary folder, read back by load_data
@@ -101,7 +101,9 @@ def main():
     seconds = {}
     seconds['dedup'] = papermill('dedup.ipynb', f'noise-dedup{suffix}', reports, '-p', 'data', str(source))
     decisions = str(reports/f'noise-dedup{suffix}'/'decisions.csv')
-    common = ['-p', 'arch', arch, '-p', 'dedup_decisions', decisions, *smoke]
+    # as `make demo` trains (its DEMO_ARGS): the backbone frozen at its native size, an MLP head on stored features
+    demo = ['-p', 'size', 'full', '-p', 'freeze', 'backbone', '-p', 'head', 'mlp', '-p', 'head_dropout', '0.3', '-p', 'epochs', '15']
+    common = ['-p', 'arch', arch, '-p', 'dedup_decisions', decisions, *demo, *smoke]
     runs = {'clean': f'noise-{arch}-clean{suffix}', 'noisy': f'noise-{arch}-noisy{suffix}', 'cleaned': f'noise-{arch}-cleaned{suffix}'}
     seconds['train clean'] = papermill('train.ipynb', runs['clean'], reports, '-p', 'data', str(source), *common)
     seconds['train noisy'] = papermill('train.ipynb', runs['noisy'], reports, '-p', 'data', str(dest), *common)

@@ -16,6 +16,36 @@ from .data import MAX_PIXELS, open_image
 # %% auto #0
 __all__ = ['build_clipart', 'build_clipart_cli']
 
+# %% ../nbs/01a_clipart.ipynb #355c1672
+def build_clipart(
+    src:str|Path='/usr/share/openclipart/png', # openclipart-png's PNG folder (apt-get install openclipart-png)
+    dest:str|Path|None=None,   # output folder, which must be new or empty (default: data/clipart)
+    min_per_class:int=10,      # leaf folders with fewer usable PNGs are not classes
+    max_per_class:int=30,      # images drawn per class, with `seed`
+    long_side:int=128,         # downscale so the longer side is this many pixels
+    test_fraction:float=1/3,   # share of each class held out as the labelled test set
+    seed:int=0,                # seed of the draw, the split and the test file numbering
+    max_pixels:int=MAX_PIXELS, # files declaring more pixels are decompression bombs: skipped and counted
+)->dict:                       # summary: classes, images, per-class counts, skipped files, shared files
+    "Build the embedded clipart data set in the competition layout; never writes into a non-empty folder."
+    src, dest = Path(src), resolve_dir(dest, default_data_dir())
+    if not src.is_dir():
+        raise DataError(f'{src}: not found; install it with `apt-get install openclipart-png` or pass src=')
+    if dest.exists() and any(dest.iterdir()):
+        raise DataError(f'{dest}: not empty; dogcls never overwrites a data set: remove '
+                        'it yourself or pass another dest')
+    classes, bombs, unreadable = _usable_classes(src, min_per_class, max_pixels)
+    train_rows, test_rows = _draw_split(classes, max_per_class, test_fraction, np.random.default_rng(seed))
+    for r in train_rows + test_rows:
+        out = dest/r['image_path']
+        out.parent.mkdir(parents=True, exist_ok=True)
+        _save_drawing(open_image(r['source'], max_side=long_side, max_pixels=max_pixels), out)
+        r['source_sha1'] = file_sha1(r['source'])
+        r['source'] = r['source'].relative_to(src).as_posix()
+    return _write_tables(dest, pd.DataFrame(train_rows), pd.DataFrame(test_rows), src, bombs, unreadable,
+                         dict(min_per_class=min_per_class, max_per_class=max_per_class, long_side=long_side,
+                              test_fraction=test_fraction, seed=seed, max_pixels=max_pixels))
+
 # %% ../nbs/01a_clipart.ipynb #6f6bc63b
 def _leaf_classes(src:Path)->dict[str, list[Path]]:
     "Leaf category folders (no subfolders) and their PNGs, with class names like 'animals.mammals.big_cats'."
@@ -71,36 +101,6 @@ def _draw_split(classes:dict, max_per_class:int, test_fraction:float, rng:np.ran
     order = rng.permutation(len(test_rows))
     test_rows = [dict(test_rows[j], image_path=f'test/{n}.png') for n, j in enumerate(order)]
     return [dict(r, image_path=f'train/{r["class_name"]}/{r["source"].name}') for r in train_rows], test_rows
-
-# %% ../nbs/01a_clipart.ipynb #355c1672
-def build_clipart(
-    src:str|Path='/usr/share/openclipart/png', # openclipart-png's PNG folder (apt-get install openclipart-png)
-    dest:str|Path|None=None,   # output folder, which must be new or empty (default: data/clipart)
-    min_per_class:int=10,      # leaf folders with fewer usable PNGs are not classes
-    max_per_class:int=30,      # images drawn per class, with `seed`
-    long_side:int=128,         # downscale so the longer side is this many pixels
-    test_fraction:float=1/3,   # share of each class held out as the labelled test set
-    seed:int=0,                # seed of the draw, the split and the test file numbering
-    max_pixels:int=MAX_PIXELS, # files declaring more pixels are decompression bombs: skipped and counted
-)->dict:                       # summary: classes, images, per-class counts, skipped files, shared files
-    "Build the embedded clipart data set in the competition layout; never writes into a non-empty folder."
-    src, dest = Path(src), resolve_dir(dest, default_data_dir())
-    if not src.is_dir():
-        raise DataError(f'{src}: not found; install it with `apt-get install openclipart-png` or pass src=')
-    if dest.exists() and any(dest.iterdir()):
-        raise DataError(f'{dest}: not empty; dogcls never overwrites a data set: remove '
-                        'it yourself or pass another dest')
-    classes, bombs, unreadable = _usable_classes(src, min_per_class, max_pixels)
-    train_rows, test_rows = _draw_split(classes, max_per_class, test_fraction, np.random.default_rng(seed))
-    for r in train_rows + test_rows:
-        out = dest/r['image_path']
-        out.parent.mkdir(parents=True, exist_ok=True)
-        _save_drawing(open_image(r['source'], max_side=long_side, max_pixels=max_pixels), out)
-        r['source_sha1'] = file_sha1(r['source'])
-        r['source'] = r['source'].relative_to(src).as_posix()
-    return _write_tables(dest, pd.DataFrame(train_rows), pd.DataFrame(test_rows), src, bombs, unreadable,
-                         dict(min_per_class=min_per_class, max_per_class=max_per_class, long_side=long_side,
-                              test_fraction=test_fraction, seed=seed, max_pixels=max_pixels))
 
 # %% ../nbs/01a_clipart.ipynb #3e95fa6b
 def _package_version(package:str='openclipart-png')->str|None:

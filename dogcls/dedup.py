@@ -30,17 +30,6 @@ __all__ = ['GEOMETRIC_COLUMNS', 'PAIR_COLUMNS', 'SCORE_COLUMNS', 'MATCH_SUMMARY_
            'geometric_pairs', 'link_pairs', 'Duplicates', 'find_duplicates', 'plot_scores', 'match_summary',
            'file_facts', 'protect_classes', 'propose_decisions', 'apply_decisions', 'save_decisions']
 
-# %% ../nbs/02_dedup.ipynb #07d9ea38
-def _check_threshold(name:str, value)->float:
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.floating)) or not 0 <= value <= 1:
-        raise DataError(f'{name}={value!r}: a similarity threshold must be a number between 0 and 1 (e.g. 0.95)')
-    return float(value)
-
-# %% ../nbs/02_dedup.ipynb #48e67182
-def _angles(flips:tuple)->list:
-    "Rotations (degrees) a geometric match may have under the allowed views (flips are matched by the pixel methods)."
-    return [0] + ([180] if 'hv' in flips else []) + ([90, -90] if {'r90', 'r270'} & set(flips) else [])
-
 # %% ../nbs/02_dedup.ipynb #52b13985
 def thumbnails(
     files,                     # image files
@@ -243,6 +232,12 @@ def within_class_ssim(
     return pd.DataFrame(dict(a=labels[found[:, 0].astype(int)], b=labels[found[:, 1].astype(int)], score=found[:, 2],
                              flip=[flips[int(k)] for k in found[:, 3]], method='ssim'))
 
+# %% ../nbs/02_dedup.ipynb #07d9ea38
+def _check_threshold(name:str, value)->float:
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.floating)) or not 0 <= value <= 1:
+        raise DataError(f'{name}={value!r}: a similarity threshold must be a number between 0 and 1 (e.g. 0.95)')
+    return float(value)
+
 # %% ../nbs/02_dedup.ipynb #cb861f9d
 def _l2(x:np.ndarray)->np.ndarray:
     norm = np.linalg.norm(x, axis=-1, keepdims=True)
@@ -375,7 +370,7 @@ def cosine_pairs(
         # numpy's nonzero counts first; torch's would allocate 8 bytes per element of the block
         kept = (best >= sieve).numpy() if bf16 else best.numpy() >= threshold
         rows, cols = (torch.from_numpy(x) for x in np.nonzero(kept))
-        # a chunk of kept pairs at a time: gathering every kept pair's vectors at once took 150 MB at 25,000 images
+        # a chunk of kept pairs at a time: gathering every kept pair's vectors at once grows with the pairs
         parts = [exact(rows[s:s + 1024], cols[s:s + 1024]) for s in range(0, len(rows), 1024)]
         score = torch.cat([p.values for p in parts]) if parts else torch.zeros(0)
         view = torch.cat([p.indices for p in parts]) if parts else torch.zeros(0, dtype=torch.long)
@@ -700,6 +695,11 @@ def geometric_check(
     out['ncc'], out['changed'], out['colour'] = _aligned_agreement(A, warped, mask)
     out['confirmed'] = bool(out['ncc'] >= min_ncc and out['coverage'] >= min_coverage and out['changed'] <= max_changed)
     return out
+
+# %% ../nbs/02_dedup.ipynb #48e67182
+def _angles(flips:tuple)->list:
+    "Rotations (degrees) a geometric match may have under the allowed views (flips are matched by the pixel methods)."
+    return [0] + ([180] if 'hv' in flips else []) + ([90, -90] if {'r90', 'r270'} & set(flips) else [])
 
 # %% ../nbs/02_dedup.ipynb #910379bb
 def exact_pairs(

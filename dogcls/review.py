@@ -18,22 +18,6 @@ from .report import image_png
 # %% auto #0
 __all__ = ['report_clusters', 'DuplicateReviewer']
 
-# %% ../nbs/02b_review.ipynb #a2fe3706
-def _caption(r)->str:
-    relabel = str(getattr(r, 'relabel_to', '') or '')
-    action = f'relabel → {relabel}' if str(r.action).strip().lower() == 'relabel' else r.action
-    view = f' · {VIEW_WORDS.get(r.flip, r.flip)}' if r.flip != 'none' else ''
-    return (f'{r.class_name} · {action} · {r.method} {r.score:.3f}' + view
-            + (f' · suggested {relabel}' if relabel and action != f'relabel → {relabel}' else ''))
-
-# %% ../nbs/02b_review.ipynb #4e920a20
-def _cluster_order(decisions:pd.DataFrame)->list:
-    "Clusters to look at first: those kept whole to protect a class, then the rest to review, then the largest."
-    protected = decisions.protected.astype(bool) if 'protected' in decisions else pd.Series(False, decisions.index)
-    stats = decisions.assign(_protected=protected).groupby('cluster', sort=False).agg(
-        protected=('_protected', 'max'), review=('review', 'max'), n=('image_path', 'size'))
-    return stats.sort_values(['protected', 'review', 'n'], ascending=False, kind='stable').index.tolist()
-
 # %% ../nbs/02b_review.ipynb #69f4a947
 def report_clusters(
     report,                      # a dogcls.report.Report
@@ -53,6 +37,22 @@ def report_clusters(
         report.images([(open_image(files[r.image_path], max_side=2 * thumb), f'{r.image_path} · {_caption(r)}')
                        for r in members.itertuples()], caption=members.reason.iloc[0].split('; ')[0], size=thumb)
     if len(order) > max_clusters: report.text(f'{len(order) - max_clusters} more clusters are in the decisions CSV.')
+
+# %% ../nbs/02b_review.ipynb #a2fe3706
+def _caption(r)->str:
+    relabel = str(getattr(r, 'relabel_to', '') or '')
+    action = f'relabel → {relabel}' if str(r.action).strip().lower() == 'relabel' else r.action
+    view = f' · {VIEW_WORDS.get(r.flip, r.flip)}' if r.flip != 'none' else ''
+    return (f'{r.class_name} · {action} · {r.method} {r.score:.3f}' + view
+            + (f' · suggested {relabel}' if relabel and action != f'relabel → {relabel}' else ''))
+
+# %% ../nbs/02b_review.ipynb #4e920a20
+def _cluster_order(decisions:pd.DataFrame)->list:
+    "Clusters to look at first: those kept whole to protect a class, then the rest to review, then the largest."
+    protected = decisions.protected.astype(bool) if 'protected' in decisions else pd.Series(False, decisions.index)
+    stats = decisions.assign(_protected=protected).groupby('cluster', sort=False).agg(
+        protected=('_protected', 'max'), review=('review', 'max'), n=('image_path', 'size'))
+    return stats.sort_values(['protected', 'review', 'n'], ascending=False, kind='stable').index.tolist()
 
 # %% ../nbs/02b_review.ipynb #ef6a96d6
 class DuplicateReviewer:
