@@ -18,16 +18,6 @@ from .views import parse_views
 # %% auto #0
 __all__ = ['FULL_PRESETS', 'ModelConfig', 'DataConfig', 'TrainerConfig', 'TrainConfig']
 
-# %% ../nbs/04b_config.ipynb #774c07fe
-def _positive_int(name, v, least=1):
-    if isinstance(v, bool) or not isinstance(v, numbers.Integral) or v < least:
-        raise DataError(f'{name}={v!r}: use a whole number >= {least}')
-
-# %% ../nbs/04b_config.ipynb #e813c5c6
-def _fraction(name, v, hi=1.0):
-    if isinstance(v, bool) or not isinstance(v, numbers.Real) or not 0 <= v < hi:
-        raise DataError(f'{name}={v!r}: use a number in [0, {hi})')
-
 # %% ../nbs/04b_config.ipynb #4a465430
 @dataclass
 class ModelConfig:
@@ -78,6 +68,16 @@ class ModelConfig:
         drop = self.schedule_lr_drop
         if isinstance(drop, bool) or not isinstance(drop, numbers.Real) or not 0 < drop <= 1:
             raise DataError(f'schedule_lr_drop={drop!r}: use a number in (0, 1], e.g. 0.5; 1: no drop')
+
+# %% ../nbs/04b_config.ipynb #774c07fe
+def _positive_int(name, v, least=1):
+    if isinstance(v, bool) or not isinstance(v, numbers.Integral) or v < least:
+        raise DataError(f'{name}={v!r}: use a whole number >= {least}')
+
+# %% ../nbs/04b_config.ipynb #e813c5c6
+def _fraction(name, v, hi=1.0):
+    if isinstance(v, bool) or not isinstance(v, numbers.Real) or not 0 <= v < hi:
+        raise DataError(f'{name}={v!r}: use a number in [0, {hi})')
 
 # %% ../nbs/04b_config.ipynb #2a199124
 @dataclass

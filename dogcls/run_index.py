@@ -14,11 +14,6 @@ from .report import REPORT_CSS, Report
 # %% auto #0
 __all__ = ['changed_parameters', 'update_index', 'finish_run']
 
-# %% ../nbs/07b_run_index.ipynb #54576a11
-def _literal(source:str):
-    try: return ast.literal_eval(source)
-    except (ValueError, SyntaxError): return source
-
 # %% ../nbs/07b_run_index.ipynb #07d564ed
 def changed_parameters(
     namespace:dict,        # the running notebook's variables (`globals()`)
@@ -35,6 +30,11 @@ def changed_parameters(
         try: return bool(a != b)
         except Exception: return True # not comparable with a literal: not the default
     return {k: namespace[k] for k, v in defaults.items() if k in namespace and differs(namespace[k], v)}
+
+# %% ../nbs/07b_run_index.ipynb #54576a11
+def _literal(source:str):
+    try: return ast.literal_eval(source)
+    except (ValueError, SyntaxError): return source
 
 # %% ../nbs/07b_run_index.ipynb #cf868097
 _KEY_PARAMS = ('size', 'img_size', 'epochs', 'folds', 'batch_size', 'lr', 'policy', 'pretrained')

@@ -14,12 +14,6 @@ from ..review import report_clusters
 # %% auto #0
 __all__ = ['class_losses', 'dedup_summary', 'dedup_warnings', 'pairs_section', 'decision_summary', 'clusters_section']
 
-# %% ../../nbs/09b_sections_dedup.ipynb #b2722f72
-def _test_images(pairs:pd.DataFrame)->int:
-    "How many test images the pairs hold."
-    test_paths = [pairs.image_path_a[pairs.split_a == 'test'], pairs.image_path_b[pairs.split_b == 'test']]
-    return pd.concat(test_paths).nunique()
-
 # %% ../../nbs/09b_sections_dedup.ipynb #2046906f
 def class_losses(
     manifest:pd.DataFrame, # the manifest the decisions were made for
@@ -52,6 +46,12 @@ def dedup_summary(manifest:pd.DataFrame, pairs:pd.DataFrame, decisions:pd.DataFr
             'test images with a near-copy in training': _test_images(test_leaks),
             'decisions': 'your edited decisions.csv (new proposal in decisions-proposed.csv)' if edited
                          else 'as proposed'}
+
+# %% ../../nbs/09b_sections_dedup.ipynb #b2722f72
+def _test_images(pairs:pd.DataFrame)->int:
+    "How many test images the pairs hold."
+    test_paths = [pairs.image_path_a[pairs.split_a == 'test'], pairs.image_path_b[pairs.split_b == 'test']]
+    return pd.concat(test_paths).nunique()
 
 # %% ../../nbs/09b_sections_dedup.ipynb #d0c9ce7f
 def dedup_warnings(
