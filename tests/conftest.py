@@ -9,10 +9,12 @@ ROOT = Path(__file__).resolve().parents[1]
 CLIPART = ROOT/'data'/'clipart'
 
 
-def run_notebook(notebook: str, out: Path, **parameters):
-    "An experiment notebook of nbs/ through papermill, as a user runs it, with `parameters`."
+def run_notebook(notebook: str, out: Path, cwd: Path | None = None, prepare_only: bool = False, **parameters):
+    """An experiment notebook of nbs/ through papermill, as a user runs it, with `parameters`: executed in `cwd` (default:
+    nbs/, as `make demo` runs it), or only written with its parameters (`prepare_only`, for a person to run)."""
     import papermill as pm
-    pm.execute_notebook(str(ROOT/'nbs'/notebook), str(out), kernel_name='python3', progress_bar=False, parameters=parameters)
+    pm.execute_notebook(str(ROOT/'nbs'/notebook), str(out), parameters=parameters, progress_bar=False, prepare_only=prepare_only,
+                        **({} if prepare_only else dict(kernel_name='python3', cwd=str(cwd or ROOT/'nbs'))))
 
 
 def save(im: Image.Image, path: Path, **kw) -> Path:

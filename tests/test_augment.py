@@ -1,10 +1,10 @@
 "Offline transforms, the writer, online policies, the leak audit and the leakage notebook."
 import json, re, subprocess, sys
 
-import numpy as np, pandas as pd, papermill as pm, pytest
+import numpy as np, pandas as pd, pytest
 from PIL import Image
 
-from conftest import CLIPART, ROOT, clipart_slice, tree_state
+from conftest import CLIPART, clipart_slice, tree_state, run_notebook
 from dogcls.augment import (OFFLINE, POLICIES, apply_spec, attach_copies, augmentation_gallery, leak_audit, leakage_arms,
                             parse_spec, train_transform, write_offline)
 from dogcls.core import DataError
@@ -137,9 +137,8 @@ def test_gallery_shows_every_transform_and_policy():
 def test_leakage_notebook_on_a_slice(tmp_path):
     root = clipart_slice(tmp_path/'data', 4, evil=None)
     reports = tmp_path/'reports'
-    pm.execute_notebook(str(ROOT/'nbs'/'augment.ipynb'), str(tmp_path/'out.ipynb'), kernel_name='python3', progress_bar=False,
-                        parameters=dict(data=str(root), reports=str(reports), run_name='leak-test', specs=['canny', 'blur'],
-                                        arch='convnextv2', img_size=32, epochs=1, batch_size=8, limit_batches=2, gallery_images=2))
+    run_notebook('augment.ipynb', tmp_path/'out.ipynb', data=str(root), reports=str(reports), run_name='leak-test', specs=['canny', 'blur'],
+                                        arch='convnextv2', img_size=32, epochs=1, batch_size=8, limit_batches=2, gallery_images=2)
     out = reports/'leak-test'
     arms = json.loads((out/'metrics.json').read_text())['arms']
     audit = {a['arm'][0]: a['leak audit (validation images with their group or an exact duplicate in training)'] for a in arms}

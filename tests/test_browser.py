@@ -1,8 +1,7 @@
 """Headless Chromium opens the reports index and a report: every image loads, no JavaScript error, the index sorts.
 The browser comes from conftest (`browser`); screenshots are kept in test-artifacts/."""
-import papermill as pm
 
-from conftest import ROOT, clipart_slice, page_is_healthy, require_browser
+from conftest import clipart_slice, page_is_healthy, require_browser, run_notebook
 from dogcls.report import Report
 from dogcls.run_index import finish_run
 
@@ -12,8 +11,7 @@ require_browser()
 def test_index_and_report_in_chromium(tmp_path, browser):
     reports = tmp_path/'reports'
     root = clipart_slice(tmp_path/'data', 3)
-    pm.execute_notebook(str(ROOT/'nbs'/'eda.ipynb'), str(tmp_path/'eda.ipynb'), kernel_name='python3', progress_bar=False,
-                        parameters=dict(data=str(root), reports=str(reports), run_name='eda-slice', samples=3))
+    run_notebook('eda.ipynb', tmp_path/'eda.ipynb', data=str(root), reports=str(reports), run_name='eda-slice', samples=3)
     for name, acc in [('model-b', 0.42), ('model-a', 0.61), ('model-c', 0.55)]:
         (reports/name).mkdir()
         finish_run(Report(name), reports/name, dict(kind='train', arch=name, oof_accuracy=acc, test_accuracy=acc - 0.05,

@@ -3,11 +3,11 @@ from dataclasses import asdict
 import html, json, re, shutil
 from pathlib import Path
 
-import numpy as np, pandas as pd, papermill as pm, pytest, torch
+import numpy as np, pandas as pd, pytest, torch
 from PIL import Image, ImageOps
 from skimage.metrics import structural_similarity
 
-from conftest import CLIPART, ROOT, clipart_slice, save, tree_state
+from conftest import CLIPART, clipart_slice, save, tree_state, run_notebook
 from dogcls.core import DataError
 from dogcls.data import assign_folds, load_data
 from dogcls.report import unsummarised_sections
@@ -222,7 +222,7 @@ def test_dedup_notebook_finds_cross_class_copies(tmp_path):
     with open(root/'train.csv', 'a') as f: f.write(f'{other},train/{other}/copy_from_evil.png,{train[train.class_name == other].target.iloc[0]}\n')
     reports = tmp_path/'reports'
     params = dict(data=str(root), run_name='dedup-test', reports=str(reports), max_clusters=5, flips='flips', colour_threshold=-1)
-    pm.execute_notebook(str(ROOT/'nbs'/'dedup.ipynb'), str(tmp_path/'out.ipynb'), parameters=params, kernel_name='python3', progress_bar=False)
+    run_notebook('dedup.ipynb', tmp_path/'out.ipynb', **params)
     out = reports/'dedup-test'
     page = (out/'report.html').read_text()
     # every option of the search is saved with the run and shown in its report
@@ -241,7 +241,7 @@ def test_dedup_notebook_finds_cross_class_copies(tmp_path):
     # the user's edit survives a re-run, and is applied
     decisions.loc[decisions.image_path == src, 'action'] = 'keep'
     decisions.to_csv(out/'decisions.csv', index=False)
-    pm.execute_notebook(str(ROOT/'nbs'/'dedup.ipynb'), str(tmp_path/'out2.ipynb'), parameters=params, kernel_name='python3', progress_bar=False)
+    run_notebook('dedup.ipynb', tmp_path/'out2.ipynb', **params)
     assert src in set(pd.read_csv(out/'manifest_clean.csv').image_path)
     assert (out/'decisions-proposed.csv').is_file()
 

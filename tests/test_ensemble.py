@@ -2,9 +2,9 @@
 import dataclasses
 import json, re, shutil
 
-import numpy as np, pandas as pd, papermill as pm, pytest
+import numpy as np, pandas as pd, pytest
 
-from conftest import CLIPART, ROOT
+from conftest import CLIPART, run_notebook
 from dogcls.core import DataError
 from dogcls.data import load_data
 from dogcls.ensemble import cross_fit, diversity, ensemble, hard_vote, load_runs, tta_predictions
@@ -111,8 +111,7 @@ def test_flip_tta_at_prediction_time(runs, tmp_path):
 def test_ensemble_notebook(runs, tmp_path):
     reports = tmp_path/'reports'
     for name in ('cnx', 'res', 'lite'): shutil.copytree(runs/name, reports/name)
-    pm.execute_notebook(str(ROOT/'nbs'/'ensemble.ipynb'), str(tmp_path/'out.ipynb'), kernel_name='python3', progress_bar=False,
-                        parameters=dict(runs='["cnx", "res", "lite"]', reports=str(reports), run_name='ens', tta=True))
+    run_notebook('ensemble.ipynb', tmp_path/'out.ipynb', runs='["cnx", "res", "lite"]', reports=str(reports), run_name='ens', tta=True)
     out = reports/'ens'
     metrics = json.loads((out/'metrics.json').read_text())
     assert metrics['kind'] == 'ensemble' and metrics['runs'] == ['cnx', 'res', 'lite'] and metrics['tta'] is True

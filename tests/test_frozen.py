@@ -2,9 +2,9 @@
 fine-tuned run (so ensembles and load_run_model work unchanged), and every bad option refused before any work."""
 import json, re
 
-import numpy as np, papermill as pm, pytest, torch
+import numpy as np, pytest, torch
 
-from conftest import CLIPART, ROOT, clipart_slice
+from conftest import CLIPART, clipart_slice, run_notebook
 from dogcls.config import TrainConfig
 from dogcls.core import DataError
 from dogcls.data import load_data
@@ -112,9 +112,8 @@ def test_train_notebook_with_a_frozen_backbone(tmp_path):
     "The headline notebook with -p freeze backbone: the report says what trained and how long extraction and heads took."
     root = clipart_slice(tmp_path/'d', 3)
     reports = tmp_path/'reports'
-    pm.execute_notebook(str(ROOT/'nbs'/'train.ipynb'), str(tmp_path/'out.ipynb'), kernel_name='python3', progress_bar=False,
-                        parameters=dict(data=str(root), reports=str(reports), arch='efficientnet_lite0', size='cpu', folds=3,
-                                        freeze='backbone', head='mlp', epochs=2, batch_size=8, gallery=2))
+    run_notebook('train.ipynb', tmp_path/'out.ipynb', data=str(root), reports=str(reports), arch='efficientnet_lite0', size='cpu', folds=3,
+                                        freeze='backbone', head='mlp', epochs=2, batch_size=8, gallery=2)
     page = (reports/'efficientnet_lite0'/'report.html').read_text()
     assert 'seconds: feature extraction (computed now) / head training (all folds)' in page
     assert 'parameters that learn, of all' in page and (reports/'efficientnet_lite0'/'submission.csv').is_file()

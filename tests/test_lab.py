@@ -7,10 +7,10 @@ wait the same way: on the kernel's state and the cells' prompts, never on a fixe
 import json, os, secrets, shutil, signal, socket, subprocess, sys, time, urllib.request
 from pathlib import Path
 
-import pandas as pd, papermill as pm, psutil, pytest
+import pandas as pd, psutil, pytest
 from PIL import ImageOps
 
-from conftest import ARTIFACTS, ROOT, clipart_slice, require_browser, screenshot
+from conftest import ARTIFACTS, clipart_slice, require_browser, screenshot, run_notebook
 
 require_browser()
 KERNEL = 'dogcls'
@@ -230,7 +230,7 @@ def panel_screenshot(driver, name: str):
 
 def prepare(notebook: str, root: Path, **parameters)->str:
     "The experiment notebook with its parameters injected, as papermill would, without running it (the UI runs it)."
-    pm.execute_notebook(str(ROOT/'nbs'/notebook), str(root/notebook), parameters=parameters, prepare_only=True, progress_bar=False)
+    run_notebook(notebook, root/notebook, prepare_only=True, **parameters)
     return notebook
 
 

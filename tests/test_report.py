@@ -1,9 +1,9 @@
 "The HTML report mechanism and the EDA notebook, run through papermill on a tiny slice of the embedded data."
 import html, json, re
 
-import pandas as pd, papermill as pm, pytest
+import pandas as pd, pytest
 
-from conftest import ROOT, clipart_slice
+from conftest import clipart_slice, run_notebook
 from dogcls.report import Report
 
 EVIL = '<img src=x onerror=alert(1)>&"'
@@ -34,9 +34,7 @@ def tiny_slice(tmp_path):
 
 def test_eda_notebook_writes_self_contained_report(tmp_path, tiny_slice):
     root, evil = tiny_slice
-    pm.execute_notebook(str(ROOT/'nbs'/'eda.ipynb'), str(tmp_path/'eda-out.ipynb'), kernel_name='python3',
-                        parameters=dict(data=str(root), run_name='eda-test', reports=str(tmp_path/'reports'), samples=3),
-                        cwd=str(tmp_path), progress_bar=False)
+    run_notebook('eda.ipynb', tmp_path/'eda-out.ipynb', cwd=str(tmp_path), data=str(root), run_name='eda-test', reports=str(tmp_path/'reports'), samples=3)
     out = tmp_path/'reports'/'eda-test'
     page = (out/'report.html').read_text()
     images = re.findall(r'<img [^>]*src="([^"]*)"', page)

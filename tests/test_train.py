@@ -7,7 +7,7 @@ from torchvision import transforms as T
 
 import dogcls.augment as augment_module
 import dogcls.train as train_module
-from conftest import CLIPART, ROOT, clipart_slice
+from conftest import CLIPART, ROOT, clipart_slice, run_notebook
 from dogcls.core import DataError
 from dogcls.data import load_data
 from dogcls.run import Run
@@ -171,9 +171,8 @@ def test_train_notebook_writes_the_report(tmp_path):
     for src, dst in zip(copied.image_path, extra.image_path): (root/dst).write_bytes((root/src).read_bytes())
     pd.concat([rows, extra]).to_csv(root/'train.csv', index=False)
     reports = tmp_path/'reports'
-    pm.execute_notebook(str(ROOT/'nbs'/'train.ipynb'), str(tmp_path/'out.ipynb'), kernel_name='python3', progress_bar=False,
-                        parameters=dict(data=str(root), reports=str(reports), arch='convnextv2', size='cpu', img_size=32, epochs=2,
-                                        folds=3, batch_size=8, limit_batches=2, gallery=4))
+    run_notebook('train.ipynb', tmp_path/'out.ipynb', data=str(root), reports=str(reports), arch='convnextv2', size='cpu', img_size=32, epochs=2,
+                                        folds=3, batch_size=8, limit_batches=2, gallery=4)
     out = reports/'convnextv2'
     page = (out/'report.html').read_text()
     assert evil not in page and html.escape(evil) in page
@@ -212,11 +211,9 @@ def test_train_notebook_writes_the_report(tmp_path):
     assert log.count('epoch 2/2') == 3 and 'GPU available' not in log # one line per epoch, no banners
     assert 'WARNING: Near-duplicates (mirrored' in log and 'WARNING: convnextv2 was trained from random' in log
     # with a dedup run of the same data in the reports folder, the next run applies its decisions and names the run
-    pm.execute_notebook(str(ROOT/'nbs'/'dedup.ipynb'), str(tmp_path/'dedup.ipynb'), kernel_name='python3', progress_bar=False,
-                        parameters=dict(data=str(root), reports=str(reports), run_name='dedup-slice', geometric=False))
-    pm.execute_notebook(str(ROOT/'nbs'/'train.ipynb'), str(tmp_path/'out2.ipynb'), kernel_name='python3', progress_bar=False,
-                        parameters=dict(data=str(root), reports=str(reports), run_name='after-dedup', arch='convnextv2', size='cpu',
-                                        img_size=32, epochs=1, folds=3, batch_size=8, limit_batches=1, gallery=1))
+    run_notebook('dedup.ipynb', tmp_path/'dedup.ipynb', data=str(root), reports=str(reports), run_name='dedup-slice', geometric=False)
+    run_notebook('train.ipynb', tmp_path/'out2.ipynb', data=str(root), reports=str(reports), run_name='after-dedup', arch='convnextv2', size='cpu',
+                                        img_size=32, epochs=1, folds=3, batch_size=8, limit_batches=1, gallery=1)
     metrics = json.loads((reports/'after-dedup'/'metrics.json').read_text())
     assert metrics['dedup_source'] == 'found' and metrics['dedup_decisions'] == str(reports/'dedup-slice'/'decisions.csv')
     assert metrics['leak_audit'] == 0 and not any('were not grouped' in w['message'] for w in metrics['warnings'])
