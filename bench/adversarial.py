@@ -6,7 +6,10 @@ Both embedding backends are measured; the time of each embedding pass is printed
 
     .venv/bin/python bench/adversarial.py [--backends efficientnet_lite0,pixels] [--smoke]
 """
-import argparse, sys, tempfile, time
+import argparse
+import sys
+import tempfile
+import time
 from pathlib import Path
 
 from PIL import Image

@@ -4,7 +4,11 @@ into a folder on disk and, where the machine has one, into memory (/dev/shm) to 
 
     .venv/bin/python bench/augment.py [--repeats 3] [--dirs /tmp /dev/shm] [--smoke]
 """
-import argparse, os, statistics, tempfile, time
+import argparse
+import os
+import statistics
+import tempfile
+import time
 from pathlib import Path
 
 from dogcls.augment import write_offline

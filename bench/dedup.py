@@ -24,18 +24,46 @@ both built by bench/dedup_sets.py; this script scores and times.
     .venv/bin/python bench/dedup.py --smoke   # seconds: the clipart benchmark with 12 sources, one timing on 300 images,
                                               # 20 crop copies, the Hamming searches on 60 images
 """
-import argparse, itertools, os, statistics, subprocess, sys, tempfile, time
+import argparse
+import itertools
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
 from pathlib import Path
 
-import cv2, numpy as np, pandas as pd, torch
+import cv2
+import numpy as np
+import pandas as pd
+import torch
 
 from dogcls.data import load_data, open_image
+from dogcls.dedup import (
+    DedupConfig,
+    SSIMIndex,
+    _angles,
+    _either_way,
+    _hamming_nearest,
+    decode_all,
+    find_duplicates,
+    geometric_check,
+    thumbnails,
+    to_gray,
+    within_class_ssim,
+)
 from dogcls.views import FLIPS
-from dogcls.dedup import (SSIMIndex, DedupConfig, _angles, _either_way, _hamming_nearest, decode_all, find_duplicates,
-                          geometric_check, thumbnails, to_gray, within_class_ssim)
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from dedup_sets import ICONS, TRANSFORMS, build, build_benchmark, icon_manifest, make_copy # the benchmark sets (built at run time)
+from dedup_sets import (  # the benchmark sets (built at run time)
+    ICONS,
+    TRANSFORMS,
+    build,
+    build_benchmark,
+    icon_manifest,
+    make_copy,
+)
 
 
 def evaluate(predicted: set, truth: list, bench: pd.DataFrame) -> dict:
@@ -141,7 +169,7 @@ def search_memory():
 
 def dogcls_pairs(bench, ssim_threshold=0.95, cosine_threshold=0.99, **options) -> set:
     pairs = find_duplicates(bench, ssim_threshold=ssim_threshold, cosine_threshold=cosine_threshold, **options).pairs
-    return {frozenset((a, b)) for a, b in zip(pairs.image_path_a, pairs.image_path_b)}
+    return {frozenset((a, b)) for a, b in zip(pairs.image_path_a, pairs.image_path_b, strict=True)}
 
 
 def icon_scores(predicted: set, truth: list, negatives: list, source: dict) -> dict:
@@ -184,7 +212,7 @@ def icon_benchmark(root: Path, per_kind: int):
         (Path(d)/'bench.csv').write_text(bench.to_csv(index=False))
         m = icon_manifest(Path(d))
         truth, negatives = [tuple(t) for t in truth], [tuple(n) for n in negatives]
-        source = dict(zip(bench.image_path, bench.source))
+        source = dict(zip(bench.image_path, bench.source, strict=True))
         print(f'Icon benchmark from {root}: {len(m)} images ({(bench.kind == "original").sum()} icons, {removed} left out as pixel-equal to another; '
               f'{len(truth)} known copies, {len(negatives)} hard-negative pairs), built in {time.perf_counter() - start:.0f} s')
         rows = {}
@@ -268,12 +296,12 @@ def hamming_speed(images: int = 300, pairs: int = 4000):
     rng = np.random.default_rng(0)
     pick = rng.integers(0, len(d), (pairs, 2))
     opencv = lambda q, b: cv2.batchDistance(q, b, cv2.CV_32S, normType=cv2.NORM_HAMMING, K=2)
-    same = all(np.array_equal(x, y) for i, j in pick[:200] for x, y in zip(opencv(d[i], d[j]), _hamming_nearest(d[i], d[j], 2)))
+    same = all(np.array_equal(x, y) for i, j in pick[:200] for x, y in zip(opencv(d[i], d[j]), _hamming_nearest(d[i], d[j], 2), strict=True))
     print(f'\nHamming search, {pairs} pairs of {len(d)} images (mean {np.mean([len(x) for x in d]):.0f} descriptors): '
           f'same distances and nearest rows on 200 pairs: {same}')
     for name, search in (('OpenCV batchDistance', opencv), ('faiss (_hamming_nearest)', lambda q, b: _hamming_nearest(q, b, 2))):
         for threads in (1, 2):
-            def run(part): [search(d[i], d[j]) for i, j in part]
+            def run(part, search=search): [search(d[i], d[j]) for i, j in part]
             start = time.perf_counter()
             with ThreadPoolExecutor(threads) as pool: list(pool.map(run, np.array_split(pick, 16)))
             print(f'  {name:26s} {threads} calling thread(s): {(time.perf_counter() - start) / pairs * 1e6:6.1f} us a pair')

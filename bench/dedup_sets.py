@@ -7,10 +7,14 @@
     .venv/bin/python bench/dedup_sets.py --out /tmp/sets   # write both (the icons when installed) to look at
     .venv/bin/python bench/dedup_sets.py --smoke           # seconds: the clipart set with 12 copies, in a temporary folder
 """
-import argparse, os, shutil, tempfile
+import argparse
+import os
+import shutil
+import tempfile
 from pathlib import Path
 
-import numpy as np, pandas as pd
+import numpy as np
+import pandas as pd
 from PIL import Image, ImageDraw, ImageEnhance, ImageFont
 
 from dogcls.core import file_sha1
@@ -63,7 +67,7 @@ def distinct(items, size=32, tol=0.02):
         d = np.abs(views[x + 1:] - flat[i][None, None]).mean(-1).min(1)
         oriented += [(int(i), int(kept[x + 1 + y])) for y in np.nonzero(d < tol)[0]]
     names = {i: f'{items[i][0]}/{items[i][1]}.png' for i in kept}
-    return [it for it, k in zip(items, keep) if k], int((~keep).sum()), [(names[i], names[j]) for i, j in oriented]
+    return [it for it, k in zip(items, keep, strict=True) if k], int((~keep).sum()), [(names[i], names[j]) for i, j in oriented]
 
 def natural_negatives(df, rng, max_same=400):
     "Pairs of distinct originals that look alike: mirrored names, colour variants, and other members of a name family."
@@ -80,7 +84,7 @@ def natural_negatives(df, rng, max_same=400):
     for r in df.itertuples():
         toks = r.stem.split('-')
         if toks[-1] in COLOURS: fam.setdefault(('colour', r.category, '-'.join(toks[:-1])), []).append(r.image_path)
-    for k, members in fam.items():
+    for members in fam.values():
         for i in range(len(members)):
             for j in range(i + 1, len(members)): pairs.append((members[i], members[j], 'colour_variant'))
     fam = {}
@@ -204,7 +208,7 @@ def distinct_originals(manifest: pd.DataFrame, phash: dict) -> pd.DataFrame:
     emb = pixel_embeddings(thumbs)
     for r in cosine_pairs(emb, 0.9).itertuples(): close.add((r.a, r.b))
     ssim = within_class_ssim(m.assign(class_name=m.class_name.where(m.split == 'train', 'test images')), 0.8, gray=gray)
-    close |= set(zip(ssim.a, ssim.b))
+    close |= set(zip(ssim.a, ssim.b, strict=True))
     hashes = np.array([[int(c, 16) for c in phash[n]] for n in m.image_path])
     bits = np.unpackbits(hashes.astype(np.uint8)[:, :, None], axis=2)[:, :, 4:].reshape(len(m), -1)
     for i in range(len(m)):
@@ -231,7 +235,7 @@ def build_benchmark(manifest, n_sources: int, folder: Path):
     manifest = manifest.assign(flat_name=[f'{i:05d}_{Path(p).name}' for i, p in enumerate(manifest.image_path)])
     for r in manifest.itertuples(): shutil.copy(r.file, flat/r.flat_name)
     codes = phash_of(flat)
-    base = distinct_originals(manifest, {p: codes[n] for p, n in zip(manifest.image_path, manifest.flat_name)})
+    base = distinct_originals(manifest, {p: codes[n] for p, n in zip(manifest.image_path, manifest.flat_name, strict=True)})
     rng = np.random.default_rng(1)
     sources = base.iloc[rng.permutation(len(base))[:n_sources]]
     rows = [dict(image_path=r.flat_name, class_name=r.class_name, source=r.flat_name, transform='original',

@@ -10,9 +10,15 @@ memory) and head training for 500 classes x 5 folds.
 Each extraction writes into a store of its own (a temporary folder), so each computes everything. Run it alone on the
 machine: other jobs share the cores and the times mean nothing then.
 """
-import argparse, resource, statistics, sys, tempfile, time
+import argparse
+import resource
+import statistics
+import sys
+import tempfile
+import time
 
-import numpy as np, torch
+import numpy as np
+import torch
 
 from dogcls.config import ModelConfig
 from dogcls.core import cache_dir, default_data_dir

@@ -12,7 +12,12 @@ A setting is name:option=value,... with any TrainConfig option (arch, img_size, 
 feature extraction, as in a fresh clone; without it a later setting reads what an earlier one stored.
 Run it alone on the machine: other jobs slow training several times over. --smoke: two tiny settings and their ensemble.
 """
-import argparse, json, os, shutil, tempfile, time
+import argparse
+import json
+import os
+import shutil
+import tempfile
+import time
 from pathlib import Path
 
 import pandas as pd

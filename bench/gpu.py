@@ -10,10 +10,15 @@ estimates of bench/presets.py can be replaced by measurements. Meant to finish w
 
 Weights are randomly initialised (the throughput does not depend on them, and the hub may be out of reach).
 """
-import argparse, json, sys, tempfile, time
+import argparse
+import json
+import sys
+import tempfile
+import time
 from pathlib import Path
 
-import pandas as pd, torch
+import pandas as pd
+import torch
 
 from dogcls.config import FULL_PRESETS
 from dogcls.data import load_data

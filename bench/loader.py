@@ -3,7 +3,9 @@ into the cache) against later epochs (served from the cache), and an uncached ep
 
     .venv/bin/python bench/loader.py [--repeats 3] [--img_size 128] [--batch_size 64] [--smoke]
 """
-import argparse, statistics, time
+import argparse
+import statistics
+import time
 
 import torch
 from torch.utils.data import DataLoader
@@ -16,7 +18,7 @@ from dogcls.loader import ImageCache, ImageDataset, cache_side
 def epoch(loader) -> float:
     "Seconds to draw every batch of one epoch."
     start = time.perf_counter()
-    for x, y in loader: pass
+    for _ in loader: pass
     return time.perf_counter() - start
 
 

@@ -18,10 +18,16 @@ class drawn uniformly); its test set is untouched. Then, each step through paper
 Runs land in `--reports` (default: reports/ of the project, run names noise-*); re-running resumes finished folds.
 Run it alone on the machine when you want its times; the accuracies do not depend on the load (same seed, CPU).
 """
-import argparse, json, shutil, subprocess, sys, time
+import argparse
+import json
+import shutil
+import subprocess
+import sys
+import time
 from pathlib import Path
 
-import numpy as np, pandas as pd
+import numpy as np
+import pandas as pd
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -65,6 +71,7 @@ def papermill(notebook: str, run_name: str, reports: Path, *params: str) -> floa
 def smoke_check(source: Path, rate: float, seed: int):
     "The noisy copy in a temporary folder, read back by load_data: the flipped labels are what the data set says."
     import tempfile
+
     from dogcls.data import load_data
     with tempfile.TemporaryDirectory() as d:
         flipped = build(source, Path(d)/'noisy', rate, seed)
@@ -109,7 +116,7 @@ def main():
     seconds['train noisy'] = papermill('train.ipynb', runs['noisy'], reports, '-p', 'data', str(dest), *common)
     if args.stop_after_noisy: print(json.dumps(seconds, indent=1)); return
 
-    from dogcls.clean import drop_empty_classes, label_issues, self_confidence_ranking, loss_ranking
+    from dogcls.clean import drop_empty_classes, label_issues, loss_ranking, self_confidence_ranking
     from dogcls.train import merge_folds
     run = merge_folds(reports/runs['noisy'])
     split = run.split

@@ -16,9 +16,12 @@ bfloat16 autocast) 4 bytes per parameter and the largest block's inside per imag
 these, plus 10 % of the 32 GiB for the allocator and the CUDA context, stay under 32 GiB. Estimates, not
 measurements: `bash bench/gpu.sh` measures peak memory and images/s where a GPU exists.
 """
-import argparse, time
+import argparse
+import time
 
-import pandas as pd, timm, torch
+import pandas as pd
+import timm
+import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils.flop_counter import FlopCounterMode
 

@@ -14,11 +14,22 @@ drawing per class, by random crop, rotation, scale, flips, colour jitter and noi
 repository (`$XDG_CACHE_HOME/dogcls/scale-<version>`, default `~/.cache/dogcls/...`) and reused when its build.json
 matches. Run it alone on the machine: other jobs share the cores and the times mean nothing then.
 """
-import argparse, hashlib, json, os, shutil, statistics, subprocess, sys, tempfile, threading, time
+import argparse
+import hashlib
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-import cv2, numpy as np
+import cv2
+import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 SOURCE = Path('/usr/share/openclipart/png')
@@ -115,7 +126,7 @@ def build(dest: Path, classes: int = 500, train_per_class: int = 30, test_per_cl
         jobs += [(c, j, 'train') for j in range(train_per_class)] + [(c, j, 'test') for j in range(test_per_class)]
     test_order = np.random.default_rng(seed + 1).permutation(classes * test_per_class) # test files are numbered in a shuffled order
     test_number = {}
-    for k, (c, j, split) in enumerate(job for job in jobs if job[2] == 'test'): test_number[(c, j)] = int(test_order[k])
+    for k, (c, j, _) in enumerate(job for job in jobs if job[2] == 'test'): test_number[(c, j)] = int(test_order[k])
     for w in wnids: (tmp/'train'/w).mkdir(parents=True)
     (tmp/'test').mkdir()
     cache = {}
@@ -213,6 +224,7 @@ def run_step(argv: list[str], env: dict) -> tuple[float, float, int]:
 def open_in_chromium(pages: list[Path]) -> dict:
     "Seconds until each page has loaded (navigation timing's loadEventEnd) in headless Chromium, median of 3 loads."
     import shutil
+
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
     if not (shutil.which('chromium') and shutil.which('chromedriver')): return {}

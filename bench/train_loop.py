@@ -4,9 +4,12 @@ size and resolution, measured in the same run (medians of several windows).
 
     .venv/bin/python bench/train_loop.py [--arch resnet] [--batch_size 32] [--steps 30] [--repeats 3] [--smoke]
 """
-import argparse, statistics, time
+import argparse
+import statistics
+import time
 
-import lightning as L, torch
+import lightning as L
+import torch
 
 from dogcls.augment import train_transform
 from dogcls.config import DataConfig, ModelConfig
@@ -71,7 +74,7 @@ def main():
     print(f'bare timm loop (random tensors):        {statistics.median(theirs):6.1f} images/s  {[round(v, 1) for v in theirs]}')
     print(f'dogcls loop (data, augmentation, Lightning): {statistics.median(ours):6.1f} images/s  {[round(v, 1) for v in ours]}')
     print(f'ratio dogcls / bare: {statistics.median(ours) / statistics.median(theirs):.2f} (of the medians); '
-          f'{statistics.median(o / t for o, t in zip(ours, theirs)):.2f} (median of the paired windows)')
+          f'{statistics.median(o / t for o, t in zip(ours, theirs, strict=True)):.2f} (median of the paired windows)')
 
 
 if __name__ == '__main__':

@@ -4,12 +4,23 @@
 
 # %% ../nbs/03_augment.ipynb #3db9e816
 from __future__ import annotations
-import ast, functools, hashlib, inspect, json, os, random, re
+
+import ast
+import functools
+import hashlib
+import inspect
+import json
+import os
+import random
+import re
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-import albumentations as A, cv2, numpy as np, pandas as pd
+import albumentations as A
+import cv2
 import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
 from PIL import Image
 from skimage import feature
 from sklearn.model_selection import StratifiedKFold
@@ -323,7 +334,7 @@ def parse_schedule(
     starts = [s for s, _ in stages]
     if starts[0] != 1:
         raise DataError(f'policy_schedule={schedule!r}: the first stage starts at epoch 1, not {starts[0]}')
-    if any(b <= a for a, b in zip(starts, starts[1:])):
+    if any(b <= a for a, b in zip(starts, starts[1:], strict=False)):
         raise DataError(f'policy_schedule={schedule!r}: stages overlap; their first epochs must increase ({starts})')
     if starts[-1] > epochs:
         raise DataError(f'policy_schedule={schedule!r}: a stage starts at epoch {starts[-1]}, after the last of the '
@@ -364,7 +375,7 @@ def augmentation_gallery(
         im = open_image(f).resize((size, size))
         pictures = [im] + [Image.fromarray(apply_spec(np.asarray(im), s, seed)) for s in specs]
         pictures += [T.Compose(policy_transforms(p, size))(im) for p in policies]
-        for ax, pic, title in zip(axes[row], pictures, columns):
+        for ax, pic, title in zip(axes[row], pictures, columns, strict=True):
             ax.imshow(pic); ax.set_xticks([]); ax.set_yticks([])
             if row == 0: ax.set_title(title, fontsize=7)
     fig.tight_layout()
@@ -432,6 +443,6 @@ def leak_audit(
                 found.setdefault(r.image_path, ('exact duplicate', by_hash[r.sha1]))
         if len(links):
             near = links[links.x.isin(val.image_path) & links.y.isin(rest.image_path)].drop_duplicates('x')
-            for x, y in zip(near.x, near.y): found.setdefault(x, ('near-duplicate', y))
+            for x, y in zip(near.x, near.y, strict=True): found.setdefault(x, ('near-duplicate', y))
         rows += [dict(fold=k, image_path=p, reason=reason, partner=partner) for p, (reason, partner) in found.items()]
     return pd.DataFrame(rows, columns=['fold', 'image_path', 'reason', 'partner'])

@@ -4,9 +4,11 @@
 
 # %% ../nbs/08_clean.ipynb #ba0d2eac
 from __future__ import annotations
+
 from pathlib import Path
 
-import numpy as np, pandas as pd
+import numpy as np
+import pandas as pd
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import roc_auc_score
 from sklearn.model_selection import StratifiedKFold
@@ -331,7 +333,7 @@ def runs_oof(
     reports:str|Path|None=None, # the reports folder holding named runs
 )->dict:                        # split (training rows), oof_probs (mean over the runs), names, runs (name -> Run)
     "The training rows of one run, or of several runs sharing a split, and their (mean) out-of-fold probabilities."
-    from dogcls.ensemble import run_folder, load_runs
+    from dogcls.ensemble import load_runs, run_folder
     from dogcls.run import Run
     runs = list(runs)
     if not runs: raise DataError('runs: name at least one training run, e.g. -p runs \'["efficientnet_lite0"]\'')

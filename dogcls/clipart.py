@@ -4,10 +4,17 @@
 
 # %% ../nbs/01a_clipart.ipynb #980dff22
 from __future__ import annotations
-import argparse, inspect, os, statistics, subprocess, warnings
+
+import argparse
+import inspect
+import os
+import statistics
+import subprocess
+import warnings
 from pathlib import Path
 
-import numpy as np, pandas as pd
+import numpy as np
+import pandas as pd
 from PIL import Image
 
 from .core import DataError, default_data_dir, file_sha1, resolve_dir, write_json
@@ -96,7 +103,7 @@ def _draw_split(classes:dict, max_per_class:int, test_fraction:float, rng:np.ran
         chosen = [files[i] for i in sorted(rng.permutation(len(files))[:max_per_class])]
         n_test = round(len(chosen) * test_fraction)
         is_test = np.zeros(len(chosen), bool); is_test[rng.permutation(len(chosen))[:n_test]] = True
-        for f, held_out in zip(chosen, is_test):
+        for f, held_out in zip(chosen, is_test, strict=True):
             (test_rows if held_out else train_rows).append(dict(class_name=name, target=target, source=f))
     order = rng.permutation(len(test_rows))
     test_rows = [dict(test_rows[j], image_path=f'test/{n}.png') for n, j in enumerate(order)]

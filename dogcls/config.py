@@ -4,7 +4,11 @@
 
 # %% ../nbs/04b_config.ipynb #b10c2769
 from __future__ import annotations
-import dataclasses, difflib, json, numbers
+
+import dataclasses
+import difflib
+import json
+import numbers
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 

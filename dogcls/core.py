@@ -4,7 +4,15 @@
 
 # %% ../nbs/00_core.ipynb #ea191e5a
 from __future__ import annotations
-import contextlib, hashlib, itertools, json, os, platform, re, sys
+
+import contextlib
+import hashlib
+import itertools
+import json
+import os
+import platform
+import re
+import sys
 from pathlib import Path
 
 # %% auto #0

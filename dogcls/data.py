@@ -4,11 +4,16 @@
 
 # %% ../nbs/01_data.ipynb #5050f011
 from __future__ import annotations
-import hashlib, os, stat, warnings
+
+import hashlib
+import os
+import stat
+import warnings
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-import numpy as np, pandas as pd
+import numpy as np
+import pandas as pd
 from PIL import Image, ImageOps, UnidentifiedImageError
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
@@ -149,13 +154,14 @@ def scan_images(
     earlier = _earlier_scans(Path(cache), decode, max_pixels) if cache is not None and not (decode and thumb) else {}
     rows, todo = [None] * len(paths), []
     number = lambda c, v: int(float(v)) if c in ('width', 'height', 'n_bytes') else v # the CSV keeps text
-    for i, (p, key) in enumerate(zip(paths, keys)):
+    for i, (p, key) in enumerate(zip(paths, keys, strict=True)):
         r = earlier.get(p)
         if key is not None and r is not None and (r['size'], r['mtime_ns']) == tuple(map(str, key)):
             rows[i] = {c: None if r[c] == '' else number(c, r[c]) for c in SCAN_COLUMNS}
         else: todo.append(i)
     with ThreadPoolExecutor(n_threads or cpu_threads()) as pool:
-        for i, row in zip(todo, pool.map(lambda i: scan_image(paths[i], decode, max_pixels, thumb), todo)):
+        scanned_rows = pool.map(lambda i: scan_image(paths[i], decode, max_pixels, thumb), todo)
+        for i, row in zip(todo, scanned_rows, strict=True):
             rows[i] = row
     scan = pd.DataFrame(rows, columns=SCAN_COLUMNS)
     if decode and thumb: scan['thumb'] = [r.get('thumb') for r in rows]
@@ -253,7 +259,8 @@ def resolve_paths(
     paths = table.image_path
     usable = np.ones(len(paths), bool) if usable is None else np.asarray(usable, bool)
     sub = root/folder
-    exists = lambda base: np.array([u and os.path.isfile(os.path.join(base, p)) for p, u in zip(paths, usable)], bool)
+    exists = lambda base: np.array([u and os.path.isfile(os.path.join(base, p))
+                                    for p, u in zip(paths, usable, strict=True)], bool)
     at_root = exists(root)
     in_folder = exists(sub) if sub.is_dir() else np.zeros(len(paths), bool)
     resolving = at_root | in_folder

@@ -4,13 +4,19 @@
 
 # %% ../nbs/02_dedup.ipynb #23c0939e
 from __future__ import annotations
-import dataclasses, zlib
+
+import dataclasses
+import zlib
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import NamedTuple
 
-import cv2, faiss, numpy as np, pandas as pd, torch
+import cv2
+import faiss
+import numpy as np
+import pandas as pd
+import torch
 from fastcore.basics import patch
 from PIL import Image
 from scipy import sparse
@@ -18,8 +24,8 @@ from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
 from .core import DataError, atomic_write, bf16_in_hardware, cpu_threads, write_json
-from .views import FLIPS, VIEW_WORDS, apply_view, parse_views
 from .data import MAX_PIXELS, join_groups, open_image, thumbnail
+from .views import FLIPS, VIEW_WORDS, apply_view, parse_views
 
 # %% auto #0
 __all__ = ['GEOMETRIC_COLUMNS', 'PAIR_COLUMNS', 'SCORE_COLUMNS', 'MATCH_SUMMARY_COLUMNS', 'CONFLICT_POLICIES', 'WITHIN_POLICIES',
@@ -307,7 +313,7 @@ def embed(
     if isinstance(backend, str) and backend == 'pixels':
         if thumbs is None: thumbs, _ = thumbnails(manifest.file, size)
         return pixel_embeddings(thumbs, flips)
-    from dogcls import features, models # models and weights: only for a model backend
+    from dogcls import features, models  # models and weights: only for a model backend
     if isinstance(backend, str):
         store = features.FeatureStore(models.feature_extractor(backend), precision)
         stored = store.features(manifest.file, manifest.sha1 if 'sha1' in manifest else None,
@@ -483,7 +489,7 @@ def visual_words(
     starts, total = np.cumsum(counts) - counts, int(counts.sum())
     picked = np.random.default_rng(seed).choice(total, min(n_words, total), replace=False)
     owners = np.searchsorted(starts + counts, picked, side='right')
-    vocabulary = np.stack([descriptors[i][p - starts[i]] for i, p in zip(owners, picked)])
+    vocabulary = np.stack([descriptors[i][p - starts[i]] for i, p in zip(owners, picked, strict=True)])
     def nearest(images): # whole images, about `chunk` descriptors
         part = [descriptors[i] for i in images if counts[i]]
         if not part: return np.zeros(0, np.int32)
@@ -767,7 +773,7 @@ def decode_images(
                          n_threads=config.n_threads)
     readable = np.array([e is None for e in decoded['problems']], bool)
     problems = pd.DataFrame([dict(image_path=p, problem=e, action='left out of duplicate search')
-                             for p, e in zip(manifest.image_path, decoded['problems']) if e is not None],
+                             for p, e in zip(manifest.image_path, decoded['problems'], strict=True) if e is not None],
                             columns=['image_path', 'problem', 'action'])
     m, keep = manifest[readable], np.nonzero(readable)[0]
     if not readable.all(): # a copy only when files were left out
@@ -860,9 +866,10 @@ def confirm_pairs(
     # 32 px thumbnails miss small differences (an emblem, a detail), 64 px see them
     above = (scored.score >= scored.threshold).to_numpy()
     a, b = m.index.get_indexer(scored.a[above]), m.index.get_indexer(scored.b[above])
-    checks = [_squashed_check(decoded, i, j, v, config.min_ncc) for i, j, v in zip(a, b, scored.flip[above])]
+    checks = [_squashed_check(decoded, i, j, v, config.min_ncc)
+              for i, j, v in zip(a, b, scored.flip[above], strict=True)]
     changed, low, agree = np.full(len(scored), np.nan), np.zeros(len(scored), bool), np.zeros(len(scored), bool)
-    if checks: changed[above], low[above], agree[above] = zip(*checks)
+    if checks: changed[above], low[above], agree[above] = zip(*checks, strict=True)
     linked = above & (np.nan_to_num(changed) <= config.max_changed) & agree
     return scored.assign(changed=changed, low_structure=low, linked=linked,
                          colour_ok=_colour_ok(scored.colour, config))
@@ -901,12 +908,13 @@ def geometric_pairs(
     if not config.geometric or len(m) < 2: return confirmed
     cand = _candidates(decoded, config.candidates)
     linked = confirmed[confirmed.linked]
-    done = {frozenset(p) for p in zip(m.index.get_indexer(linked.a), m.index.get_indexer(linked.b))}
-    cand = cand[[frozenset(p) not in done for p in zip(cand.a, cand.b)]]
+    done = {frozenset(p) for p in zip(m.index.get_indexer(linked.a), m.index.get_indexer(linked.b), strict=True)}
+    cand = cand[[frozenset(p) not in done for p in zip(cand.a, cand.b, strict=True)]]
     first, second, angles = cand.a.to_numpy(), cand.b.to_numpy(), _angles(config.views)
     def check(s): # 512 pairs a task (less time waiting for the GIL); only the aligned ones are kept, as a table
         part = pd.DataFrame([_either_way(decoded, i, j, angles, min_ncc=config.min_ncc, max_changed=config.max_changed)
-                             for i, j in zip(first[s:s + 512], second[s:s + 512])], columns=GEOMETRIC_COLUMNS)
+                             for i, j in zip(first[s:s + 512], second[s:s + 512], strict=True)],
+                            columns=GEOMETRIC_COLUMNS)
         return part[part.ncc.notna()] # aligned: the pictures' geometry agreed
     with ThreadPoolExecutor(config.n_threads or cpu_threads()) as pool:
         parts = [p for p in pool.map(check, range(0, len(cand), 512)) if len(p)]
@@ -949,7 +957,7 @@ def link_pairs(
     colour-consistent scored pair, with their files, classes and kind."""
     linked = scored[scored.linked.astype(bool) & scored.colour_ok]
     linked = linked.assign(match=[_match(*r) for r in zip(linked.method, linked.flip, linked.colour.fillna(0),
-                                                          linked.scale, linked.coverage)],
+                                                          linked.scale, linked.coverage, strict=True)],
                            low_structure=linked.low_structure.fillna(False).astype(bool))
     exact = exact_pairs(manifest).assign(colour=0.0, match='identical bytes', low_structure=False)
     columns = ['a', 'b', 'score', 'flip', 'method', 'colour', 'match', 'low_structure']
@@ -993,7 +1001,7 @@ def plot_scores(
     import matplotlib.pyplot as plt
     methods = [m for m in ('ssim', 'cosine', 'geometric') if (scored.method == m).any()]
     fig, axes = plt.subplots(1, max(1, len(methods)), figsize=(4.2 * max(1, len(methods)), 3), squeeze=False)
-    for ax, method in zip(axes[0], methods):
+    for ax, method in zip(axes[0], methods, strict=True):
         s = scored[scored.method == method]
         threshold = float(s.threshold.iloc[0])
         edges = np.linspace(min(s.score.min(), threshold) - 1e-6, max(1.0, s.score.max()), bins + 1)
@@ -1130,7 +1138,7 @@ def _links(pairs:pd.DataFrame, position:pd.Series)->dict:
     "(x, y) -> the best pair linking positions x and y (either way round), as a row of `pairs`."
     best = pairs.sort_values('score', ascending=False, kind='stable')
     found = {}
-    for row, x, y in zip(best.itertuples(), position[best.a].to_numpy(), position[best.b].to_numpy()):
+    for row, x, y in zip(best.itertuples(), position[best.a].to_numpy(), position[best.b].to_numpy(), strict=True):
         found.setdefault((x, y), row); found.setdefault((y, x), row)
     return found
 
@@ -1174,7 +1182,7 @@ def protect_classes(
     out['protected'] = out.protected.fillna(False).astype(bool) | hit
     why = {c: (f'kept for review: the proposal would leave {c} with {n[c] - lost[c]} of its {n[c]} training images, '
                f'under its floor of {floor[c]} (min_class_images, min_class_share)') for c in gutted}
-    out.loc[hit, 'reason'] = [f'{why[c]}; {r}' for c, r in zip(out.class_name[hit], out.reason[hit])]
+    out.loc[hit, 'reason'] = [f'{why[c]}; {r}' for c, r in zip(out.class_name[hit], out.reason[hit], strict=True)]
     out.loc[hit, ['action', 'proposed']] = 'keep'
     out.loc[hit, 'review'] = True
     if 'relabel_to' in out: out.loc[hit, 'relabel_to'] = ''

@@ -4,16 +4,20 @@
 
 # %% ../nbs/06_ensemble.ipynb #6b9558fc
 from __future__ import annotations
-import copy, json
+
+import copy
+import json
 from pathlib import Path
 
-import numpy as np, pandas as pd, torch
+import numpy as np
+import pandas as pd
+import torch
 from scipy.optimize import minimize
 
 from .config import DataConfig
 from .core import DataError, atomic_write, run_dir
-from .models import eval_transform
 from .loader import ImageDataModule, cache_side
+from .models import eval_transform
 from .run import Run, prediction_scores
 from .train import load_run_model, predict_probs
 
@@ -51,14 +55,16 @@ def load_runs(
     for name, b in others:
         names_a, names_b = a.names, b.names
         if names_a != names_b:
-            order = [i for i, (x, y) in enumerate(zip(names_a, names_b)) if x != y][:1] # same classes, other order
+            # same classes in another order (the lists may differ in length: that is what is reported)
+            order = [i for i, (x, y) in enumerate(zip(names_a, names_b, strict=False)) if x != y][:1]
             diff = sorted(set(names_a) ^ set(names_b))[:3] or [f'order differs at target {order[0]}']
             raise DataError(f'runs {first!r} and {name!r} have different class sets ({len(names_a)} and '
                             f'{len(names_b)} classes; e.g. {diff}); '
                             'ensembles need models of the same classes')
         sa, sb = a.split, b.split
         if len(sa) != len(sb) or (sa.image_path.values != sb.image_path.values).any():
-            i = next((i for i, (x, y) in enumerate(zip(sa.image_path, sb.image_path)) if x != y), min(len(sa), len(sb)))
+            pairs = zip(sa.image_path, sb.image_path, strict=False) # the two splits may differ in length
+            i = next((i for i, (x, y) in enumerate(pairs) if x != y), min(len(sa), len(sb)))
             raise DataError(f'runs {first!r} and {name!r} were trained on different images '
                             f'({len(sa)} and {len(sb)} rows; first '
                             f'difference at row {i}); train them on the same data (same '
@@ -256,7 +262,7 @@ def ensemble(
     first = runs[names[0]]
     y, folds = first.split.target.to_numpy(), first.split.fold.to_numpy()
     oof, test = [runs[n].oof_probs for n in names], [runs[n].test_mean for n in names]
-    predictions = {n: (o, t) for n, o, t in zip(names, oof, test)}
+    predictions = {n: (o, t) for n, o, t in zip(names, oof, test, strict=True)}
     predictions['soft voting'] = (soft_vote(oof), soft_vote(test))
     predictions['hard voting'] = (hard_vote(oof), hard_vote(test))
     crossed, tested, weighted = cross_fit(oof, test, y, folds, 'weighted')
@@ -290,8 +296,8 @@ def ensemble(
                        single_gap=None if single is None else row['oof_accuracy'] - single)
         rows.append(row)
     table = pd.DataFrame(rows)
-    table.attrs['weights'] = dict(zip(names, np.round(weighted.weights_, 4).tolist()))
-    table.attrs['greedy'] = dict(zip(names, np.round(greedy.weights_, 4).tolist()))
+    table.attrs['weights'] = dict(zip(names, np.round(weighted.weights_, 4).tolist(), strict=True))
+    table.attrs['greedy'] = dict(zip(names, np.round(greedy.weights_, 4).tolist(), strict=True))
     return table, predictions
 
 # %% ../nbs/06_ensemble.ipynb #dd233347

@@ -4,7 +4,9 @@
 
 # %% ../nbs/09_experiment.ipynb #3ab761fc
 from __future__ import annotations
-import datetime, time
+
+import datetime
+import time
 
 from .core import default_data_dir, hardware_info, resolve_dir, run_dir
 from .report import Report

@@ -4,9 +4,13 @@
 
 # %% ../nbs/07c_explain.ipynb #557cdd61
 from __future__ import annotations
+
 import difflib
 
-import numpy as np, pandas as pd, timm, torch
+import numpy as np
+import pandas as pd
+import timm
+import torch
 from PIL import Image
 
 from .core import DataError
@@ -72,7 +76,7 @@ def grad_cam(
     except Exception as e: raise Unexplained(f'{type(model).__name__}: {type(e).__name__}: {e}') from None
     finally:
         model.train(was_training)
-        for p, g in zip(model.parameters(), grads): p.requires_grad_(g)
+        for p, g in zip(model.parameters(), grads, strict=True): p.requires_grad_(g)
     if not np.isfinite(maps).all(): raise Unexplained(f'{type(model).__name__}: the heat map is not finite')
     return maps
 
@@ -113,7 +117,7 @@ def explain_rows(
             pictures = [open_image(f) for f in part.file]
             given = grad_cam(model, pictures, [index[c] for c in part.true], layer)
             predicted = grad_cam(model, pictures, [index[c] for c in part.predicted], layer)
-            for r, im, g, p in zip(part.itertuples(), pictures, given, predicted):
+            for r, im, g, p in zip(part.itertuples(), pictures, given, predicted, strict=True):
                 out += [(overlay(im, g).resize((side, side)), f'{r.image_path} · where it saw {r.true} (given)'),
                         (overlay(im, p).resize((side, side)), f'where it saw {r.predicted} (predicted)')]
     except Unexplained as e: return [], f'Grad-CAM cannot explain this model: {e}'

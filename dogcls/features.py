@@ -4,13 +4,20 @@
 
 # %% ../nbs/04c_features.ipynb #766a91ed
 from __future__ import annotations
-import hashlib, json, os, random, re, time
+
+import hashlib
+import json
+import os
+import random
+import re
+import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import NamedTuple
 
-import numpy as np, torch
+import numpy as np
+import torch
 
 from .augment import train_transform
 from .core import DataError, atomic_write, bf16_in_hardware, cache_dir, file_sha1
@@ -169,14 +176,14 @@ class FeatureStore:
 def _hashes(files, sha1s)->list[str]:
     files = [str(f) for f in files]
     if sha1s is None: return [file_sha1(f) for f in files]
-    return [s if isinstance(s, str) and len(s) == 40 else file_sha1(f) for f, s in zip(files, sha1s)]
+    return [s if isinstance(s, str) and len(s) == 40 else file_sha1(f) for f, s in zip(files, sha1s, strict=True)]
 
 def _batch(store:FeatureStore, items:list, augmented:list[str], policy:str|None)->tuple:
     "Decoded tensors of a batch: (the images for the dihedral views, {aug view: its copies})."
     side, config = store.spec.img_size, data_config(store.model)
     plain, train = eval_transform(store.model), train_transform(config, policy) if augmented else None
     pictures = [open_image(f, max_side=2 * side) for _, f in items]
-    copies = {v: torch.stack([_augmented(im, s, int(v[3:]), train) for (s, _), im in zip(items, pictures)])
+    copies = {v: torch.stack([_augmented(im, s, int(v[3:]), train) for (s, _), im in zip(items, pictures, strict=True)])
               for v in augmented}
     return torch.stack([plain(im) for im in pictures]), copies
 
@@ -184,7 +191,7 @@ def _batch(store:FeatureStore, items:list, augmented:list[str], policy:str|None)
 def _extract(store:FeatureStore, files, sha1s, views, policy, batch_size:int, part_size:int, log)->Extraction:
     views, started = list(views), time.time()
     folders = {v: store.folder/_view_folder(v, policy) for v in views}
-    first = dict(zip(_hashes(files, sha1s), map(str, files))) # one file per content
+    first = dict(zip(_hashes(files, sha1s), map(str, files), strict=True)) # one file per content
     todo = {v: set(first) - set(store.stored(v, policy)) for v in views}
     need = [s for s in first if any(s in todo[v] for v in views)]
     if not need: return Extraction(len(first), 0, 0.0)

@@ -4,10 +4,15 @@
 
 # %% ../nbs/04d_heads.ipynb #d2a7a854
 from __future__ import annotations
-import copy, math, time
+
+import copy
+import math
+import time
 from typing import NamedTuple
 
-import numpy as np, pandas as pd, torch
+import numpy as np
+import pandas as pd
+import torch
 from timm.optim import create_optimizer_v2
 
 from .config import ModelConfig

@@ -4,10 +4,15 @@
 
 # %% ../nbs/01b_loader.ipynb #817d44d7
 from __future__ import annotations
-import math, random
+
+import math
+import random
 from concurrent.futures import ThreadPoolExecutor
 
-import lightning as L, numpy as np, pandas as pd, torch
+import lightning as L
+import numpy as np
+import pandas as pd
+import torch
 from fastcore.basics import patch
 from PIL import Image
 from torch.utils.data import DataLoader, Dataset, RandomSampler
@@ -55,7 +60,8 @@ class ImageCache:
         with ThreadPoolExecutor(n_threads or cpu_threads()) as pool:
             for start in range(0, len(todo), 256): # a chunk at a time: nothing decoded beyond the budget is held
                 chunk = todo[start:start + 256]
-                for f, im in zip(chunk, pool.map(lambda f: open_image(f, max_side, max_pixels), chunk)):
+                opened = pool.map(lambda f: open_image(f, max_side, max_pixels), chunk)
+                for f, im in zip(chunk, opened, strict=True):
                     if not self._keep((f, max_side), im): return self
         return self
 

@@ -4,7 +4,9 @@
 
 # %% ../nbs/07a_metrics.ipynb #metrimps
 from __future__ import annotations
-import numpy as np, pandas as pd
+
+import numpy as np
+import pandas as pd
 
 
 # %% auto #0

@@ -4,11 +4,13 @@
 
 # %% ../nbs/04_models.ipynb #f888a2d4
 from __future__ import annotations
+
 import importlib
 from dataclasses import dataclass
 from pathlib import Path
 
-import timm, torch
+import timm
+import torch
 from timm.data import create_transform, resolve_data_config
 from timm.models import group_parameters
 
@@ -92,7 +94,7 @@ def convert_efficientnet_lite(
         raise DataError(f'{name} conversion: the checkpoint has {len(theirs)} tensors, timm expects {len(names)}; '
                         f'is it the checkpoint of {package}?')
     converted = {}
-    for ours, key in zip(names, theirs):
+    for ours, key in zip(names, theirs, strict=True):
         tensor, kind = source[key], ours.rsplit('.', 1)[-1]
         if key.rsplit('.', 1)[-1] != kind or tensor.shape != target[ours].shape:
             raise DataError(f'{name} conversion: {ours} {tuple(target[ours].shape)} '

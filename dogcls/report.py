@@ -4,13 +4,19 @@
 
 # %% ../nbs/07_report.ipynb #0eae3331
 from __future__ import annotations
-import base64, html, io, re
+
+import base64
+import html
+import io
+import re
 from pathlib import Path
 from typing import NamedTuple
 
-import matplotlib, numpy as np, pandas as pd
-from fastcore.basics import patch
+import matplotlib
 import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+from fastcore.basics import patch
 from PIL import Image
 
 # %% auto #0
@@ -207,7 +213,7 @@ def plot_image_sizes(
     fig, axes = plt.subplots(1, 3, figsize=(12, 3.2))
     axes[0].scatter(manifest.width, manifest.height, s=6, alpha=0.4)
     axes[0].set(xlabel='width (px)', ylabel='height (px)', title='Image sizes')
-    for ax, col in zip(axes[1:], ['mode', 'format']):
+    for ax, col in zip(axes[1:], ['mode', 'format'], strict=True):
         manifest[col].fillna('?').value_counts().plot.barh(ax=ax)
         ax.set(title=f'Files by {col}', xlabel='images')
     fig.tight_layout()
@@ -223,7 +229,7 @@ def plot_learning_curves(
     colours = plt.cm.tab10.colors
     for i, (k, h) in enumerate(history.sort_values('epoch').groupby('fold')):
         c = colours[i % 10]
-        for ax, metric in zip(axes[:2], ('loss', 'acc')):
+        for ax, metric in zip(axes[:2], ('loss', 'acc'), strict=True):
             ax.plot(h.epoch, h[f'train_{metric}'], '--o', color=c, alpha=0.7, ms=3)
             ax.plot(h.epoch, h[f'val_{metric}'], '-o', color=c, label=f'fold {k}', ms=3)
         axes[2].plot(h.epoch, h.train_acc - h.val_acc, '-o', color=c, ms=3, label=f'fold {k}')

@@ -4,6 +4,7 @@
 
 # %% ../nbs/02b_review.ipynb #9d9b40d5
 from __future__ import annotations
+
 import html
 from pathlib import Path
 
@@ -12,8 +13,8 @@ from fastcore.basics import patch
 
 from .core import atomic_write
 from .data import open_image
-from .views import VIEW_WORDS
 from .report import image_png
+from .views import VIEW_WORDS
 
 # %% auto #0
 __all__ = ['report_clusters', 'DuplicateReviewer']
@@ -77,7 +78,8 @@ class DuplicateReviewer:
         self.position, self.toggles = 0, []
         self.title, self.tiles, self.status = W.HTML(), W.HBox(layout=W.Layout(flex_flow='row wrap')), W.HTML()
         buttons = [W.Button(description=d) for d in ('◀ previous', 'next ▶', 'save')]
-        for b, action in zip(buttons, (self.previous, self.next, self.save)): b.on_click(lambda _, a=action: a())
+        for b, action in zip(buttons, (self.previous, self.next, self.save), strict=True):
+            b.on_click(lambda _, a=action: a())
         self.widget = W.VBox([self.title, self.tiles, W.HBox(buttons), self.status])
         self.show(0)
 

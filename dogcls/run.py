@@ -4,19 +4,23 @@
 
 # %% ../nbs/05b_run.ipynb #e01897e4
 from __future__ import annotations
-import dataclasses, json
+
+import dataclasses
+import json
 from dataclasses import dataclass, field
 from functools import cached_property
-from fastcore.basics import patch
 from pathlib import Path
 
-import numpy as np, pandas as pd
+import numpy as np
+import pandas as pd
+from fastcore.basics import patch
 from sklearn.metrics import accuracy_score, f1_score
 
 from .config import TrainConfig
 from .core import DataError, atomic_write, run_dir
 from .data import class_names
-from .metrics import most_confused as confused_pairs, per_class_accuracy
+from .metrics import most_confused as confused_pairs
+from .metrics import per_class_accuracy
 
 # %% auto #0
 __all__ = ['read_folds', 'read_classes', 'prediction_scores', 'Run']

@@ -4,7 +4,11 @@
 
 # %% ../nbs/07b_run_index.ipynb #run_imps
 from __future__ import annotations
-import ast, datetime, html, json
+
+import ast
+import datetime
+import html
+import json
 from pathlib import Path
 
 from .core import atomic_write, project_root, write_json
@@ -21,7 +25,9 @@ def changed_parameters(
 )->dict:                   # name -> value of every parameter that differs from the parameters cell's default
     """The parameters a run was given that differ from its notebook's
     defaults (read by papermill from the parameters cell)."""
-    import papermill as pm, dogcls
+    import papermill as pm
+
+    import dogcls
     path = Path(notebook)
     if path.suffix != '.ipynb': path = project_root(Path(dogcls.__file__).parent)/'nbs'/f'{notebook}.ipynb'
     if not path.is_file(): return {'(defaults unknown)': f'{path} not found'}

@@ -4,7 +4,10 @@
 
 # %% ../nbs/05a_track.ipynb #831328d5
 from __future__ import annotations
-import json, os, re
+
+import json
+import os
+import re
 from pathlib import Path
 
 from .config import TrainConfig

@@ -4,11 +4,23 @@
 
 # %% ../nbs/05_train.ipynb #bf0f0da8
 from __future__ import annotations
-import contextlib, dataclasses, inspect, json, logging, math, os, time, warnings
+
+import contextlib
+import dataclasses
+import inspect
+import json
+import logging
+import math
+import os
+import time
+import warnings
 from dataclasses import asdict
 from pathlib import Path
 
-import lightning as L, numpy as np, pandas as pd, torch
+import lightning as L
+import numpy as np
+import pandas as pd
+import torch
 from timm.data import Mixup
 from timm.loss import SoftTargetCrossEntropy
 from timm.optim import create_optimizer_v2
@@ -17,13 +29,13 @@ from torchmetrics.classification import MulticlassAccuracy
 
 from .augment import ScheduledTransform, parse_schedule, train_transform
 from .config import ModelConfig, TrainConfig
-from .core import DataError, atomic_write, run_dir as make_run_dir, write_json
+from .core import DataError, atomic_write, write_json
+from .core import run_dir as make_run_dir
 from .data import assign_folds, class_names, classes_missing_from_training
-from .loader import ImageCache, ImageDataModule, cache_side
 from .features import FeatureStore, _hashes
 from .heads import build_model, fit_head, warmup_cosine
-from .models import (classifier_path, create_model, data_config, eval_transform, frozen_norms,
-                           parameter_counts)
+from .loader import ImageCache, ImageDataModule, cache_side
+from .models import classifier_path, create_model, data_config, eval_transform, frozen_norms, parameter_counts
 from .run import Run, read_classes, read_folds
 from .track import check_logger, close_logger, fold_logger, start_tracking
 
@@ -295,7 +307,7 @@ def quiet_lightning():
             warnings.filterwarnings('ignore', message=message)
         try: yield
         finally:
-            for l, level in zip(loggers, levels): l.setLevel(level)
+            for l, level in zip(loggers, levels, strict=True): l.setLevel(level)
 
 # %% ../nbs/05_train.ipynb #1ba721e3
 def _trainer(t, folder:Path, callbacks:list, logger, gpu:bool)->L.Trainer:
@@ -395,7 +407,7 @@ def _train_fold(m, out, k, names, config:TrainConfig, cache, log):
 # %% ../nbs/05_train.ipynb #f6339d38
 def _parameter_counts(model:torch.nn.Module)->dict:
     "What trained: parameters that learn and parameters in all."
-    return dict(zip(('params_trainable', 'params_total'), parameter_counts(model)))
+    return dict(zip(('params_trainable', 'params_total'), parameter_counts(model), strict=True))
 
 def _stored_features(m:pd.DataFrame, out:Path, config:TrainConfig, log)->dict:
     """Every row's features from the store, computed where missing: the training rows' views (`feature_views` and

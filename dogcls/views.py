@@ -4,6 +4,7 @@
 
 # %% ../nbs/01c_views.ipynb #038e94ff
 from __future__ import annotations
+
 import torch
 
 from .core import DataError

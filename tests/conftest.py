@@ -1,5 +1,7 @@
 "Fixtures: tiny data sets written into pytest's tmp_path; nothing is downloaded. Headless Chromium for the browser tests."
-import hashlib, os, shutil
+import hashlib
+import os
+import shutil
 from pathlib import Path
 
 import pytest
@@ -55,6 +57,7 @@ def competition(tmp_path):
 def clipart_slice(root: Path, n_classes=3, evil='evil<b>&"class') -> Path:
     "The first `n_classes` classes of the embedded set in the competition layout, the first class renamed to `evil`."
     import shutil
+
     import pandas as pd
     train, test = pd.read_csv(CLIPART/'train.csv'), pd.read_csv(CLIPART/'test_labels.csv')
     keep = sorted(train.class_name.unique())[:n_classes]

@@ -1,12 +1,27 @@
 "Offline transforms, the writer, online policies, the leak audit and the leakage notebook."
-import json, re, subprocess, sys
+import json
+import re
+import subprocess
+import sys
 
-import numpy as np, pandas as pd, pytest
+import numpy as np
+import pandas as pd
+import pytest
+from conftest import CLIPART, clipart_slice, run_notebook, tree_state
 from PIL import Image
 
-from conftest import CLIPART, clipart_slice, tree_state, run_notebook
-from dogcls.augment import (OFFLINE, POLICIES, apply_spec, attach_copies, augmentation_gallery, leak_audit, leakage_arms,
-                            parse_spec, train_transform, write_offline)
+from dogcls.augment import (
+    OFFLINE,
+    POLICIES,
+    apply_spec,
+    attach_copies,
+    augmentation_gallery,
+    leak_audit,
+    leakage_arms,
+    parse_spec,
+    train_transform,
+    write_offline,
+)
 from dogcls.core import DataError
 from dogcls.data import assign_folds, load_data
 from dogcls.report import unsummarised_sections

@@ -2,6 +2,7 @@
 The browser comes from conftest (`browser`); screenshots are kept in test-artifacts/."""
 
 from conftest import clipart_slice, page_is_healthy, require_browser, run_notebook
+
 from dogcls.report import Report
 from dogcls.run_index import finish_run
 

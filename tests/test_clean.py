@@ -2,10 +2,13 @@
 applied by training, adversarial validation on a shifted test set, and the clear errors of bad input."""
 import json
 
-import numpy as np, pandas as pd, pytest
+import numpy as np
+import pandas as pd
+import pytest
+from conftest import CLIPART, clipart_slice, tree_state
+from conftest import run_notebook as run
 from PIL import Image, ImageOps
 
-from conftest import CLIPART, clipart_slice, run_notebook as run, tree_state
 from dogcls.clean import adversarial_validation, label_issues, runs_oof
 from dogcls.core import DataError
 from dogcls.data import load_data
@@ -40,7 +43,7 @@ def test_clean_notebook_then_training_with_its_edited_decisions(tmp_path):
     assert [r['data'] for r in metrics['comparison']] == ['as given', 'cleaned'] # the retrain ran and was scored on test
     # each row is its run's own scores: the run as given (its metrics.json) and the retrained one (its folder)
     given, retrained = json.loads((reports/'base'/'metrics.json').read_text()), Run.load(out/'retrained').scores()['overall']
-    for row, want in zip(metrics['comparison'], (given, retrained)):
+    for row, want in zip(metrics['comparison'], (given, retrained), strict=True):
         for key in ('test_accuracy', 'mean_fold_test_accuracy', 'oof_accuracy'): assert row[key] == pytest.approx(want[key])
     page = (out/'report.html').read_text()
     assert unsummarised_sections(page, max_rows=0, max_images=0) == [] # every section opens with its summary

@@ -1,10 +1,15 @@
 "The reference competition's own layout, as downloaded, through every experiment notebook with no edit to its CSVs."
-import json, shutil, subprocess, sys
+import json
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 
-import numpy as np, pandas as pd
+import numpy as np
+import pandas as pd
+from conftest import ROOT, as_shipped, clipart_slice, tree_state
+from conftest import run_notebook as run
 
-from conftest import ROOT, as_shipped, clipart_slice, run_notebook as run, tree_state
 from dogcls.report import unsummarised_sections
 
 
@@ -34,9 +39,9 @@ def test_the_competition_layout_goes_through_eda_dedup_train_and_ensemble(tmp_pa
         labels = pd.read_csv(root/'test_labels.csv', dtype={'image_path': str}).set_index('image_path').target
         assert metrics['test_accuracy'] == (submission.target.to_numpy() == labels[submission.image_path].to_numpy()).mean()
     probs = np.load(reports/'convnextv2'/'test_probs.npz')
-    predicted = dict(zip(probs['image_path'], probs['mean'].argmax(1)))
+    predicted = dict(zip(probs['image_path'], probs['mean'].argmax(1), strict=True))
     submission = pd.read_csv(reports/'convnextv2'/'submission.csv', dtype={'image_path': str})
-    assert all(t == predicted['test/' + p] for p, t in zip(submission.image_path, submission.target)) # row by row
+    assert all(t == predicted['test/' + p] for p, t in zip(submission.image_path, submission.target, strict=True)) # row by row
     assert (reports/'convnextv2'/'confusion_oof.csv').is_file() and (reports/'ensemble'/'confusion.csv').is_file()
     for page in sorted(reports.glob('*/report.html')): # each section opens with its summary (a sentence or a table of figures)
         assert unsummarised_sections(page.read_text(), max_rows=0, max_images=0) == [], page # every section, here

@@ -1,13 +1,24 @@
 "The data layer on every kind of bad input the foundation issue lists, and on good input of every image mode."
 import re
+import shutil
 
-import numpy as np, pandas as pd, pytest, torch
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from conftest import CLIPART, reported, save, tree_state, write_competition, write_competition_as_shipped
 from PIL import Image
 
-from conftest import CLIPART, reported, save, tree_state, write_competition, write_competition_as_shipped
 from dogcls.core import DataError
-from dogcls.data import (assign_folds, class_names,
-                         classes_missing_from_training, exact_duplicates, load_data, open_image, scan_image)
+from dogcls.data import (
+    assign_folds,
+    class_names,
+    classes_missing_from_training,
+    exact_duplicates,
+    load_data,
+    open_image,
+    scan_image,
+)
 from dogcls.loader import ImageCache, ImageDataset
 
 
@@ -125,7 +136,7 @@ def test_a_wrong_root_gives_one_clear_error(tmp_path, wrong):
         for name in ('train.csv', 'test.csv'): (tmp_path/name).write_text((root/name).read_text())
         root = tmp_path
     else:
-        import shutil; shutil.rmtree(root/'train')
+        shutil.rmtree(root/'train')
     with pytest.raises(DataError) as e: load_data(root)
     message = str(e.value)
     assert 'train.csv: only 0 of the 12 image paths checked resolve' in message
@@ -271,7 +282,7 @@ def test_cache_serves_later_epochs_without_decoding(competition):
     manifest, _ = load_data(competition)
     cache = ImageCache(budget_mb=16)
     ds = ImageDataset(manifest, cache=cache)
-    for epoch in range(3):
+    for _epoch in range(3):
         for i in range(len(ds)): ds[i]
         assert cache.misses == len(ds) # only the first epoch decoded
     assert cache.hits == 2 * len(ds)

@@ -1,19 +1,35 @@
 "Near-duplicate detection: agreement with scikit-image, flips, every bad input of the dedup issue, decisions, notebook."
+import html
+import json
+import re
+import shutil
 from dataclasses import asdict
-import html, json, re, shutil
 from pathlib import Path
 
-import numpy as np, pandas as pd, pytest, torch
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from conftest import CLIPART, clipart_slice, run_notebook, save, tree_state
 from PIL import Image, ImageOps
 from skimage.metrics import structural_similarity
 
-from conftest import CLIPART, clipart_slice, save, tree_state, run_notebook
 from dogcls.core import DataError
 from dogcls.data import assign_folds, load_data
+from dogcls.dedup import (
+    DedupConfig,
+    SSIMIndex,
+    apply_decisions,
+    cosine_pairs,
+    find_duplicates,
+    propose_decisions,
+    save_decisions,
+    thumbnails,
+    to_gray,
+    within_class_ssim,
+)
 from dogcls.report import unsummarised_sections
 from dogcls.review import DuplicateReviewer
-from dogcls.dedup import (DedupConfig, SSIMIndex, apply_decisions, cosine_pairs, find_duplicates,
-                          propose_decisions, save_decisions, thumbnails, to_gray, within_class_ssim)
 
 
 def drawing(seed: int, size=(120, 90)) -> Image.Image:
@@ -46,7 +62,7 @@ def test_ssim_agrees_with_skimage(size):
     a, b = torch.triu_indices(len(gray), len(gray), 1)
     ours = index.score(a, b).numpy()
     ref = np.array([structural_similarity(gray[i], gray[j], gaussian_weights=True, sigma=1.5, use_sample_covariance=False,
-                                          data_range=1.0) for i, j in zip(a.tolist(), b.tolist())])
+                                          data_range=1.0) for i, j in zip(a.tolist(), b.tolist(), strict=True)])
     assert np.abs(ours - ref).max() < 1e-3
     assert np.abs(ours - ref).max() < 1e-5 # in fact float32 matches float64 far closer than required
 
@@ -140,9 +156,9 @@ def test_block_search_matches_dense_with_tiny_blocks():
     x /= np.linalg.norm(x, axis=1, keepdims=True)
     x[2999] = x[5]; x[1234] = x[77]
     dense = x @ x.T
-    expected = {(i, j) for i, j in zip(*np.nonzero(np.triu(dense, 1) >= 0.7))}
+    expected = {(i, j) for i, j in zip(*np.nonzero(np.triu(dense, 1) >= 0.7), strict=True)}
     blocks = cosine_pairs(x, 0.7, memory_mb=0.05) # ~1 row per block
-    assert set(zip(blocks.a, blocks.b)) == expected and (5, 2999) in expected
+    assert set(zip(blocks.a, blocks.b, strict=True)) == expected and (5, 2999) in expected
 
 def test_flip_views_in_cosine_search():
     base = np.random.default_rng(4).normal(size=(2, 4, 10)).astype(np.float32)
@@ -320,7 +336,7 @@ def test_low_structure_pictures_do_not_chain(tmp_path):
     rows += [(save(drawing(i), tmp_path/f'd{i}.png'), 'drawings') for i in range(6)]
     m = manifest_of(rows)
     pairs = find_duplicates(m).pairs
-    linked = {frozenset(p) for p in zip(pairs.image_path_a, pairs.image_path_b)}
+    linked = {frozenset(p) for p in zip(pairs.image_path_a, pairs.image_path_b, strict=True)}
     assert linked == {frozenset(('g_pink.png', 'g_pink_again.png')), frozenset(('blank_white.png', 'blank_white_again.png'))}
     assert pairs.low_structure.all() # both links passed the low-structure check
     decisions = propose_decisions(m, pairs)

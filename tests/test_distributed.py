@@ -1,10 +1,14 @@
 """Multi-process training on the CPU (gloo): Lightning's `ddp` from a script and `ddp_notebook` in the train notebook.
 Every out-of-fold and test image gets exactly one prediction (DistributedSampler pads, so only one process predicts)."""
-import json, subprocess, sys
+import json
+import subprocess
+import sys
 
-import numpy as np, pandas as pd, pytest
-
+import numpy as np
+import pandas as pd
+import pytest
 from conftest import ROOT, clipart_slice, run_notebook
+
 from dogcls.train import merge_folds
 
 SCRIPT = '''

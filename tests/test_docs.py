@@ -2,15 +2,24 @@
 links resolve to their entries, the experiment pages show their parameters, the crawler finds no broken link, image or
 anchor, search finds an API name, and bad notebooks stop the build with their name and cell. The site is opened in
 headless Chromium over HTTP (the search page reads other pages, which browsers refuse on file://)."""
-import functools, html, http.server, importlib, json, re, sys, threading, time
+import functools
+import html
+import http.server
+import importlib
+import json
+import re
+import sys
+import threading
+import time
 from pathlib import Path
 
-import nbformat, papermill as pm, pytest
-
+import nbformat
+import papermill as pm
+import pytest
 from conftest import ROOT, page_is_healthy, require_browser, screenshot
 
 sys.path.insert(0, str(ROOT/'tools'))
-import docs # noqa: E402 (tools/ is not a package)
+import docs  # noqa: E402 (tools/ is not a package)
 
 
 @pytest.fixture(scope='module')
@@ -273,7 +282,8 @@ def test_notebooks_name_the_project_kernel():
 
 
 def test_make_lab_takes_the_next_free_port_when_one_is_taken():
-    import importlib.util, socket
+    import importlib.util
+    import socket
     spec = importlib.util.spec_from_file_location('lab_launcher', ROOT/'tools'/'lab.py')
     launcher = importlib.util.module_from_spec(spec); spec.loader.exec_module(launcher)
     with socket.socket() as taken:

@@ -1,10 +1,14 @@
 "Ensembles: the shared-split checks on every bad input of the ensemble issue, honest stacking, TTA, the notebook."
 import dataclasses
-import json, re, shutil
+import json
+import re
+import shutil
 
-import numpy as np, pandas as pd, pytest
-
+import numpy as np
+import pandas as pd
+import pytest
 from conftest import CLIPART, run_notebook
+
 from dogcls.core import DataError
 from dogcls.data import load_data
 from dogcls.ensemble import cross_fit, diversity, ensemble, hard_vote, load_runs, tta_predictions

@@ -1,10 +1,13 @@
 """Frozen and partly frozen backbones: features stored once and read by later runs, a head per fold, the files of a
 fine-tuned run (so ensembles and load_run_model work unchanged), and every bad option refused before any work."""
-import json, re
+import json
+import re
 
-import numpy as np, pytest, torch
-
+import numpy as np
+import pytest
+import torch
 from conftest import CLIPART, clipart_slice, run_notebook
+
 from dogcls.config import TrainConfig
 from dogcls.core import DataError
 from dogcls.data import load_data

@@ -1,9 +1,11 @@
 """Pretrained backbones through timm's own Hugging Face hub path, tested offline: a hub cache is filled here, in the hub's
 own layout, with the weights of seeded random models, and HF_HUB_OFFLINE=1 forbids the network."""
-import json, os, subprocess, sys
+import json
+import os
+import subprocess
+import sys
 
 import pytest
-
 from conftest import ROOT
 
 CHILD = r'''

@@ -4,13 +4,23 @@ and reviewer panels rendered, the panel's controls clicked and saved, and the ed
 bounded: a hang or a dead kernel is a failure with a screenshot in test-artifacts/, and the server and its kernels are
 shut down at the end whatever happened, with no process left behind. JupyterLab's own UI tests (Galata on Playwright)
 wait the same way: on the kernel's state and the cells' prompts, never on a fixed sleep."""
-import json, os, secrets, shutil, signal, socket, subprocess, sys, time, urllib.request
+import json
+import os
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
 from pathlib import Path
 
-import pandas as pd, psutil, pytest
+import pandas as pd
+import psutil
+import pytest
+from conftest import ARTIFACTS, clipart_slice, require_browser, run_notebook, screenshot
 from PIL import ImageOps
-
-from conftest import ARTIFACTS, clipart_slice, require_browser, screenshot, run_notebook
 
 require_browser()
 KERNEL = 'dogcls'
@@ -50,7 +60,7 @@ class Lab:
             if self.server.poll() is not None: raise AssertionError(f'JupyterLab exited at start:\n{self.log_tail()}')
             try: self.api('/api/status'); break
             except OSError:
-                if time.time() > deadline: raise AssertionError(f'JupyterLab did not answer in {timeout} s:\n{self.log_tail()}')
+                if time.time() > deadline: raise AssertionError(f'JupyterLab did not answer in {timeout} s:\n{self.log_tail()}') from None
                 time.sleep(0.5)
 
     def log_tail(self, n=30)->str:
@@ -287,6 +297,7 @@ def test_dedup_reviewer_in_jupyterlab(lab, browser):
 
 def test_label_issue_reviewer_in_jupyterlab(lab, browser):
     from selenium.webdriver.common.by import By
+
     from dogcls.data import load_data
     from dogcls.train import train_kfold
     root = lab.root

@@ -1,9 +1,12 @@
 "The HTML report mechanism and the EDA notebook, run through papermill on a tiny slice of the embedded data."
-import html, json, re
+import html
+import json
+import re
 
-import pandas as pd, pytest
-
+import pandas as pd
+import pytest
 from conftest import clipart_slice, run_notebook
+
 from dogcls.report import Report
 
 EVIL = '<img src=x onerror=alert(1)>&"'

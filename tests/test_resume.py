@@ -1,11 +1,16 @@
 """A fold killed (a real SIGKILL of the process that trains) and started again gives what the uninterrupted fold gives:
 the same history, weights and out-of-fold and test probabilities, bit for bit on this CPU."""
-import json, subprocess, sys
+import json
+import subprocess
+import sys
 from pathlib import Path
 
-import numpy as np, pandas as pd, pytest, torch
-
+import numpy as np
+import pandas as pd
+import pytest
+import torch
 from conftest import CLIPART
+
 from dogcls.run import Run
 
 # the child trains fold 0 of a 4-class slice and, where told, kills itself with SIGKILL: once epoch N's last.ckpt is

@@ -2,8 +2,8 @@
 import json
 
 import pytest
-
 from conftest import CLIPART
+
 from dogcls.core import DataError
 from dogcls.data import load_data
 from dogcls.track import log_run
@@ -90,6 +90,7 @@ def test_mlflow_store_has_the_run(tiny, tmp_path, monkeypatch):
 def wandb_records(path):
     "The records of an offline W&B run file (run-<id>.wandb: a LevelDB-style log of W&B's protobuf records), as `wandb sync` reads them."
     import struct
+
     from wandb.proto import wandb_internal_pb2
     data, block, pos, parts = path.read_bytes(), 32768, 7, b''
     assert data[:4] == b':W&B'

@@ -1,13 +1,19 @@
 "K-fold training: every bad input of the training issue, resume, single folds and merge, determinism, the notebook."
-import html, json, re
+import html
+import json
+import re
 from pathlib import Path
 
-import numpy as np, pandas as pd, papermill as pm, pytest, torch
+import numpy as np
+import pandas as pd
+import papermill as pm
+import pytest
+import torch
+from conftest import CLIPART, ROOT, clipart_slice, run_notebook
 from torchvision import transforms as T
 
 import dogcls.augment as augment_module
 import dogcls.train as train_module
-from conftest import CLIPART, ROOT, clipart_slice, run_notebook
 from dogcls.core import DataError
 from dogcls.data import load_data
 from dogcls.run import Run
@@ -125,8 +131,8 @@ def test_scores_submission_and_reloading(tiny, tmp_path):
     assert summary['filled_rows'] == [dict(ID=len(rows) - 1, image_path='test/unreadable.png', target=summary['fallback_class'],
                                            reason=summary['filled_rows'][0]['reason'])]
     assert list(submission.columns) == ['ID', 'image_path', 'target']
-    predicted = dict(zip(run.test_image_path, run.test_mean.argmax(1)))
-    for i, (row, written) in enumerate(zip(submission.itertuples(), rows.image_path)): # row by row against test.csv
+    predicted = dict(zip(run.test_image_path, run.test_mean.argmax(1), strict=True))
+    for i, (row, written) in enumerate(zip(submission.itertuples(), rows.image_path, strict=True)): # row by row against test.csv
         assert (row.ID, row.image_path) == (i, written)
         assert row.target == predicted.get(written, summary['fallback_class'])
     write_submission(run, test_csv, tmp_path/'plain.csv', columns='image_path,target')
@@ -168,7 +174,7 @@ def test_train_notebook_writes_the_report(tmp_path):
     twice = rows[rows.class_name == last].head(3) # and three filed twice in their own class
     extra = pd.concat([extra, twice.assign(image_path=[f'train/{last}/twice_{Path(p).name}' for p in twice.image_path])])
     copied = pd.concat([copied, twice])
-    for src, dst in zip(copied.image_path, extra.image_path): (root/dst).write_bytes((root/src).read_bytes())
+    for src, dst in zip(copied.image_path, extra.image_path, strict=True): (root/dst).write_bytes((root/src).read_bytes())
     pd.concat([rows, extra]).to_csv(root/'train.csv', index=False)
     reports = tmp_path/'reports'
     run_notebook('train.ipynb', tmp_path/'out.ipynb', data=str(root), reports=str(reports), arch='convnextv2', size='cpu', img_size=32, epochs=2,
@@ -246,6 +252,7 @@ NOTEBOOK_ONLY = {'data', 'run_name', 'reports', 'offline_manifest', 'dedup_decis
 def test_train_notebook_defaults_are_the_config_defaults():
     "The parameters cell of nbs/train.ipynb lists every TrainConfig option with the dataclass's default, as TrainConfig reads it."
     import ast
+
     from dogcls.config import TrainConfig
     params = pm.inspect_notebook(str(ROOT/'nbs'/'train.ipynb'))
     defaults = TrainConfig().flat()

@@ -26,7 +26,21 @@ The runs are kept in `_docs_cache/` until a notebook, a parameter or the library
 `reading_a_report`) are prose around those reports: a line `<!-- report lite0: Leakage -->` becomes that section.
 """
 from __future__ import annotations
-import argparse, concurrent.futures as futures, functools, hashlib, html, html.parser, json, multiprocessing, os, re, shutil, subprocess, sys, time
+
+import argparse
+import concurrent.futures as futures
+import functools
+import hashlib
+import html
+import html.parser
+import json
+import multiprocessing
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
 from configparser import ConfigParser
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
@@ -168,7 +182,7 @@ def execute_notebook(src:Path, dest:Path)->str|None:
             import matplotlib.pyplot as plt
             plt.close('all')
     raw = json.loads(src.read_text(encoding='utf-8'))
-    for cell, done in zip(raw['cells'], nb.cells):
+    for cell, done in zip(raw['cells'], nb.cells, strict=True):
         if cell['cell_type'] == 'code': cell['outputs'] = json.loads(json.dumps(done.get('outputs', [])))
     dest.parent.mkdir(parents=True, exist_ok=True)
     tmp = dest.with_name(f'.{dest.name}.{os.getpid()}')

@@ -6,7 +6,11 @@ next free one is used, and said. On a remote machine keep IP=127.0.0.1 and forwa
 (`ssh -L 8888:127.0.0.1:8888 you@host`), then open the URL with the token that JupyterLab prints.
 """
 from __future__ import annotations
-import argparse, os, socket, sys
+
+import argparse
+import os
+import socket
+import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -4,7 +4,11 @@ per exported definition.
 
     .venv/bin/python tools/notebook_stats.py [--rev GIT_REV]   # default: the working tree; a rev reads nbs/ at that commit
 """
-import argparse, ast, json, re, subprocess
+import argparse
+import ast
+import json
+import re
+import subprocess
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -81,7 +85,7 @@ def main(rev=None):
             else: ex += 1; kinds.append(('example', src))
         if not export: continue
         missing[name] = unshown(kinds)
-        sums = [a + b for a, b in zip(sums, (export, lines, defs, ex, shown))]
+        sums = [a + b for a, b in zip(sums, (export, lines, defs, ex, shown), strict=True)]
         print(f'  {name:14s} {export:3d} cells  {lines / export:5.1f} lines/cell  {defs:3d} definitions  {ex:3d} examples  {shown:2d} show_doc  '
               f'{ex / max(defs, 1):4.2f} per definition  {longest} over 40  {len(missing[name])} unshown')
     export, lines, defs, ex, shown = sums

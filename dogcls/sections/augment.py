@@ -4,11 +4,13 @@
 
 # %% ../../nbs/09c_sections_augment.ipynb #09cimp00
 from __future__ import annotations
+
+import time
+from pathlib import Path
+
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
-import time
-from pathlib import Path
 
 from ..augment import LEAKAGE_ARMS, leak_audit
 from ..config import TrainConfig
@@ -60,7 +62,7 @@ def plot_leakage(table:pd.DataFrame, title:str):
         ax.bar_label(bars, fmt='%.2f', fontsize=7)
     ax.set_xticks(np.arange(len(table)), [a.replace(', ', ',\n', 1) for a in table.arm], fontsize=8)
     leaks = table[LEAK_AUDIT]
-    for x, (gap, n) in enumerate(zip(table['validation - test gap'], leaks)):
+    for x, (gap, n) in enumerate(zip(table['validation - test gap'], leaks, strict=True)):
         ax.annotate(f'gap {gap:+.2f}\nleaks {n}' if gap is not None and not pd.isna(gap) else f'leaks {n}', (x, 0.02),
                     ha='center', fontsize=8, color='darkred')
     ax.set(ylabel='accuracy', ylim=(0, 1), title=title)

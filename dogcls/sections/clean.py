@@ -4,13 +4,15 @@
 
 # %% ../../nbs/09e_sections_clean.ipynb #09eimp00
 from __future__ import annotations
-import pandas as pd
+
 from pathlib import Path
+
+import pandas as pd
 
 from ..clean import report_issues
 from ..data import counts_in_words
-from ..explain import explain_rows
 from ..dedup import apply_decisions
+from ..explain import explain_rows
 from ..report import Report
 from ..run import Run
 from ..train import train_kfold

@@ -4,8 +4,11 @@
 
 # %% ../../nbs/09b_sections_dedup.ipynb #09bimp00
 from __future__ import annotations
-import pandas as pd
+
 from pathlib import Path
+
+import pandas as pd
+
 from ..data import counts_in_words
 from ..dedup import match_summary, plot_scores
 from ..report import Report

@@ -4,12 +4,15 @@
 
 # %% ../../nbs/09a_sections_eda.ipynb #09aimp00
 from __future__ import annotations
+
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import torch
-from pathlib import Path
 
-from ..clean import adversarial_validation, test_like as most_test_like
+from ..clean import adversarial_validation
+from ..clean import test_like as most_test_like
 from ..data import assign_folds, classes_missing_from_training, counts_in_words, exact_duplicates
 from ..dedup import embed
 from ..report import Report, plot_class_counts, plot_image_sizes
@@ -55,7 +58,7 @@ def images_section(report:Report, manifest:pd.DataFrame, max_classes:int=120, sa
     report.text(f'One training image from each of {len(picks)} of the {train.class_name.nunique()} '
                 'classes, drawn at random: what the classes '
                 'look like before any cleaning.')
-    report.images([(f, c) for f, c in zip(picks.file, picks.class_name)], 'One training image from each of '
+    report.images(list(zip(picks.file, picks.class_name, strict=True)), 'One training image from each of '
                                                                           f'{len(picks)} classes.')
     report.heading('Image sizes and colour modes')
     modes = counts_in_words(manifest['mode']) if 'mode' in manifest else ''

@@ -4,12 +4,14 @@
 
 # %% ../../nbs/09f_sections_ensemble.ipynb #09fimp00
 from __future__ import annotations
+
+import json
+from pathlib import Path
+
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import seaborn as sns
-import json
-from pathlib import Path
 
 from ..ensemble import diversity, gap_warnings, per_class_recall
 from ..metrics import confusion_table, confusion_view, most_confused, per_class_accuracy

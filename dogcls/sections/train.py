@@ -4,6 +4,7 @@
 
 # %% ../../nbs/09d_sections_train.ipynb #09dimp00
 from __future__ import annotations
+
 import json
 from pathlib import Path
 from typing import NamedTuple
@@ -15,8 +16,8 @@ from ..augment import attach_copies, leak_audit, parse_schedule
 from ..clean import test_like
 from ..core import DataError, resolve_dir
 from ..data import class_names, classes_missing_from_training, load_data
-from ..explain import explain_rows
 from ..dedup import apply_decisions
+from ..explain import explain_rows
 from ..metrics import confusion_table, confusion_view
 from ..report import Report, plot_confusion, plot_learning_curves
 from ..run import Run
@@ -297,7 +298,8 @@ def confusion_section(report:Report, run:Run, csv:str|Path|None=None):
     accuracy = per_class['out-of-fold accuracy']
     report.text(f'Out-of-fold accuracy per class: median {accuracy.median():.3f}; '
                 f'{(accuracy < 0.5).sum()} of {len(per_class)} classes '
-                'below 0.5. Worst: ' + ', '.join(f'{c} ({a:.2f})' for c, a in zip(per_class['class'][:3], accuracy[:3]))
+                'below 0.5. Worst: '
+                + ', '.join(f'{c} ({a:.2f})' for c, a in zip(per_class['class'][:3], accuracy[:3], strict=True))
                 + '.')
     report.table(per_class, 'Worst classes first.', max_rows=500)
 
