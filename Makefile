@@ -101,9 +101,11 @@ pytest: install browser
 
 test: lint check-clean check-export check-readme nbtest pytest bench-smoke
 
-# pyflakes' rules (ruff.toml) on the notebooks, the library, the tests, the benchmarks and the tools: no finding
+# ruff's rules (ruff.toml: pyflakes, bugbear, import order, line length) on the notebooks, the library, the tests, the
+# benchmarks and the tools: no finding; and the library's layers (.importlinter): no module imports one above its own
 lint: install
 	$(BIN)/ruff check nbs dogcls tests bench tools
+	$(BIN)/lint-imports --no-cache
 
 # every benchmark script in its tiny mode (seconds each, on the embedded set): they cannot rot unseen; their figures mean nothing
 BENCH_SMOKE := adversarial augment dedup dedup_sets features frontier gpu loader noise presets scale train_loop

@@ -333,8 +333,7 @@ def runs_oof(
     reports:str|Path|None=None, # the reports folder holding named runs
 )->dict:                        # split (training rows), oof_probs (mean over the runs), names, runs (name -> Run)
     "The training rows of one run, or of several runs sharing a split, and their (mean) out-of-fold probabilities."
-    from dogcls.ensemble import load_runs, run_folder
-    from dogcls.run import Run
+    from dogcls.run import Run, load_runs, run_folder  # below this module: no Lightning, no ensemble
     runs = list(runs)
     if not runs: raise DataError('runs: name at least one training run, e.g. -p runs \'["efficientnet_lite0"]\'')
     if len(runs) == 1:

@@ -15,69 +15,17 @@ import torch
 from scipy.optimize import minimize
 
 from .config import DataConfig
-from .core import DataError, atomic_write, run_dir
+from .core import DataError, atomic_write
 from .loader import ImageDataModule, cache_side
 from .models import eval_transform
-from .run import Run, prediction_scores
+from .run import Run, prediction_scores, run_folder
+from .run import load_runs as load_runs  # moved to dogcls.run, still importable from here
 from .train import load_run_model, predict_probs
 
 # %% auto #0
-__all__ = ['COMBINERS', 'TEST_MEASURES', 'run_folder', 'load_runs', 'soft_vote', 'hard_vote', 'fit_weights', 'weighted_vote',
-           'fold_majority', 'balanced_accuracy', 'GreedySelection', 'LogLinearPool', 'WeightedVote', 'cross_fit',
-           'tta_predictions', 'ensemble', 'best_of', 'gap_warnings', 'diversity', 'per_class_recall']
-
-# %% ../nbs/06_ensemble.ipynb #cae36af5
-def run_folder(
-    run:str|Path,               # a run folder, or the name of a run under `reports`
-    reports:str|Path|None=None, # the reports folder (default: reports/ in the project root)
-)->Path:
-    "The folder of a run given by folder or by name (not created)."
-    path = Path(run)
-    return path if path.is_dir() else run_dir(str(run), reports, create=False)
-
-# %% ../nbs/06_ensemble.ipynb #62b1cbe7
-def load_runs(
-    runs:list,                   # run names under reports/ or run folders
-    reports:str|Path|None=None,  # the reports folder holding named runs (default: reports/ in the project root)
-)->dict[str, Run]:               # run name -> its Run
-    "Merged results of several training runs, checked to share one split, one class set and all folds."
-    runs = list(runs)
-    if len(runs) < 2: raise DataError(f'an ensemble needs at least two runs; got {runs}')
-    if len(set(map(str, runs))) < len(runs): raise DataError(f'runs {runs} name the same run twice')
-    loaded = {}
-    for run in runs:
-        folder = run_folder(run, reports)
-        if not (folder/'folds.csv').is_file():
-            raise DataError(f'run {str(run)!r}: {folder} is not a finished training run (no folds.csv)')
-        try: loaded[Path(str(run)).name] = Run.load(folder)
-        except DataError as e: raise DataError(f'run {str(run)!r}: {e}') from None
-    (first, a), *others = loaded.items()
-    for name, b in others:
-        names_a, names_b = a.names, b.names
-        if names_a != names_b:
-            # same classes in another order (the lists may differ in length: that is what is reported)
-            order = [i for i, (x, y) in enumerate(zip(names_a, names_b, strict=False)) if x != y][:1]
-            diff = sorted(set(names_a) ^ set(names_b))[:3] or [f'order differs at target {order[0]}']
-            raise DataError(f'runs {first!r} and {name!r} have different class sets ({len(names_a)} and '
-                            f'{len(names_b)} classes; e.g. {diff}); '
-                            'ensembles need models of the same classes')
-        sa, sb = a.split, b.split
-        if len(sa) != len(sb) or (sa.image_path.values != sb.image_path.values).any():
-            pairs = zip(sa.image_path, sb.image_path, strict=False) # the two splits may differ in length
-            i = next((i for i, (x, y) in enumerate(pairs) if x != y), min(len(sa), len(sb)))
-            raise DataError(f'runs {first!r} and {name!r} were trained on different images '
-                            f'({len(sa)} and {len(sb)} rows; first '
-                            f'difference at row {i}); train them on the same data (same '
-                            'dedup decisions and offline copies)')
-        if (sa.fold.values != sb.fold.values).any():
-            i = int(np.argmax(sa.fold.values != sb.fold.values))
-            raise DataError(f'runs {first!r} and {name!r} use different splits: '
-                            f'{sa.image_path.iloc[i]!r} is in fold {sa.fold.iloc[i]} '
-                            f'of {first!r} and fold {sb.fold.iloc[i]} of {name!r}; '
-                            'retrain with the same folds and seed')
-        if list(a.test_image_path) != list(b.test_image_path):
-            raise DataError(f'runs {first!r} and {name!r} predicted different test images')
-    return loaded
+__all__ = ['COMBINERS', 'TEST_MEASURES', 'soft_vote', 'hard_vote', 'fit_weights', 'weighted_vote', 'fold_majority',
+           'balanced_accuracy', 'GreedySelection', 'LogLinearPool', 'WeightedVote', 'cross_fit', 'tta_predictions',
+           'ensemble', 'best_of', 'gap_warnings', 'diversity', 'per_class_recall']
 
 # %% ../nbs/06_ensemble.ipynb #47b260b7
 def soft_vote(probs:list[np.ndarray])->np.ndarray:

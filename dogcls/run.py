@@ -23,7 +23,8 @@ from .metrics import most_confused as confused_pairs
 from .metrics import per_class_accuracy
 
 # %% auto #0
-__all__ = ['read_folds', 'read_classes', 'prediction_scores', 'Run']
+__all__ = ['SUBMISSION_COLUMNS', 'read_folds', 'read_classes', 'prediction_scores', 'Run', 'run_folder', 'load_runs',
+           'write_submission']
 
 # %% ../nbs/05b_run.ipynb #9b3ee6ef
 def read_folds(
@@ -225,3 +226,96 @@ def per_class(self:Run)->pd.DataFrame: # class, images, out-of-fold accuracy (an
         test = per_class_accuracy(self.test_targets, self.test_mean.argmax(1), self.names)[['class', 'accuracy']]
         table = table.merge(test.rename(columns={'accuracy': 'test accuracy'}), on='class', how='left')
     return table.rename(columns={'accuracy': 'out-of-fold accuracy'})
+
+# %% ../nbs/05b_run.ipynb #cae36af5
+def run_folder(
+    run:str|Path,               # a run folder, or the name of a run under `reports`
+    reports:str|Path|None=None, # the reports folder (default: reports/ in the project root)
+)->Path:
+    "The folder of a run given by folder or by name (not created)."
+    path = Path(run)
+    return path if path.is_dir() else run_dir(str(run), reports, create=False)
+
+# %% ../nbs/05b_run.ipynb #62b1cbe7
+def load_runs(
+    runs:list,                   # run names under reports/ or run folders
+    reports:str|Path|None=None,  # the reports folder holding named runs (default: reports/ in the project root)
+)->dict[str, Run]:               # run name -> its Run
+    "Merged results of several training runs, checked to share one split, one class set and all folds."
+    runs = list(runs)
+    if len(runs) < 2: raise DataError(f'an ensemble needs at least two runs; got {runs}')
+    if len(set(map(str, runs))) < len(runs): raise DataError(f'runs {runs} name the same run twice')
+    loaded = {}
+    for run in runs:
+        folder = run_folder(run, reports)
+        if not (folder/'folds.csv').is_file():
+            raise DataError(f'run {str(run)!r}: {folder} is not a finished training run (no folds.csv)')
+        try: loaded[Path(str(run)).name] = Run.load(folder)
+        except DataError as e: raise DataError(f'run {str(run)!r}: {e}') from None
+    (first, a), *others = loaded.items()
+    for name, b in others:
+        names_a, names_b = a.names, b.names
+        if names_a != names_b:
+            # same classes in another order (the lists may differ in length: that is what is reported)
+            order = [i for i, (x, y) in enumerate(zip(names_a, names_b, strict=False)) if x != y][:1]
+            diff = sorted(set(names_a) ^ set(names_b))[:3] or [f'order differs at target {order[0]}']
+            raise DataError(f'runs {first!r} and {name!r} have different class sets ({len(names_a)} and '
+                            f'{len(names_b)} classes; e.g. {diff}); '
+                            'ensembles need models of the same classes')
+        sa, sb = a.split, b.split
+        if len(sa) != len(sb) or (sa.image_path.values != sb.image_path.values).any():
+            pairs = zip(sa.image_path, sb.image_path, strict=False) # the two splits may differ in length
+            i = next((i for i, (x, y) in enumerate(pairs) if x != y), min(len(sa), len(sb)))
+            raise DataError(f'runs {first!r} and {name!r} were trained on different images '
+                            f'({len(sa)} and {len(sb)} rows; first '
+                            f'difference at row {i}); train them on the same data (same '
+                            'dedup decisions and offline copies)')
+        if (sa.fold.values != sb.fold.values).any():
+            i = int(np.argmax(sa.fold.values != sb.fold.values))
+            raise DataError(f'runs {first!r} and {name!r} use different splits: '
+                            f'{sa.image_path.iloc[i]!r} is in fold {sa.fold.iloc[i]} '
+                            f'of {first!r} and fold {sb.fold.iloc[i]} of {name!r}; '
+                            'retrain with the same folds and seed')
+        if list(a.test_image_path) != list(b.test_image_path):
+            raise DataError(f'runs {first!r} and {name!r} predicted different test images')
+    return loaded
+
+# %% ../nbs/05b_run.ipynb #7314e7ee
+SUBMISSION_COLUMNS = ('ID', 'image_path', 'target')
+
+def _submission_columns(columns)->list[str]:
+    columns = [c.strip() for c in columns.split(',')] if isinstance(columns, str) else [str(c) for c in columns]
+    if 'target' not in columns or set(columns) - set(SUBMISSION_COLUMNS) or len(set(columns)) != len(columns):
+        raise DataError(f'submission columns {",".join(columns)!r}: choose from '
+                        f'{",".join(SUBMISSION_COLUMNS)}, each at most '
+                        'once and target always, e.g. "ID,image_path,target" (the '
+                        'competition\'s) or "image_path,target"')
+    return columns
+
+# %% ../nbs/05b_run.ipynb #e24342b5
+def write_submission(
+    run:Run,                     # a training run (its test_image_path, test_mean and training split)
+    test_csv:str|Path,           # the competition's test.csv
+    path:str|Path,               # where to write submission.csv
+    columns=SUBMISSION_COLUMNS,  # columns in order: a list or a comma-separated string
+)->dict:                         # rows, columns, and the rows filled with the most frequent training class
+    "Write submission.csv: the fold-averaged prediction for every row of test.csv, in its order."
+    columns, test_csv = _submission_columns(columns), Path(test_csv)
+    rows = pd.read_csv(test_csv, dtype=str, keep_default_na=False)
+    if 'image_path' not in rows:
+        raise DataError(f'{test_csv}: no image_path column; expected the competition\'s test.csv')
+    predicted = pd.Series(run.test_mean.argmax(1) if len(run.test_mean) else [], index=run.test_image_path, dtype=int)
+    keys = rows.image_path.str.strip()
+    # the run's paths are relative to the data root; test.csv's may be
+    # relative to test/: one convention for the whole file
+    prefix = max(('', 'test/'), key=lambda p: (p + keys).isin(predicted.index).sum())
+    target = (prefix + keys).map(predicted)
+    missing = target.isna().to_numpy()
+    fallback = int(run.split.target.mode().iloc[0])
+    out = pd.DataFrame(dict(ID=np.arange(len(rows)), image_path=rows.image_path,
+                            target=target.fillna(fallback).astype(int)))
+    with atomic_write(path) as tmp: out[columns].to_csv(tmp, index=False)
+    filled = out[missing].assign(reason='no prediction (the image was not readable when the run loaded the data)')
+    return dict(rows=len(out), columns=columns, filled_with_most_frequent_class=int(missing.sum()),
+                fallback_class=fallback,
+                filled_rows=filled.to_dict('records'))

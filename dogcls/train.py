@@ -30,18 +30,19 @@ from torchmetrics.classification import MulticlassAccuracy
 from .augment import ScheduledTransform, parse_schedule, train_transform
 from .config import ModelConfig, TrainConfig
 from .core import DataError, atomic_write, write_json
-from .core import run_dir as make_run_dir
 from .data import assign_folds, class_names, classes_missing_from_training
 from .features import FeatureStore, _hashes
 from .heads import build_model, fit_head, warmup_cosine
 from .loader import ImageCache, ImageDataModule, cache_side
 from .models import classifier_path, create_model, data_config, eval_transform, frozen_norms, parameter_counts
-from .run import Run, read_classes, read_folds
+from .run import SUBMISSION_COLUMNS as SUBMISSION_COLUMNS  # moved to dogcls.run, still importable from here
+from .run import Run, read_classes, read_folds, run_folder
+from .run import write_submission as write_submission  # moved to dogcls.run, still importable from here
 from .track import check_logger, close_logger, fold_logger, start_tracking
 
 # %% auto #0
-__all__ = ['SUBMISSION_COLUMNS', 'TrainingError', 'Classifier', 'epoch_line', 'EpochLog', 'predict_probs', 'train_kfold',
-           'quiet_lightning', 'merge_folds', 'write_submission', 'load_run_model']
+__all__ = ['TrainingError', 'Classifier', 'epoch_line', 'EpochLog', 'predict_probs', 'train_kfold', 'quiet_lightning',
+           'merge_folds', 'load_run_model']
 
 # %% ../nbs/05_train.ipynb #daa546e7
 class TrainingError(RuntimeError):
@@ -484,53 +485,13 @@ def merge_folds(
     run.save_probs()
     return run
 
-# %% ../nbs/05_train.ipynb #7314e7ee
-SUBMISSION_COLUMNS = ('ID', 'image_path', 'target')
-
-def _submission_columns(columns)->list[str]:
-    columns = [c.strip() for c in columns.split(',')] if isinstance(columns, str) else [str(c) for c in columns]
-    if 'target' not in columns or set(columns) - set(SUBMISSION_COLUMNS) or len(set(columns)) != len(columns):
-        raise DataError(f'submission columns {",".join(columns)!r}: choose from '
-                        f'{",".join(SUBMISSION_COLUMNS)}, each at most '
-                        'once and target always, e.g. "ID,image_path,target" (the '
-                        'competition\'s) or "image_path,target"')
-    return columns
-
-# %% ../nbs/05_train.ipynb #e24342b5
-def write_submission(
-    run:Run,                     # a training run (its test_image_path, test_mean and training split)
-    test_csv:str|Path,           # the competition's test.csv
-    path:str|Path,               # where to write submission.csv
-    columns=SUBMISSION_COLUMNS,  # columns in order: a list or a comma-separated string
-)->dict:                         # rows, columns, and the rows filled with the most frequent training class
-    "Write submission.csv: the fold-averaged prediction for every row of test.csv, in its order."
-    columns, test_csv = _submission_columns(columns), Path(test_csv)
-    rows = pd.read_csv(test_csv, dtype=str, keep_default_na=False)
-    if 'image_path' not in rows:
-        raise DataError(f'{test_csv}: no image_path column; expected the competition\'s test.csv')
-    predicted = pd.Series(run.test_mean.argmax(1) if len(run.test_mean) else [], index=run.test_image_path, dtype=int)
-    keys = rows.image_path.str.strip()
-    # the run's paths are relative to the data root; test.csv's may be
-    # relative to test/: one convention for the whole file
-    prefix = max(('', 'test/'), key=lambda p: (p + keys).isin(predicted.index).sum())
-    target = (prefix + keys).map(predicted)
-    missing = target.isna().to_numpy()
-    fallback = int(run.split.target.mode().iloc[0])
-    out = pd.DataFrame(dict(ID=np.arange(len(rows)), image_path=rows.image_path,
-                            target=target.fillna(fallback).astype(int)))
-    with atomic_write(path) as tmp: out[columns].to_csv(tmp, index=False)
-    filled = out[missing].assign(reason='no prediction (the image was not readable when the run loaded the data)')
-    return dict(rows=len(out), columns=columns, filled_with_most_frequent_class=int(missing.sum()),
-                fallback_class=fallback,
-                filled_rows=filled.to_dict('records'))
-
 # %% ../nbs/05_train.ipynb #9c5742a5
 def load_run_model(
     run:str|Path,   # a run folder, or a run name under reports/
     fold:int=0,     # which fold's best model
 )->torch.nn.Module: # the timm model, in eval mode
     "The best model of one fold of a finished training run."
-    folder = Path(run) if Path(run).is_dir() else make_run_dir(str(run), create=False)
+    folder = run_folder(run)
     done = folder/f'fold{fold}'/'done.json'
     if not done.is_file(): raise DataError(f'{folder}: fold {fold} is not finished (no {done.name}); train it first')
     c = TrainConfig.load(folder).model

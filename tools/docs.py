@@ -51,7 +51,7 @@ ROOT = Path(__file__).resolve().parents[1]
 NBS = ROOT/'nbs'
 CACHE = ROOT/'_docs_cache' # executed notebooks, by the hash of what their outputs depend on
 LIBRARY, EXPERIMENTS = 'Library', 'Experiments'
-GUIDES = ('reading_a_report',) # pages of prose around the example runs' reports: not executed, listed before the library
+GUIDES = ('reading_a_report', 'glossary') # pages of prose (the first around the example runs' reports): not executed, before the library
 # nbdev's own directives (`#| export`), written without a colon, and the test flags of settings.ini
 NBDEV_FLAGS = {'export', 'exports', 'exporti', 'hide', 'default_exp', 'exec_doc', 'hide_line', 'filter_stream'}
 BOOL_OPTIONS = {'echo', 'include', 'eval', 'warning', 'error'}
