@@ -12,8 +12,6 @@ import numbers
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from fastcore.basics import patch
-
 from .augment import parse_schedule
 from .core import DataError, write_json
 from .models import ARCHS, HEADS, resolve_arch
@@ -164,6 +162,63 @@ class TrainConfig:
         parts = {part: kind(**{k: v for k, v in options.items() if names[k] == part}) for part, kind in _PARTS.items()}
         return cls(**parts, **{k: v for k, v in options.items() if names[k] == ''})
 
+    @classmethod
+    def from_namespace(cls,
+                       namespace:dict,       # a notebook's variables (`globals()`)
+                       given=None)->TrainConfig: # the option names the user set; None: every option is taken as given
+        """A configuration from the variables of a notebook that are named like options; the rest are ignored. With
+        `given`, an architecture's `FULL_PRESETS` (when its size resolves to full) fill the options the user left
+        alone."""
+        options = {k: namespace[k] for k in cls.names() if k in namespace}
+        if given is not None:
+            arch, size = options.get('arch', ModelConfig.arch), options.get('size', ModelConfig.size)
+            full = arch in ARCHS and resolve_arch(arch, size)[0] == ARCHS[arch]['full'][0]
+            options.update({k: v for k, v in FULL_PRESETS.get(arch, {}).items() if full and k not in given})
+        return cls.from_flat(**options)
+
+    @classmethod
+    def from_dict(cls, d:dict)->TrainConfig:
+        "From `asdict` (config.json), or from the flat dict that runs written before this class stored."
+        if all(part in d for part in _PARTS):
+            return cls(**{part: kind(**d[part]) for part, kind in _PARTS.items()},
+                       **{k: v for k, v in d.items() if k not in _PARTS})
+        return cls.from_flat(**{k: v for k, v in d.items() if k in cls.names()})
+
+    @classmethod
+    def load(cls, folder:str|Path)->TrainConfig:
+        "The configuration of a run folder (its config.json)."
+        path = Path(folder)/'config.json'
+        if not path.is_file(): raise DataError(f'{folder}: no config.json; not a dogcls training run')
+        return cls.from_dict(json.loads(path.read_text()))
+
+    def flat(self)->dict:
+        "Option name -> value, every part together (for trackers, reports and the index)."
+        return {**{k: v for part in _PARTS for k, v in asdict(getattr(self, part)).items()},
+                **{k: v for k, v in asdict(self).items() if k not in _PARTS}}
+
+    def differences(self, other:TrainConfig)->dict[str, tuple]:
+        "Option -> (other's, this one's) of every option that changes the result (`compare=True`) and differs."
+        out = {}
+        for part in _PARTS:
+            a, b = getattr(other, part), getattr(self, part)
+            out.update({f.name: (getattr(a, f.name), getattr(b, f.name)) for f in dataclasses.fields(b)
+                        if f.compare and getattr(a, f.name) != getattr(b, f.name)})
+        out.update({f.name: (getattr(other, f.name), getattr(self, f.name)) for f in dataclasses.fields(self)
+                    if f.name not in _PARTS and f.compare and getattr(other, f.name) != getattr(self, f.name)})
+        return out
+
+    def save(self, folder:str|Path):
+        "Write config.json, or check it against the one there: a run folder holds one configuration."
+        path = Path(folder)/'config.json'
+        if not path.is_file(): return write_json(asdict(self), path)
+        changed = self.differences(TrainConfig.load(folder))
+        if changed:
+            raise DataError(f'{folder} was trained with other settings '
+                            f'({", ".join(f"{k}: {a!r} then, {b!r} now" for k, (a, b) in changed.items())}); '
+                            'use a new run_name, or delete that folder to start over')
+        if asdict(self) != json.loads(path.read_text()):
+            write_json(asdict(self), path) # where it ran may change: the latest is kept
+
 # %% ../nbs/04b_config.ipynb #771d6373
 FULL_PRESETS = {
     # what the teams of the reference competition (one V100 32 GB each) found to work with each `full` preset: a
@@ -180,67 +235,3 @@ FULL_PRESETS = {
     'swin': dict(lr=1e-4, layer_decay=0.9, label_smoothing=0.1, drop_path_rate=0.2, batch_size=32,
                  accumulate_grad_batches=4),
 }
-
-@patch(cls_method=True)
-def from_namespace(cls:TrainConfig,
-                   namespace:dict,       # a notebook's variables (`globals()`)
-                   given=None)->TrainConfig: # the option names the user set; None: every option is taken as given
-    """A configuration from the variables of a notebook that are named like options; the rest are ignored. With
-    `given`, an architecture's `FULL_PRESETS` (when its size resolves to full) fill the options the user left alone."""
-    options = {k: namespace[k] for k in cls.names() if k in namespace}
-    if given is not None:
-        arch, size = options.get('arch', ModelConfig.arch), options.get('size', ModelConfig.size)
-        full = arch in ARCHS and resolve_arch(arch, size)[0] == ARCHS[arch]['full'][0]
-        options.update({k: v for k, v in FULL_PRESETS.get(arch, {}).items() if full and k not in given})
-    return cls.from_flat(**options)
-
-# %% ../nbs/04b_config.ipynb #26578be5
-@patch(cls_method=True)
-def from_dict(cls:TrainConfig, d:dict)->TrainConfig:
-    "From `asdict` (config.json), or from the flat dict that runs written before this class stored."
-    if all(part in d for part in _PARTS):
-        return cls(**{part: kind(**d[part]) for part, kind in _PARTS.items()},
-                   **{k: v for k, v in d.items() if k not in _PARTS})
-    return cls.from_flat(**{k: v for k, v in d.items() if k in cls.names()})
-
-# %% ../nbs/04b_config.ipynb #0d444d07
-@patch(cls_method=True)
-def load(cls:TrainConfig, folder:str|Path)->TrainConfig:
-    "The configuration of a run folder (its config.json)."
-    path = Path(folder)/'config.json'
-    if not path.is_file(): raise DataError(f'{folder}: no config.json; not a dogcls training run')
-    return cls.from_dict(json.loads(path.read_text()))
-
-# %% ../nbs/04b_config.ipynb #dcd35371
-@patch
-def flat(self:TrainConfig)->dict:
-    "Option name -> value, every part together (for trackers, reports and the index)."
-    return {**{k: v for part in _PARTS for k, v in asdict(getattr(self, part)).items()},
-            **{k: v for k, v in asdict(self).items() if k not in _PARTS}}
-
-# %% ../nbs/04b_config.ipynb #3058078e
-@patch
-def differences(self:TrainConfig, other:TrainConfig)->dict[str, tuple]:
-    "Option -> (other's, this one's) of every option that changes the result (`compare=True`) and differs."
-    out = {}
-    for part in _PARTS:
-        a, b = getattr(other, part), getattr(self, part)
-        out.update({f.name: (getattr(a, f.name), getattr(b, f.name)) for f in dataclasses.fields(b)
-                    if f.compare and getattr(a, f.name) != getattr(b, f.name)})
-    out.update({f.name: (getattr(other, f.name), getattr(self, f.name)) for f in dataclasses.fields(self)
-                if f.name not in _PARTS and f.compare and getattr(other, f.name) != getattr(self, f.name)})
-    return out
-
-# %% ../nbs/04b_config.ipynb #09fd1d58
-@patch
-def save(self:TrainConfig, folder:str|Path):
-    "Write config.json, or check it against the one there: a run folder holds one configuration."
-    path = Path(folder)/'config.json'
-    if not path.is_file(): return write_json(asdict(self), path)
-    changed = self.differences(TrainConfig.load(folder))
-    if changed:
-        raise DataError(f'{folder} was trained with other settings '
-                        f'({", ".join(f"{k}: {a!r} then, {b!r} now" for k, (a, b) in changed.items())}); '
-                        'use a new run_name, or delete that folder to start over')
-    if asdict(self) != json.loads(path.read_text()):
-        write_json(asdict(self), path) # where it ran may change: the latest is kept

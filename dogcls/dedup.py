@@ -17,7 +17,6 @@ import faiss
 import numpy as np
 import pandas as pd
 import torch
-from fastcore.basics import patch
 from PIL import Image
 from scipy import sparse
 from scipy.sparse import coo_matrix
@@ -141,52 +140,45 @@ class SSIMIndex:
         "SSIM of pairs (a[k], flip(b[k])), exactly as skimage's structural_similarity with gaussian_weights=True."
         return self._pairs((self.centred[a], self.maps[a]), self._views(b, flip))
 
-# %% ../nbs/02_dedup.ipynb #c1cef317
-@patch
-def _pairs(self:SSIMIndex, a:tuple, b:tuple)->torch.Tensor:
-    "Mean SSIM of pairs: a and b are (centred images (..., H, W), maps (..., 4, h, w)) whose leading dims broadcast."
-    (ca, ma), (cb, mb) = a, b
-    product = ca * cb
-    lead = product.shape[:-2]
-    structure = self._filter(product.reshape(-1, *product.shape[-2:]), 2.0) # 2 G(a b): the only filtering per pair
-    structure = structure.reshape(*lead, *structure.shape[-2:])
-    t = ma[..., 0, :, :] * mb[..., 0, :, :]
-    luminance = torch.add(ma[..., 1, :, :], mb[..., 1, :, :]).add_(t, alpha=2)
-    luminance.mul_(structure.sub_(t, alpha=2).add_(self.c2))
-    denominator = torch.add(ma[..., 2, :, :], mb[..., 2, :, :]).mul_(torch.add(ma[..., 3, :, :], mb[..., 3, :, :]))
-    return luminance.div_(denominator).mean((-2, -1))
+    def _pairs(self, a:tuple, b:tuple)->torch.Tensor:
+        """Mean SSIM of pairs: a and b are (centred images (..., H, W), maps (..., 4, h, w)) whose leading dims
+        broadcast."""
+        (ca, ma), (cb, mb) = a, b
+        product = ca * cb
+        lead = product.shape[:-2]
+        structure = self._filter(product.reshape(-1, *product.shape[-2:]), 2.0) # 2 G(a b): the only filtering per pair
+        structure = structure.reshape(*lead, *structure.shape[-2:])
+        t = ma[..., 0, :, :] * mb[..., 0, :, :]
+        luminance = torch.add(ma[..., 1, :, :], mb[..., 1, :, :]).add_(t, alpha=2)
+        luminance.mul_(structure.sub_(t, alpha=2).add_(self.c2))
+        denominator = torch.add(ma[..., 2, :, :], mb[..., 2, :, :]).mul_(torch.add(ma[..., 3, :, :], mb[..., 3, :, :]))
+        return luminance.div_(denominator).mean((-2, -1))
 
-# %% ../nbs/02_dedup.ipynb #770b3c8d
-@patch
-def best(self:SSIMIndex, a:torch.Tensor, b:torch.Tensor)->tuple[torch.Tensor, torch.Tensor]:
-    "Best SSIM over the flips for each pair (a[k], b[k]), and the index (into `flips`) of the flip that gave it."
-    first = (self.centred[a], self.maps[a]) # gathered once for all flips
-    second = None if self.flipped is not None else (self.centred[b], self.maps[b])
-    return self._best(lambda flip: self._pairs(first, self._views(b, flip) if second is None else
-                                                     (apply_view(second[0], flip), apply_view(second[1], flip))))
+    def best(self, a:torch.Tensor, b:torch.Tensor)->tuple[torch.Tensor, torch.Tensor]:
+        "Best SSIM over the flips for each pair (a[k], b[k]), and the index (into `flips`) of the flip that gave it."
+        first = (self.centred[a], self.maps[a]) # gathered once for all flips
+        second = None if self.flipped is not None else (self.centred[b], self.maps[b])
+        return self._best(lambda flip: self._pairs(first, self._views(b, flip) if second is None else
+                                                         (apply_view(second[0], flip), apply_view(second[1], flip))))
 
-# %% ../nbs/02_dedup.ipynb #6c5d7c7d
-@patch
-def best_block(self:SSIMIndex,
-               rows:slice, # a range of images
-               cols:slice, # another range (pairs are every row with every column)
-              )->tuple[torch.Tensor, torch.Tensor]: # (rows, cols) best SSIM and flip index
-    "Best SSIM over the flips of every (row, column) pair, by broadcasting: nothing is gathered or copied per pair."
-    first = (self.centred[rows, None], self.maps[rows, None])
-    views = lambda flip: (self.flipped[flip] if self.flipped is not None
-                          else (apply_view(self.centred, flip), apply_view(self.maps, flip)))
-    return self._best(lambda flip: self._pairs(first, tuple(v[None, cols] for v in views(flip))))
+    def best_block(self,
+                   rows:slice, # a range of images
+                   cols:slice, # another range (pairs are every row with every column)
+                  )->tuple[torch.Tensor, torch.Tensor]: # (rows, cols) best SSIM and flip index
+        "Best SSIM over the flips of every (row, column) pair, by broadcasting: nothing is gathered or copied per pair."
+        first = (self.centred[rows, None], self.maps[rows, None])
+        views = lambda flip: (self.flipped[flip] if self.flipped is not None
+                              else (apply_view(self.centred, flip), apply_view(self.maps, flip)))
+        return self._best(lambda flip: self._pairs(first, tuple(v[None, cols] for v in views(flip))))
 
-# %% ../nbs/02_dedup.ipynb #238d9c4f
-@patch
-def _best(self:SSIMIndex, score_of)->tuple[torch.Tensor, torch.Tensor]:
-    best = score_of(self.flips[0])
-    which = torch.zeros(best.shape, dtype=torch.long)
-    for k, flip in enumerate(self.flips[1:], 1):
-        score = score_of(flip)
-        better = score > best
-        best, which = torch.where(better, score, best), torch.where(better, k, which)
-    return best, which
+    def _best(self, score_of)->tuple[torch.Tensor, torch.Tensor]:
+        best = score_of(self.flips[0])
+        which = torch.zeros(best.shape, dtype=torch.long)
+        for k, flip in enumerate(self.flips[1:], 1):
+            score = score_of(flip)
+            better = score > best
+            best, which = torch.where(better, score, best), torch.where(better, k, which)
+        return best, which
 
 # %% ../nbs/02_dedup.ipynb #3e787408
 def _triangles(groups:list[np.ndarray], block:int)->tuple[np.ndarray, np.ndarray]:

@@ -13,7 +13,6 @@ import lightning as L
 import numpy as np
 import pandas as pd
 import torch
-from fastcore.basics import patch
 from PIL import Image
 from torch.utils.data import DataLoader, Dataset, RandomSampler
 from torchvision import transforms as T
@@ -174,46 +173,39 @@ class ImageDataModule(L.LightningDataModule):
         self.epoch = 0 # the epoch to draw outside a trainer (set it before each pass over train_dataloader())
         self.applied = {} # epoch (from 1) -> the policy a ScheduledTransform applied in it
 
-# %% ../nbs/01b_loader.ipynb #dc7ecfe4
-@patch
-def setup(self:ImageDataModule, stage:str|None=None):
-    m = self.manifest if 'fold' in self.manifest else assign_folds(self.manifest, self.n_folds, self.seed)
-    folds = sorted(m.loc[m.split == 'train', 'fold'].unique())
-    if self.fold not in folds: raise DataError(f'fold={self.fold!r} does not exist; the folds are {folds}')
-    self.train_rows = m[(m.split == 'train') & (m.fold != self.fold)].reset_index(drop=True)
-    self.val_rows = m[(m.split == 'train') & (m.fold == self.fold)].reset_index(drop=True)
-    self.test_rows = m[m.split == 'test'].reset_index(drop=True)
-    if self.cache is not None: # decoded by all cores at once, before workers fork (they share the images)
-        files = pd.concat([self.train_rows.file, self.val_rows.file, self.test_rows.file])
-        self.cache.preload(files, self.max_side)
+    def setup(self, stage:str|None=None):
+        m = self.manifest if 'fold' in self.manifest else assign_folds(self.manifest, self.n_folds, self.seed)
+        folds = sorted(m.loc[m.split == 'train', 'fold'].unique())
+        if self.fold not in folds: raise DataError(f'fold={self.fold!r} does not exist; the folds are {folds}')
+        self.train_rows = m[(m.split == 'train') & (m.fold != self.fold)].reset_index(drop=True)
+        self.val_rows = m[(m.split == 'train') & (m.fold == self.fold)].reset_index(drop=True)
+        self.test_rows = m[m.split == 'test'].reset_index(drop=True)
+        if self.cache is not None: # decoded by all cores at once, before workers fork (they share the images)
+            files = pd.concat([self.train_rows.file, self.val_rows.file, self.test_rows.file])
+            self.cache.preload(files, self.max_side)
 
-# %% ../nbs/01b_loader.ipynb #3121a6a5
-@patch
-def _loader(self:ImageDataModule, rows, transform, shuffle=False):
-    ds = ImageDataset(rows, transform, self.cache, self.max_side)
-    if not shuffle: return DataLoader(ds, batch_size=self.batch_size, num_workers=self.num_workers)
-    n = min(len(ds), self.samples_per_epoch or len(ds))
-    # workers start again each epoch, their seeds drawn from the epoch's (not persistent: a resumed run's fresh workers
-    # would draw otherwise than an uninterrupted run's)
-    seed = self.seed + self.fold # as the fold's model is seeded (dogcls.train)
-    def on_epoch(epoch): # a scheduled transform: the epoch's own, and a record of the policy applied
-        if isinstance(transform, ScheduledTransform):
-            ds.transform, self.applied[epoch + 1] = transform.at(epoch), transform.policy_at(epoch)
-    return EpochLoader(ds, batch_size=self.batch_size, sampler=EpochSampler(ds, n, seed, self.current_epoch),
-                       num_workers=self.num_workers, drop_last=n > self.batch_size, seed=seed, epoch=self.current_epoch,
-                       on_epoch=on_epoch)
+    def _loader(self, rows, transform, shuffle=False):
+        ds = ImageDataset(rows, transform, self.cache, self.max_side)
+        if not shuffle: return DataLoader(ds, batch_size=self.batch_size, num_workers=self.num_workers)
+        n = min(len(ds), self.samples_per_epoch or len(ds))
+        # workers start again each epoch, their seeds drawn from the epoch's
+        # (not persistent: a resumed run's fresh workers
+        # would draw otherwise than an uninterrupted run's)
+        seed = self.seed + self.fold # as the fold's model is seeded (dogcls.train)
+        def on_epoch(epoch): # a scheduled transform: the epoch's own, and a record of the policy applied
+            if isinstance(transform, ScheduledTransform):
+                ds.transform, self.applied[epoch + 1] = transform.at(epoch), transform.policy_at(epoch)
+        return EpochLoader(ds, batch_size=self.batch_size, sampler=EpochSampler(ds, n, seed, self.current_epoch),
+                           num_workers=self.num_workers, drop_last=n > self.batch_size, seed=seed,
+                           epoch=self.current_epoch,
+                           on_epoch=on_epoch)
 
-@patch
-def current_epoch(self:ImageDataModule)->int:
-    "The epoch being trained: the trainer's (a resumed one's restored count), or `epoch` outside a trainer."
-    return self.trainer.current_epoch if self.trainer is not None else self.epoch
+    def current_epoch(self)->int:
+        "The epoch being trained: the trainer's (a resumed one's restored count), or `epoch` outside a trainer."
+        return self.trainer.current_epoch if self.trainer is not None else self.epoch
 
-# %% ../nbs/01b_loader.ipynb #423a0714
-@patch
-def train_dataloader(self:ImageDataModule): return self._loader(self.train_rows, self.train_transform, shuffle=True)
+    def train_dataloader(self): return self._loader(self.train_rows, self.train_transform, shuffle=True)
 
-@patch
-def val_dataloader(self:ImageDataModule): return self._loader(self.val_rows, self.eval_transform)
+    def val_dataloader(self): return self._loader(self.val_rows, self.eval_transform)
 
-@patch
-def test_dataloader(self:ImageDataModule): return self._loader(self.test_rows, self.eval_transform)
+    def test_dataloader(self): return self._loader(self.test_rows, self.eval_transform)

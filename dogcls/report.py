@@ -16,7 +16,6 @@ import matplotlib
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
-from fastcore.basics import patch
 from PIL import Image
 
 # %% auto #0
@@ -120,60 +119,51 @@ class Report:
                 f'<h1>{html.escape(self.title)}</h1><p class="subtitle">{html.escape(self.subtitle)}</p>'
                 + self.warnings_html() + '\n'.join(self.parts) + '</body></html>\n')
 
-# %% ../nbs/07_report.ipynb #b3265df5
-@patch
-def table(self:Report,
-          df:pd.DataFrame,    # any table; cells and headers are escaped
-          caption:str='',     # a line under the table
-          max_rows:int=100,   # rows shown; the caption says how many were left out
-          index:bool=False,   # show the index
-          float_format:str='{:.4g}',
-          classes:str|None=None): # extra CSS classes of the <table>
-    "A table (escaped)."
-    shown = df.head(max_rows)
-    body = shown.to_html(index=index, escape=True, border=0, na_rep='', classes=classes,
-                         float_format=float_format.format if float_format else None)
-    more = f' ({len(df) - max_rows} more rows not shown)' if len(df) > max_rows else ''
-    self.parts.append(body + self._caption(caption + more))
+    def table(self,
+              df:pd.DataFrame,    # any table; cells and headers are escaped
+              caption:str='',     # a line under the table
+              max_rows:int=100,   # rows shown; the caption says how many were left out
+              index:bool=False,   # show the index
+              float_format:str='{:.4g}',
+              classes:str|None=None): # extra CSS classes of the <table>
+        "A table (escaped)."
+        shown = df.head(max_rows)
+        body = shown.to_html(index=index, escape=True, border=0, na_rep='', classes=classes,
+                             float_format=float_format.format if float_format else None)
+        more = f' ({len(df) - max_rows} more rows not shown)' if len(df) > max_rows else ''
+        self.parts.append(body + self._caption(caption + more))
 
-# %% ../nbs/07_report.ipynb #6bb827c9
-@patch
-def figure(self:Report,
-           fig:matplotlib.figure.Figure, # a matplotlib figure, embedded as PNG
-           caption:str='',
-           dpi:int=100):
-    "A matplotlib figure. Outside Jupyter's inline backend the figure is closed afterwards."
-    self.parts.append(f'<img class="figure" src="{png_data_uri(figure_png(fig, dpi))}">' + self._caption(caption))
-    if 'inline' not in matplotlib.get_backend(): plt.close(fig)
+    def figure(self,
+               fig:matplotlib.figure.Figure, # a matplotlib figure, embedded as PNG
+               caption:str='',
+               dpi:int=100):
+        "A matplotlib figure. Outside Jupyter's inline backend the figure is closed afterwards."
+        self.parts.append(f'<img class="figure" src="{png_data_uri(figure_png(fig, dpi))}">' + self._caption(caption))
+        if 'inline' not in matplotlib.get_backend(): plt.close(fig)
 
-# %% ../nbs/07_report.ipynb #c1c9cb0b
-@patch
-def images(self:Report,
-           items,              # (image, caption) pairs: PIL images, arrays or file paths
-           caption:str='',
-           size:int=96,        # thumbnail side in pixels
-           jpeg:bool=False):   # JPEG thumbnails (heat maps, photos: a fraction of PNG's bytes)
-    "A grid of thumbnails with captions (escaped)."
-    cells = []
-    for im, label in items:
-        if isinstance(im, (str, Path)): im = Image.open(im).convert('RGB')
-        cells.append(f'<figure><img src="{png_data_uri(image_png(im, size, jpeg))}"><figcaption>'
-                     f'{html.escape(str(label))}</figcaption></figure>')
-    self.parts.append(f'<div class="grid" style="--w:{size}px">{"".join(cells)}</div>' + self._caption(caption))
+    def images(self,
+               items,              # (image, caption) pairs: PIL images, arrays or file paths
+               caption:str='',
+               size:int=96,        # thumbnail side in pixels
+               jpeg:bool=False):   # JPEG thumbnails (heat maps, photos: a fraction of PNG's bytes)
+        "A grid of thumbnails with captions (escaped)."
+        cells = []
+        for im, label in items:
+            if isinstance(im, (str, Path)): im = Image.open(im).convert('RGB')
+            cells.append(f'<figure><img src="{png_data_uri(image_png(im, size, jpeg))}"><figcaption>'
+                         f'{html.escape(str(label))}</figcaption></figure>')
+        self.parts.append(f'<div class="grid" style="--w:{size}px">{"".join(cells)}</div>' + self._caption(caption))
 
-@patch
-def _caption(self:Report, text:str)->str: return f'<p class="caption">{html.escape(text)}</p>' if text else ''
+    def _caption(self, text:str)->str: return f'<p class="caption">{html.escape(text)}</p>' if text else ''
 
-# %% ../nbs/07_report.ipynb #f3faf2ab
-@patch
-def save(self:Report,
-         folder:str|Path,          # the run folder
-         name:str='report.html')->Path: # the file written
-    "Write the page into `folder` and return its path."
-    path = Path(folder)/name
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(self.html(), encoding='utf-8')
-    return path
+    def save(self,
+             folder:str|Path,          # the run folder
+             name:str='report.html')->Path: # the file written
+        "Write the page into `folder` and return its path."
+        path = Path(folder)/name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(self.html(), encoding='utf-8')
+        return path
 
 # %% ../nbs/07_report.ipynb #e6c08e1a
 def unsummarised_sections(

@@ -9,7 +9,6 @@ import html
 from pathlib import Path
 
 import pandas as pd
-from fastcore.basics import patch
 
 from .core import atomic_write
 from .data import open_image
@@ -90,50 +89,44 @@ class DuplicateReviewer:
     def next(self): self.show(self.position + 1)
     def previous(self): self.show(self.position - 1)
 
-# %% ../nbs/02b_review.ipynb #6a189f77
-@patch
-def show(self:DuplicateReviewer, position:int):
-    "Display the cluster at `position` (in review order)."
-    W = self.W
-    if not self.clusters: self.title.value = '<b>No clusters to review.</b>'; return
-    pages = -(-len(self.clusters) // self.per_page)
-    self.position = position % pages
-    shown = self.clusters[self.position * self.per_page:(self.position + 1) * self.per_page]
-    members = self.decisions[self.decisions.cluster.isin(shown)]
-    self.title.value = (f'<b>{"Cluster" if self.per_page == 1 else "Page"} {self.position + 1} of {pages}</b> · '
-                        f'{html.escape(members.reason.iloc[0].split("; ")[0]) if self.per_page == 1 else ""}')
-    tiles, self.toggles = [], []
-    for idx, r in members.iterrows():
-        relabel = str(r.get('relabel_to', '') or '')
-        action = str(r.action).strip().lower()
-        toggle = W.ToggleButtons(options=['keep', 'drop'] + ([f'relabel → {relabel}'] if relabel else []),
-                                 value=f'relabel → {relabel}' if action == 'relabel' else action,
-                                 style=W.ToggleButtonsStyle(button_width='auto'), layout=W.Layout(width='100%'))
-        toggle.observe(lambda change, i=idx: self.choose(i, change['new']), names='value')
-        self.toggles.append(toggle)
-        picture = image_png(open_image(self.files[r.image_path], max_side=2 * self.thumb), self.thumb)
-        side = f'{self.thumb}px'
-        image = W.Image(value=picture, format='png', layout=W.Layout(width=side, height=side, object_fit='contain'))
-        # long paths wrap inside the tile instead of widening it (seen in JupyterLab: cut off behind a scroll bar)
-        lines = [r.image_path, _caption(r)] + ([r.reason] if self.per_page > 1 else [])
-        text = '<br>'.join(map(html.escape, lines))
-        label = W.HTML(f'<div style="overflow-wrap:anywhere; line-height:1.25"><small>{text}</small></div>',
-                       layout=W.Layout(width='100%'))
-        tile = W.Layout(width=f'{self.thumb + 60}px', margin='0 8px 12px 0', overflow='hidden')
-        tiles.append(W.VBox([image, label, toggle], layout=tile))
-    self.tiles.children = tiles
+    def show(self, position:int):
+        "Display the cluster at `position` (in review order)."
+        W = self.W
+        if not self.clusters: self.title.value = '<b>No clusters to review.</b>'; return
+        pages = -(-len(self.clusters) // self.per_page)
+        self.position = position % pages
+        shown = self.clusters[self.position * self.per_page:(self.position + 1) * self.per_page]
+        members = self.decisions[self.decisions.cluster.isin(shown)]
+        self.title.value = (f'<b>{"Cluster" if self.per_page == 1 else "Page"} {self.position + 1} of {pages}</b> · '
+                            f'{html.escape(members.reason.iloc[0].split("; ")[0]) if self.per_page == 1 else ""}')
+        tiles, self.toggles = [], []
+        for idx, r in members.iterrows():
+            relabel = str(r.get('relabel_to', '') or '')
+            action = str(r.action).strip().lower()
+            toggle = W.ToggleButtons(options=['keep', 'drop'] + ([f'relabel → {relabel}'] if relabel else []),
+                                     value=f'relabel → {relabel}' if action == 'relabel' else action,
+                                     style=W.ToggleButtonsStyle(button_width='auto'), layout=W.Layout(width='100%'))
+            toggle.observe(lambda change, i=idx: self.choose(i, change['new']), names='value')
+            self.toggles.append(toggle)
+            picture = image_png(open_image(self.files[r.image_path], max_side=2 * self.thumb), self.thumb)
+            side = f'{self.thumb}px'
+            image = W.Image(value=picture, format='png', layout=W.Layout(width=side, height=side, object_fit='contain'))
+            # long paths wrap inside the tile instead of widening it (seen in JupyterLab: cut off behind a scroll bar)
+            lines = [r.image_path, _caption(r)] + ([r.reason] if self.per_page > 1 else [])
+            text = '<br>'.join(map(html.escape, lines))
+            label = W.HTML(f'<div style="overflow-wrap:anywhere; line-height:1.25"><small>{text}</small></div>',
+                           layout=W.Layout(width='100%'))
+            tile = W.Layout(width=f'{self.thumb + 60}px', margin='0 8px 12px 0', overflow='hidden')
+            tiles.append(W.VBox([image, label, toggle], layout=tile))
+        self.tiles.children = tiles
 
-# %% ../nbs/02b_review.ipynb #ebe0de54
-@patch
-def save(self:DuplicateReviewer)->Path:
-    "Write the decisions, with the choices made here, to the CSV."
-    with atomic_write(self.path) as tmp: self.decisions.to_csv(tmp, index=False)
-    changed = (self.decisions.action != self.decisions.proposed).sum()
-    self.status.value = f'Saved {html.escape(str(self.path))} ({changed} choices differ from the proposal).'
-    return self.path
+    def save(self)->Path:
+        "Write the decisions, with the choices made here, to the CSV."
+        with atomic_write(self.path) as tmp: self.decisions.to_csv(tmp, index=False)
+        changed = (self.decisions.action != self.decisions.proposed).sum()
+        self.status.value = f'Saved {html.escape(str(self.path))} ({changed} choices differ from the proposal).'
+        return self.path
 
-# %% ../nbs/02b_review.ipynb #28bf98fa
-@patch
-def _ipython_display_(self:DuplicateReviewer):
-    from IPython.display import display
-    display(self.widget)
+    def _ipython_display_(self):
+        from IPython.display import display
+        display(self.widget)

@@ -13,7 +13,6 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from fastcore.basics import patch
 from sklearn.metrics import accuracy_score, f1_score
 
 from .config import TrainConfig
@@ -99,133 +98,121 @@ class Run:
         y = pd.Series(self.test_image_path).map(known)
         return None if y.isna().any() or (y < 0).any() else y.to_numpy(int)
 
-# %% ../nbs/05b_run.ipynb #eba7aee4
-@patch(cls_method=True)
-def load(cls:Run,
-         folder:str|Path,     # a run folder, or a run name under reports/
-         partial:bool=False,  # allow unfinished folds (their validation rows get no out-of-fold probabilities)
-         reports:str|Path|None=None, # the reports folder holding named runs
-        )->Run:
-    "Read a run folder: its finished folds' predictions joined in the order of folds.csv. Nothing is written."
-    folder = Path(folder) if Path(folder).is_dir() else run_dir(str(folder), reports, create=False)
-    folds, config = read_folds(folder), TrainConfig.load(folder)
-    n_folds, train = config.data.folds, folds[folds.split == 'train'].reset_index(drop=True)
-    done = [k for k in range(n_folds) if (folder/f'fold{k}'/'done.json').is_file()]
-    missing = sorted(set(range(n_folds)) - set(done))
-    if missing and not partial:
-        raise DataError(f'{folder}: fold(s) {missing} are not finished; train them (fold=k) or pass partial=True')
-    classes = read_classes(folder)
-    n_classes = len(classes if classes is not None else class_names(train))
-    oof = np.full((len(train), n_classes), np.nan, np.float32)
-    position = pd.Series(np.arange(len(train)), index=train.image_path)
-    test_paths, test_probs, histories = None, [], []
-    for k in done:
-        p = np.load(folder/f'fold{k}'/'predictions.npz')
-        oof[position[p['val_image_path']].to_numpy()] = p['val_probs']
-        if test_paths is None: test_paths = p['test_image_path']
-        test_probs.append(p['test_probs'])
-        histories.append(pd.read_csv(folder/f'fold{k}'/'history.csv'))
-    return cls(folder, config, folds, oof, test_paths if test_paths is not None else np.array([], str),
-               np.stack(test_probs) if test_probs else np.zeros((0, 0, n_classes), np.float32),
-               pd.concat(histories, ignore_index=True) if histories else pd.DataFrame(), done, classes,
-               {k: json.loads((folder/f'fold{k}'/'done.json').read_text()) for k in done})
+    @classmethod
+    def load(cls,
+             folder:str|Path,     # a run folder, or a run name under reports/
+             partial:bool=False,  # allow unfinished folds (their validation rows get no out-of-fold probabilities)
+             reports:str|Path|None=None, # the reports folder holding named runs
+            )->Run:
+        "Read a run folder: its finished folds' predictions joined in the order of folds.csv. Nothing is written."
+        folder = Path(folder) if Path(folder).is_dir() else run_dir(str(folder), reports, create=False)
+        folds, config = read_folds(folder), TrainConfig.load(folder)
+        n_folds, train = config.data.folds, folds[folds.split == 'train'].reset_index(drop=True)
+        done = [k for k in range(n_folds) if (folder/f'fold{k}'/'done.json').is_file()]
+        missing = sorted(set(range(n_folds)) - set(done))
+        if missing and not partial:
+            raise DataError(f'{folder}: fold(s) {missing} are not finished; train them (fold=k) or pass partial=True')
+        classes = read_classes(folder)
+        n_classes = len(classes if classes is not None else class_names(train))
+        oof = np.full((len(train), n_classes), np.nan, np.float32)
+        position = pd.Series(np.arange(len(train)), index=train.image_path)
+        test_paths, test_probs, histories = None, [], []
+        for k in done:
+            p = np.load(folder/f'fold{k}'/'predictions.npz')
+            oof[position[p['val_image_path']].to_numpy()] = p['val_probs']
+            if test_paths is None: test_paths = p['test_image_path']
+            test_probs.append(p['test_probs'])
+            histories.append(pd.read_csv(folder/f'fold{k}'/'history.csv'))
+        return cls(folder, config, folds, oof, test_paths if test_paths is not None else np.array([], str),
+                   np.stack(test_probs) if test_probs else np.zeros((0, 0, n_classes), np.float32),
+                   pd.concat(histories, ignore_index=True) if histories else pd.DataFrame(), done, classes,
+                   {k: json.loads((folder/f'fold{k}'/'done.json').read_text()) for k in done})
 
-# %% ../nbs/05b_run.ipynb #2e36dc26
-@patch
-def with_probs(self:Run, oof_probs:np.ndarray, test_probs:np.ndarray)->Run:
-    "The same run with other probabilities (for example re-predicted with test-time augmentation)."
-    return dataclasses.replace(self, oof_probs=oof_probs, test_probs=test_probs)
+    def with_probs(self, oof_probs:np.ndarray, test_probs:np.ndarray)->Run:
+        "The same run with other probabilities (for example re-predicted with test-time augmentation)."
+        return dataclasses.replace(self, oof_probs=oof_probs, test_probs=test_probs)
 
-# %% ../nbs/05b_run.ipynb #35f7569b
-@patch
-def save_probs(self:Run):
-    "Write oof_probs.npz and test_probs.npz into the run folder (the train notebook's outputs)."
-    s = self.split
-    with atomic_write(self.folder/'oof_probs.npz') as tmp:
-        np.savez(tmp, image_path=s.image_path.to_numpy(str), fold=s.fold.to_numpy(), target=s.target.to_numpy(),
-                 probs=self.oof_probs)
-    with atomic_write(self.folder/'test_probs.npz') as tmp:
-        np.savez(tmp, image_path=self.test_image_path, per_fold=self.test_probs, mean=self.test_mean)
+    def save_probs(self):
+        "Write oof_probs.npz and test_probs.npz into the run folder (the train notebook's outputs)."
+        s = self.split
+        with atomic_write(self.folder/'oof_probs.npz') as tmp:
+            np.savez(tmp, image_path=s.image_path.to_numpy(str), fold=s.fold.to_numpy(), target=s.target.to_numpy(),
+                     probs=self.oof_probs)
+        with atomic_write(self.folder/'test_probs.npz') as tmp:
+            np.savez(tmp, image_path=self.test_image_path, per_fold=self.test_probs, mean=self.test_mean)
 
-# %% ../nbs/05b_run.ipynb #28f99b48
-@patch
-def __repr__(self:Run):
-    return (f'Run({str(self.folder)!r}, {self.config.model.arch}, folds {self.folds_done} of {self.config.data.folds}, '
-            f'{len(self.split)} training and {len(self.test_image_path)} test '
-            f'images, {self.oof_probs.shape[1]} classes)')
+    def __repr__(self):
+        return (f'Run({str(self.folder)!r}, {self.config.model.arch}, '
+                f'folds {self.folds_done} of {self.config.data.folds}, '
+                f'{len(self.split)} training and {len(self.test_image_path)} test '
+                f'images, {self.oof_probs.shape[1]} classes)')
 
-# %% ../nbs/05b_run.ipynb #d9eb0907
-@patch
-def scores(self:Run,
-           rows:np.ndarray|None=None, # boolean mask over the training rows: score only their out-of-fold predictions
-          )->dict:                    # per_fold and overall scores and gaps
-    "Accuracy and macro-F1 per fold and overall, train/validation/test, and the gaps between them."
-    split, oof = self.split, self.oof_probs
-    if rows is not None: split, oof = split[rows], oof[rows]
-    y, test_y, history = split.target.to_numpy(), self.test_targets, self.history
-    per_fold = []
-    for i, k in enumerate(self.folds_done):
-        in_fold = (split.fold == k).to_numpy()
-        last = history[history.fold == k].sort_values('epoch').iloc[-1] if len(history) else None
-        entry = dict(fold=k, train_acc=None if last is None else float(last.train_acc),
-                     **{f'val_{a}': b for a, b in prediction_scores(y[in_fold], oof[in_fold]).items()})
-        resumed = self.done.get(k, {}).get('resumed_after_epochs')
-        if resumed: entry['resumed_after_epoch'] = ', '.join(map(str, resumed)) # the report's per-fold table says so
+    def scores(self,
+               rows:np.ndarray|None=None, # boolean mask over the training rows: score their out-of-fold predictions
+              )->dict:                    # per_fold and overall scores and gaps
+        "Accuracy and macro-F1 per fold and overall, train/validation/test, and the gaps between them."
+        split, oof = self.split, self.oof_probs
+        if rows is not None: split, oof = split[rows], oof[rows]
+        y, test_y, history = split.target.to_numpy(), self.test_targets, self.history
+        per_fold = []
+        for i, k in enumerate(self.folds_done):
+            in_fold = (split.fold == k).to_numpy()
+            last = history[history.fold == k].sort_values('epoch').iloc[-1] if len(history) else None
+            entry = dict(fold=k, train_acc=None if last is None else float(last.train_acc),
+                         **{f'val_{a}': b for a, b in prediction_scores(y[in_fold], oof[in_fold]).items()})
+            resumed = self.done.get(k, {}).get('resumed_after_epochs')
+            # the report's per-fold table says so
+            if resumed: entry['resumed_after_epoch'] = ', '.join(map(str, resumed))
+            if test_y is not None:
+                entry.update({f'test_{a}': b for a, b in prediction_scores(test_y, self.test_probs[i]).items()})
+            per_fold.append(entry)
+        overall = {f'oof_{a}': b for a, b in prediction_scores(y, oof).items()}
         if test_y is not None:
-            entry.update({f'test_{a}': b for a, b in prediction_scores(test_y, self.test_probs[i]).items()})
-        per_fold.append(entry)
-    overall = {f'oof_{a}': b for a, b in prediction_scores(y, oof).items()}
-    if test_y is not None:
-        # the fold-averaged prediction
-        overall.update({f'test_{a}': b for a, b in prediction_scores(test_y, self.test_mean).items()})
-        singles = [f['test_accuracy'] for f in per_fold if f.get('test_accuracy') is not None]
-        # the single fold models, averaged
-        overall['mean_fold_test_accuracy'] = float(np.mean(singles)) if singles else None
-    train_acc = [f['train_acc'] for f in per_fold if f['train_acc'] is not None]
-    overall['train_acc'] = float(np.mean(train_acc)) if per_fold else None
-    if overall.get('oof_accuracy') is not None and overall['train_acc'] is not None:
-        overall['train_val_gap'] = overall['train_acc'] - overall['oof_accuracy']
-    if overall.get('test_accuracy') is not None and overall.get('oof_accuracy') is not None:
-        overall['val_test_gap'] = overall['oof_accuracy'] - overall['test_accuracy']
-        if overall.get('mean_fold_test_accuracy') is not None: # like for like: single fold models on both sides
-            overall['val_single_test_gap'] = overall['oof_accuracy'] - overall['mean_fold_test_accuracy']
-    return dict(per_fold=per_fold, overall=overall)
+            # the fold-averaged prediction
+            overall.update({f'test_{a}': b for a, b in prediction_scores(test_y, self.test_mean).items()})
+            singles = [f['test_accuracy'] for f in per_fold if f.get('test_accuracy') is not None]
+            # the single fold models, averaged
+            overall['mean_fold_test_accuracy'] = float(np.mean(singles)) if singles else None
+        train_acc = [f['train_acc'] for f in per_fold if f['train_acc'] is not None]
+        overall['train_acc'] = float(np.mean(train_acc)) if per_fold else None
+        if overall.get('oof_accuracy') is not None and overall['train_acc'] is not None:
+            overall['train_val_gap'] = overall['train_acc'] - overall['oof_accuracy']
+        if overall.get('test_accuracy') is not None and overall.get('oof_accuracy') is not None:
+            overall['val_test_gap'] = overall['oof_accuracy'] - overall['test_accuracy']
+            if overall.get('mean_fold_test_accuracy') is not None: # like for like: single fold models on both sides
+                overall['val_single_test_gap'] = overall['oof_accuracy'] - overall['mean_fold_test_accuracy']
+        return dict(per_fold=per_fold, overall=overall)
 
-# %% ../nbs/05b_run.ipynb #5ae85f3d
-@patch
-def top_losses(self:Run,
-               k:int=24, # images returned
-              )->pd.DataFrame: # image_path, file, true, predicted (class names), probability of the prediction, loss
-    "The `k` training images with the highest out-of-fold cross-entropy, highest first."
-    valid = self.has_oof
-    rows, probs = self.split[valid].reset_index(drop=True), self.oof_probs[valid]
-    y = rows.target.to_numpy()
-    loss = -np.log(np.clip(probs[np.arange(len(probs)), y], 1e-9, 1))
-    worst = np.argsort(-loss, kind='stable')[:k]
-    names = self.names
-    return pd.DataFrame(dict(image_path=rows.image_path.to_numpy()[worst], file=rows.file.to_numpy()[worst],
-                             true=[names[t] for t in y[worst]], predicted=[names[q] for q in probs[worst].argmax(1)],
-                             probability=probs[worst].max(1), loss=loss[worst]))
+    def top_losses(self,
+                   k:int=24, # images returned
+                  )->pd.DataFrame: # image_path, file, true, predicted (class names), probability predicted, loss
+        "The `k` training images with the highest out-of-fold cross-entropy, highest first."
+        valid = self.has_oof
+        rows, probs = self.split[valid].reset_index(drop=True), self.oof_probs[valid]
+        y = rows.target.to_numpy()
+        loss = -np.log(np.clip(probs[np.arange(len(probs)), y], 1e-9, 1))
+        worst = np.argsort(-loss, kind='stable')[:k]
+        names = self.names
+        return pd.DataFrame(dict(image_path=rows.image_path.to_numpy()[worst], file=rows.file.to_numpy()[worst],
+                                 true=[names[t] for t in y[worst]],
+                                 predicted=[names[q] for q in probs[worst].argmax(1)],
+                                 probability=probs[worst].max(1), loss=loss[worst]))
 
-# %% ../nbs/05b_run.ipynb #536040f4
-@patch
-def most_confused(self:Run,
-                  k:int=20, # pairs returned
-                 )->pd.DataFrame: # true, predicted, count, share of true class
-    "The most frequent (true, predicted) out-of-fold mistakes."
-    valid = self.has_oof
-    return confused_pairs(self.split.target.to_numpy()[valid], self.oof_probs[valid].argmax(1), self.names, k)
+    def most_confused(self,
+                      k:int=20, # pairs returned
+                     )->pd.DataFrame: # true, predicted, count, share of true class
+        "The most frequent (true, predicted) out-of-fold mistakes."
+        valid = self.has_oof
+        return confused_pairs(self.split.target.to_numpy()[valid], self.oof_probs[valid].argmax(1), self.names, k)
 
-# %% ../nbs/05b_run.ipynb #b520af10
-@patch
-def per_class(self:Run)->pd.DataFrame: # class, images, out-of-fold accuracy (and test accuracy when test labels exist)
-    "Accuracy of each class, worst first."
-    valid = self.has_oof
-    table = per_class_accuracy(self.split.target.to_numpy()[valid], self.oof_probs[valid].argmax(1), self.names)
-    if self.test_targets is not None:
-        test = per_class_accuracy(self.test_targets, self.test_mean.argmax(1), self.names)[['class', 'accuracy']]
-        table = table.merge(test.rename(columns={'accuracy': 'test accuracy'}), on='class', how='left')
-    return table.rename(columns={'accuracy': 'out-of-fold accuracy'})
+    def per_class(self)->pd.DataFrame: # class, images, out-of-fold accuracy (and test accuracy when test labels exist)
+        "Accuracy of each class, worst first."
+        valid = self.has_oof
+        table = per_class_accuracy(self.split.target.to_numpy()[valid], self.oof_probs[valid].argmax(1), self.names)
+        if self.test_targets is not None:
+            test = per_class_accuracy(self.test_targets, self.test_mean.argmax(1), self.names)[['class', 'accuracy']]
+            table = table.merge(test.rename(columns={'accuracy': 'test accuracy'}), on='class', how='left')
+        return table.rename(columns={'accuracy': 'out-of-fold accuracy'})
 
 # %% ../nbs/05b_run.ipynb #cae36af5
 def run_folder(
