@@ -48,7 +48,7 @@ def main():
             train, tested = emb[~is_test], emb[is_test]
             for name, other in [('as shipped', tested), ('5 classes only', tested[few]), ('recoloured (RGB -> BRG)', shifted)]:
                 result = adversarial_validation(train, other)
-                print(f'{backend:20s} {name:28s} {len(other):11d} {result["auc"]:8.3f} {str(result["auc_per_fold"]):>40s}')
+                print(f'{backend:20s} {name:28s} {len(other):11d} {result.auc:8.3f} {str(result.auc_per_fold):>40s}')
             print(f'{backend:20s} embedding {len(manifest) + len(recoloured)} images: {seconds:.1f} s')
 
 

@@ -95,9 +95,9 @@ def main():
         names = group.split(',')
         table, _ = ensemble(load_runs(names, out))
         picked = best_of(table)
-        gains = '; '.join(f'gain on the test accuracy of {TEST_MEASURES[c]} {g:+.3f}' for c, g in picked['gains'].items())
-        print(f'\nensemble of {group}: best single (out-of-fold) {picked["best_single"]}, best ensemble (out-of-fold) '
-              f'{picked["best"]}; {gains}; training time {sum(run_seconds(out/n) for n in names):.0f} s')
+        gains = '; '.join(f'gain on the test accuracy of {TEST_MEASURES[c]} {g:+.3f}' for c, g in picked.gains.items())
+        print(f'\nensemble of {group}: best single (out-of-fold) {picked.best_single}, best ensemble (out-of-fold) '
+              f'{picked.best}; {gains}; training time {sum(run_seconds(out/n) for n in names):.0f} s')
         print(table[['model', 'kind', 'oof_accuracy', 'mean_fold_test_accuracy', 'test_accuracy']].to_string(index=False))
     if args.smoke and not args.out: shutil.rmtree(out) # a check, not a result: nothing left behind
     else: print(f'runs in {out}')

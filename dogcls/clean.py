@@ -5,6 +5,7 @@
 # %% ../nbs/08_clean.ipynb #ba0d2eac
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -16,14 +17,14 @@ from sklearn.neighbors import NearestNeighbors
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from .core import DataError
+from .core import DataError, Result
 from .data import counts_in_words, open_image
 from .dedup import DECISION_COLUMNS, protect_classes
 
 # %% auto #0
 __all__ = ['check_probs', 'drop_empty_classes', 'confident_joint', 'estimate_joint', 'noise_rates', 'self_confidence_ranking',
-           'loss_ranking', 'label_issues', 'outliers', 'adversarial_validation', 'test_like', 'propose_cleaning',
-           'runs_oof', 'report_issues']
+           'loss_ranking', 'label_issues', 'outliers', 'AdversarialValidation', 'adversarial_validation', 'test_like',
+           'propose_cleaning', 'RunsOOF', 'runs_oof', 'report_issues']
 
 # %% ../nbs/08_clean.ipynb #646d84e9
 def check_probs(
@@ -235,6 +236,14 @@ def outliers(
     return table.sort_values('knn_distance', ascending=False, kind='stable', ignore_index=True)
 
 # %% ../nbs/08_clean.ipynb #46f0c426
+@dataclass(frozen=True)
+class AdversarialValidation(Result):
+    "What `adversarial_validation` measured."
+    auc:float                 # cross-validated ROC AUC of telling test from training images (0.5: alike)
+    auc_per_fold:list[float]  # the AUC of each fold
+    p_test_train:np.ndarray   # each training image's out-of-fold probability of being a test image
+    p_test_test:np.ndarray    # each test image's
+
 def adversarial_validation(
     train_embeddings:np.ndarray, # (N, d) or (N, views, d) embeddings of the training images
     test_embeddings:np.ndarray,  # (T, d) or (T, views, d) embeddings of the test images
@@ -259,8 +268,8 @@ def adversarial_validation(
         model.fit(x[fit], y[fit])
         p[held] = model.predict_proba(x[held])[:, 1]
         aucs.append(roc_auc_score(y[held], p[held]))
-    return dict(auc=float(roc_auc_score(y, p)), auc_per_fold=[round(float(v), 4) for v in aucs],
-                p_test_train=p[:len(a)], p_test_test=p[len(a):])
+    return AdversarialValidation(auc=float(roc_auc_score(y, p)), auc_per_fold=[round(float(v), 4) for v in aucs],
+                                 p_test_train=p[:len(a)], p_test_test=p[len(a):])
 
 # %% ../nbs/08_clean.ipynb #644c4ec5
 def test_like(
@@ -328,10 +337,18 @@ def _decision_table(rows:dict, manifest:pd.DataFrame)->pd.DataFrame:
                         columns=DECISION_COLUMNS + ['relabel_to'])
 
 # %% ../nbs/08_clean.ipynb #679016e9
+@dataclass(frozen=True)
+class RunsOOF(Result):
+    "The training rows of one or more runs sharing a split, and their mean out-of-fold probabilities."
+    split:pd.DataFrame      # the training rows, with their folds
+    oof_probs:np.ndarray    # (N, C): the mean over the runs
+    names:list[str]         # class names by target
+    runs:dict               # run name -> its Run
+
 def runs_oof(
     runs:list,                  # training runs (names under reports/ or folders): one, or several sharing a split
     reports:str|Path|None=None, # the reports folder holding named runs
-)->dict:                        # split (training rows), oof_probs (mean over the runs), names, runs (name -> Run)
+)->RunsOOF:
     "The training rows of one run, or of several runs sharing a split, and their (mean) out-of-fold probabilities."
     from dogcls.run import Run, load_runs, run_folder  # below this module: no Lightning, no ensemble
     runs = list(runs)
@@ -345,7 +362,7 @@ def runs_oof(
     else: loaded = load_runs(runs, reports)
     first = next(iter(loaded.values()))
     oof = np.mean([r.oof_probs for r in loaded.values()], 0)
-    return dict(split=first.split, oof_probs=oof, names=first.names, runs=loaded)
+    return RunsOOF(split=first.split, oof_probs=oof, names=first.names, runs=loaded)
 
 # %% ../nbs/08_clean.ipynb #5fd80f95
 def report_issues(

@@ -13,15 +13,23 @@ import os
 import platform
 import re
 import sys
+import warnings
 from pathlib import Path
 
 # %% auto #0
-__all__ = ['DataError', 'project_root', 'default_data_dir', 'resolve_dir', 'cache_dir', 'run_dir', 'file_sha1', 'cpu_threads',
-           'bf16_in_hardware', 'hardware_info', 'atomic_write', 'write_json', 'as_list']
+__all__ = ['DataError', 'Result', 'project_root', 'default_data_dir', 'resolve_dir', 'cache_dir', 'run_dir', 'file_sha1',
+           'cpu_threads', 'bf16_in_hardware', 'hardware_info', 'atomic_write', 'write_json', 'as_list']
 
 # %% ../nbs/00_core.ipynb #4f2d1e0c
 class DataError(ValueError):
     "Bad user input (a file, a value, a table); the message names it and says how to fix it."
+
+# %% ../nbs/00_core.ipynb #055635f4
+class Result:
+    "Base of dogcls's typed results: fields by attribute; by key (as the dicts they replace) deprecated for a release."
+    def __getitem__(self, key:str):
+        warnings.warn(f'{type(self).__name__}[{key!r}] is deprecated: use .{key}', DeprecationWarning, stacklevel=2)
+        return getattr(self, key)
 
 # %% ../nbs/00_core.ipynb #f30689ee
 def project_root(

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import copy
 import json
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -15,7 +16,7 @@ import torch
 from scipy.optimize import minimize
 
 from .config import DataConfig
-from .core import DataError, atomic_write
+from .core import DataError, Result, atomic_write
 from .loader import ImageDataModule, cache_side
 from .models import eval_transform
 from .run import Run, prediction_scores, run_folder
@@ -25,7 +26,7 @@ from .train import load_run_model, predict_probs
 # %% auto #0
 __all__ = ['COMBINERS', 'TEST_MEASURES', 'soft_vote', 'hard_vote', 'fit_weights', 'weighted_vote', 'fold_majority',
            'balanced_accuracy', 'GreedySelection', 'LogLinearPool', 'WeightedVote', 'cross_fit', 'tta_predictions',
-           'ensemble', 'best_of', 'gap_warnings', 'diversity', 'per_class_recall']
+           'ensemble', 'BestOf', 'best_of', 'gap_warnings', 'diversity', 'per_class_recall']
 
 # %% ../nbs/06_ensemble.ipynb #47b260b7
 def soft_vote(probs:list[np.ndarray])->np.ndarray:
@@ -252,9 +253,16 @@ def ensemble(
 TEST_MEASURES = {'test_accuracy': 'the fold-averaged prediction',
                  'mean_fold_test_accuracy': 'the single fold models (mean)'}
 
+@dataclass(frozen=True)
+class BestOf(Result):
+    "The best single model and the best combiner, both chosen by out-of-fold accuracy."
+    best_single:str  # the single model's name
+    best:str         # the combiner's
+    gains:dict       # test measure -> best minus best_single (the measures the table has)
+
 def best_of(
     table:pd.DataFrame, # from `ensemble`
-)->dict:                # best_single, best (names) and gains: {test measure: best minus best_single}
+)->BestOf:
     "The best single model and the best combiner by out-of-fold accuracy, and the combiner's gain on each test measure."
     best_of = lambda rows: rows.sort_values('oof_accuracy', ascending=False).model.iloc[0]
     by_kind = {kind: best_of(rows) for kind, rows in table.groupby('kind')}
@@ -262,7 +270,7 @@ def best_of(
     by_model = table.set_index('model')
     gains = {c: float(by_model[c][best] - by_model[c][best_single]) for c in TEST_MEASURES
              if c in by_model and by_model[c].notna()[[best, best_single]].all()}
-    return dict(best_single=best_single, best=best, gains=gains)
+    return BestOf(best_single=best_single, best=best, gains=gains)
 
 # %% ../nbs/06_ensemble.ipynb #e7a1c003
 def gap_warnings(

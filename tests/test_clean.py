@@ -108,4 +108,4 @@ def test_adversarial_validation_sees_a_shifted_test_set(tmp_path):
         ImageOps.invert(Image.open(f).convert('RGB')).save(dest); shifted_files.append(str(dest))
     shifted = part.copy(); shifted.loc[is_test, 'file'] = shifted_files
     moved = adversarial_validation(emb[~is_test], embed(shifted[is_test], 'pixels', flips=('none',)))
-    assert same['auc'] < 0.75 and moved['auc'] > 0.9, (same['auc'], moved['auc'])
+    assert same.auc < 0.75 and moved.auc > 0.9, (same.auc, moved.auc)

@@ -130,20 +130,20 @@ def adversarial_section(report:Report, manifest:pd.DataFrame, csv:str|Path, back
     emb = embed(manifest, chosen, flips=('none',), thumbs=thumbs)[:, 0]
     is_test = (manifest.split == 'test').to_numpy()
     adv = adversarial_validation(emb[~is_test], emb[is_test], seed=seed)
-    scored = pd.concat([train[['image_path', 'class_name']].assign(split='train', p_test=adv['p_test_train']),
-                        test_rows[['image_path', 'class_name']].assign(split='test', p_test=adv['p_test_test'])])
+    scored = pd.concat([train[['image_path', 'class_name']].assign(split='train', p_test=adv.p_test_train),
+                        test_rows[['image_path', 'class_name']].assign(split='test', p_test=adv.p_test_test)])
     scored['test_like'] = False
-    scored.loc[scored.split == 'train', 'test_like'] = most_test_like(adv['p_test_train'], test_like)
+    scored.loc[scored.split == 'train', 'test_like'] = most_test_like(adv.p_test_train, test_like)
     scored.to_csv(csv, index=False)
-    summary = {'adversarial ROC AUC (0.5: test looks like train)': round(adv['auc'], 4),
-               'AUC per fold': adv['auc_per_fold'], 'embeddings': chosen}
+    summary = {'adversarial ROC AUC (0.5: test looks like train)': round(adv.auc, 4),
+               'AUC per fold': adv.auc_per_fold, 'embeddings': chosen}
     report.metrics(summary)
     report.text('A logistic regression on image embeddings, cross-validated over 5 '
                 'folds, asked to tell training from test '
                 'images. Near 0.5 it cannot: the out-of-fold score should carry over to '
                 'test. Well above 0.5 (say 0.7) test '
                 'is drawn differently; then score the most test-like training images too: '
-                f'`papermill nbs/train.ipynb ... -p test_like_from {csv}`.', note=adv['auc'] > 0.7)
+                f'`papermill nbs/train.ipynb ... -p test_like_from {csv}`.', note=adv.auc > 0.7)
     picks = scored[scored.split == 'train'].sort_values('p_test', ascending=False).head(samples)
     files = manifest.set_index('image_path').file
     report.images([(files[r.image_path], f'{r.class_name} · p(test) {r.p_test:.2f}') for r in picks.itertuples()],
