@@ -28,7 +28,7 @@ def site(tmp_path_factory):
     work = tmp_path_factory.mktemp('docs')
     # one library notebook executed and one example run made (make docs executes them all; nbdev_test has already run
     # every cell of each library notebook, and the tests run every experiment notebook)
-    figures = docs.build_site(work/'site', work/'work', execute={'02_dedup'}, cache=work/'cache', examples={'eda'})
+    figures = docs.build_site(work/'site', work/'work', execute={'04_dedup'}, cache=work/'cache', examples={'eda'})
     return work/'site', figures
 
 
@@ -41,7 +41,7 @@ def test_every_notebook_is_a_page_in_nbdev_order(site):
     assert figures['pages'] == len(notebooks) and len(notebooks) >= 20 and (figures['executed'], figures['cached']) == (1, 0)
     assert (figures['examples'], figures['examples_cached']) == (1, 0)
     for nb in notebooks: assert (site/f'{docs.page_name(nb)}.html').is_file(), nb
-    assert docs.page_name(ROOT/'nbs'/'05b_run.ipynb') == 'run' and docs.page_name(ROOT/'nbs'/'train.ipynb') == 'experiments/train'
+    assert docs.page_name(ROOT/'nbs'/'03_run.ipynb') == 'run' and docs.page_name(ROOT/'nbs'/'train.ipynb') == 'experiments/train'
     library = _html(site, 'library')
     order = [library.index(f'href="{docs.page_name(nb)}.html"') for nb in notebooks
              if nb.stem not in ('index', *docs.GUIDES) and not docs.is_experiment(nb)]

@@ -23,3 +23,26 @@ def test_the_library_keeps_its_layers_and_a_lower_module_importing_a_higher_one_
     data.write_text(data.read_text() + '\n\ndef _trained():\n    from dogcls.train import train_kfold # up from data: not allowed\n    return train_kfold\n')
     broken = lint_imports(tmp_path)
     assert broken.returncode == 1 and 'dogcls.data is not allowed to import dogcls.train' in broken.stdout, broken.stdout
+
+
+def test_notebooks_are_numbered_in_import_order():
+    "Each library notebook's module imports only modules whose notebooks come before it (nbdev's order: names sorted)."
+    import ast
+    import json
+    import re
+    module_of = {}
+    for nb in sorted((ROOT/'nbs').glob('[0-9]*.ipynb')):
+        first = ''.join(json.loads(nb.read_text())['cells'][0]['source'])
+        found = re.search(r'#\| default_exp (\S+)', first)
+        if found: module_of['dogcls.' + found.group(1)] = nb.stem
+    assert len(module_of) >= 25
+    late = []
+    for module, stem in module_of.items():
+        path = ROOT/(module.replace('.', '/') + '.py')
+        for node in ast.walk(ast.parse(path.read_text())): # inside functions too
+            if isinstance(node, ast.ImportFrom) and node.level:
+                target = '.'.join(module.split('.')[:-node.level] + [node.module or ''])
+            elif isinstance(node, ast.ImportFrom) and (node.module or '').startswith('dogcls.'): target = node.module
+            else: continue
+            if target in module_of and module_of[target] >= stem: late.append(f'{stem} imports {target} ({module_of[target]})')
+    assert late == []

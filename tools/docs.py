@@ -68,7 +68,7 @@ def settings(root:Path=ROOT)->dict:
 
 
 def page_name(path:Path)->str:
-    "The page of a notebook, as nbdev names it: `05b_run.ipynb` -> `run`; an experiment notebook goes under `experiments/`."
+    "The page of a notebook, as nbdev names it: `03_run.ipynb` -> `run`; an experiment notebook goes under `experiments/`."
     stem = re.sub(r'^\d+[a-zA-Z0-9]*_', '', path.stem.lower())
     return f'experiments/{stem}' if is_experiment(path) else stem
 
