@@ -101,6 +101,8 @@ def test_an_experiment_page_ends_with_its_example_report(site):
     assert 'href="examples/eda.html"' in example
     report = (site/'experiments'/'examples'/'eda.html').read_text(encoding='utf-8') # the run's own self-contained file
     sections = docs.report_sections(report)
+    folder = re.search(r'<td>data folder</td>\s*<td>([^<]+)</td>', report).group(1)
+    assert (Path(html.unescape(folder))/'train.csv').is_file() # the folder the report names is where its run read the data
     assert [h for h, _ in sections][:3] == ['Warnings', 'Overview', 'Images per class']
     for heading, _ in sections: # every section under its heading, with its tables and figures as the report has them
         assert re.search(rf'<h3>{re.escape(html.escape(heading, quote=False))}<', example), heading

@@ -306,26 +306,28 @@ def run_examples(cache:Path=CACHE, runs=EXAMPLE_RUNS, log=print)->tuple[Path, in
     folder and the number of runs executed now (0: all from the cache). A failing run raises `DocsError`."""
     import papermill as pm
     key = examples_key(runs, depends_on())
-    done = cache/f'examples-{key}'
-    if (done/'reports').is_dir(): return done/'reports', 0
-    work = cache/f'.examples-{key}.{os.getpid()}'
-    shutil.rmtree(work, ignore_errors=True)
-    data, reports = example_slice(work/'data'), work/'reports'
-    _one_thread() # the runs share the cores with the library notebooks' workers
-    for notebook, run_name, parameters in runs:
-        started = time.time()
-        params = example_parameters(notebook, run_name, parameters, data, reports)
-        (reports/run_name).mkdir(parents=True, exist_ok=True)
-        try:
-            pm.execute_notebook(str(NBS/f'{notebook}.ipynb'), str(reports/run_name/f'{notebook}.ipynb'), parameters=params,
-                                kernel_name='python3', progress_bar=False, cwd=str(NBS), log_output=False)
-        except Exception as e:
-            raise DocsError(_papermill_error(e, notebook, run_name)) from None
-        if not (reports/run_name/'report.html').is_file():
-            raise DocsError(f'nbs/{notebook}.ipynb (the docs\' example run `{run_name}`) wrote no report.html')
-        log(f'example run {notebook}/{run_name}: {time.time() - started:.0f} s')
-    shutil.rmtree(done, ignore_errors=True)
-    work.replace(done)
+    done = cache/f'examples-{key}' # where the runs are made, so that the folders their reports name stay there
+    if (done/'complete').is_file(): return done/'reports', 0
+    shutil.rmtree(done, ignore_errors=True) # an interrupted build's runs: made again
+    try:
+        data, reports = example_slice(done/'data'), done/'reports'
+        _one_thread() # the runs share the cores with the library notebooks' workers
+        for notebook, run_name, parameters in runs:
+            started = time.time()
+            params = example_parameters(notebook, run_name, parameters, data, reports)
+            (reports/run_name).mkdir(parents=True, exist_ok=True)
+            try:
+                pm.execute_notebook(str(NBS/f'{notebook}.ipynb'), str(reports/run_name/f'{notebook}.ipynb'), parameters=params,
+                                    kernel_name='python3', progress_bar=False, cwd=str(NBS), log_output=False)
+            except Exception as e:
+                raise DocsError(_papermill_error(e, notebook, run_name)) from None
+            if not (reports/run_name/'report.html').is_file():
+                raise DocsError(f'nbs/{notebook}.ipynb (the docs\' example run `{run_name}`) wrote no report.html')
+            log(f'example run {notebook}/{run_name}: {time.time() - started:.0f} s')
+    except BaseException:
+        shutil.rmtree(done, ignore_errors=True) # nothing half-made is kept
+        raise
+    (done/'complete').write_text(json.dumps([name for _, name, _ in runs]))
     for old in cache.glob('examples-*'):
         if old != done: shutil.rmtree(old, ignore_errors=True)
     return done/'reports', len(runs)
