@@ -21,7 +21,7 @@ from .core import DataError, default_data_dir, file_sha1, resolve_dir, write_jso
 from .data import MAX_PIXELS, open_image
 
 # %% auto #0
-__all__ = ['build_clipart', 'build_clipart_cli']
+__all__ = ['build_clipart', 'build_clipart_cli', 'clipart_slice']
 
 # %% ../nbs/01a_clipart.ipynb #355c1672
 def build_clipart(
@@ -149,3 +149,23 @@ def build_clipart_cli(argv:list[str]|None=None):
     summary = build_clipart(**vars(parser.parse_args(argv)))
     for k, v in summary.items():
         if k != 'skipped_files': print(f'{k}: {v}')
+
+# %% ../nbs/01a_clipart.ipynb #e632ff1d
+def clipart_slice(
+    dest:str|Path,          # an empty or new folder
+    n_classes:int=12,       # the first classes by sorted name
+    src:str|Path|None=None, # the data set to slice (default: the embedded set)
+)->Path:                    # `dest`, with train.csv, test.csv, test_labels.csv and the images
+    "The first `n_classes` classes of the embedded set, training and test images, copied into `dest`."
+    import shutil
+    src, dest = Path(src or default_data_dir()), Path(dest)
+    train, labels = pd.read_csv(src/'train.csv'), pd.read_csv(src/'test_labels.csv')
+    train = train[train.class_name.isin(sorted(train.class_name.unique())[:n_classes])]
+    labels = labels[labels.target.isin(train.target)]
+    for path in list(train.image_path) + list(labels.image_path):
+        (dest/path).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(src/path, dest/path)
+    train.to_csv(dest/'train.csv', index=False)
+    labels[['image_path']].to_csv(dest/'test.csv', index=False)
+    labels.to_csv(dest/'test_labels.csv', index=False)
+    return dest

@@ -55,25 +55,19 @@ def competition(tmp_path):
 
 
 def clipart_slice(root: Path, n_classes=3, evil='evil<b>&"class') -> Path:
-    "The first `n_classes` classes of the embedded set in the competition layout, the first class renamed to `evil`."
-    import shutil
-
+    "The first `n_classes` classes of the embedded set in the competition layout (`dogcls.clipart.clipart_slice`), the first class renamed to `evil`."
     import pandas as pd
-    train, test = pd.read_csv(CLIPART/'train.csv'), pd.read_csv(CLIPART/'test_labels.csv')
-    keep = sorted(train.class_name.unique())[:n_classes]
-    train = train[train.class_name.isin(keep)].copy()
-    if evil: train.loc[train.class_name == keep[0], 'class_name'] = evil
-    rows = []
-    for r in train.itertuples():
-        dest = root/'train'/r.class_name/r.image_path.split('/')[-1]
-        dest.parent.mkdir(parents=True, exist_ok=True); shutil.copy(CLIPART/r.image_path, dest)
-        rows.append(dict(class_name=r.class_name, image_path=dest.relative_to(root).as_posix(), target=r.target))
-    pd.DataFrame(rows).to_csv(root/'train.csv', index=False)
-    test = test[test.target.isin(train.target)]
-    (root/'test').mkdir()
-    for p in test.image_path: shutil.copy(CLIPART/p, root/p)
-    test[['image_path']].to_csv(root/'test.csv', index=False)
-    test.to_csv(root/'test_labels.csv', index=False)
+
+    from dogcls.clipart import clipart_slice as first_classes
+    first_classes(root, n_classes, CLIPART)
+    if evil:
+        train = pd.read_csv(root/'train.csv')
+        first = sorted(train.class_name.unique())[0]
+        (root/'train'/first).rename(root/'train'/evil)
+        renamed = train.class_name == first
+        train.loc[renamed, 'image_path'] = 'train/' + evil + '/' + train.image_path[renamed].str.split('/').str[-1]
+        train.loc[renamed, 'class_name'] = evil
+        train.to_csv(root/'train.csv', index=False)
     return root
 
 

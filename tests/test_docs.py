@@ -114,6 +114,14 @@ def test_an_experiment_page_ends_with_its_example_report(site):
         '\n'.join(''.join(c['source']) for c in json.loads((ROOT/'nbs'/'reading_a_report.ipynb').read_text())['cells'])))
 
 
+def test_report_sections_in_a_page_are_styled_as_the_report_styles_them():
+    from dogcls.report import REPORT_CSS
+    css = docs.report_css()
+    assert '.dogcls-report .warnings {' in css and '.dogcls-report th, .dogcls-report td {' in css
+    assert css.count('{') == REPORT_CSS.count('{') - 4 + 1 # every rule but the page frame's 4, and the frame of the sections
+    assert not re.search(r'(^|[\s,])(body|h1|h2)\b', css) # the docs page keeps the theme's
+
+
 def test_a_guide_shows_report_sections_and_names_a_missing_one(tmp_path):
     from dogcls.report import Report
     report = Report('a run'); report.heading('Leakage'); report.text('Leak audit: 0 <validation> images.')

@@ -226,14 +226,16 @@ def _one_thread():
     for name in ('OMP_NUM_THREADS', 'MKL_NUM_THREADS', 'OPENBLAS_NUM_THREADS'): os.environ.setdefault(name, '1')
 
 
-def process(paths:list[Path], dest:Path, workers:int|None=None, execute:bool|set=False, cache:Path=CACHE)->dict:
+def process(paths:list[Path], dest:Path, workers:int|None=None, execute:bool|set=False, cache:Path=CACHE,
+            depends:str|None=None)->dict:
     """nbdev's processing of every notebook into `dest`, in parallel; every failing notebook is reported together.
     With `execute` (True, or a set of notebook stems) the library notebooks among them are executed first, or taken
-    from `cache` when executed before with the same text and dependencies. Returns {'executed': n, 'cached': n}."""
+    from `cache` when executed before with the same text and dependencies (`depends`: `depends_on()`, computed here when
+    not given). Returns {'executed': n, 'cached': n}."""
     for p in paths: check_options(p)
     dest.mkdir(parents=True, exist_ok=True)
     run = [p for p in paths if not is_experiment(p) and p.stem not in GUIDES and (execute is True or (execute and p.stem in execute))]
-    depends = depends_on() if run else ''
+    depends = (depends or depends_on()) if run else ''
     executed = {p: cached_path(p, cache, depends) for p in run}
     counts = dict(executed=sum(not e.is_file() for e in executed.values()), cached=sum(e.is_file() for e in executed.values()))
     workers = workers or min(len(paths), os.cpu_count() or 1)
@@ -263,22 +265,6 @@ EXAMPLE_RUNS = [
 ]
 
 
-def example_slice(dest:Path, n_classes:int=EXAMPLE_CLASSES, src:Path=ROOT/'data'/'clipart')->Path:
-    "The first `n_classes` classes of the embedded set, train and test, copied into `dest` in the competition layout."
-    import pandas as pd
-    train, labels = pd.read_csv(src/'train.csv'), pd.read_csv(src/'test_labels.csv')
-    keep = sorted(train.class_name.unique())[:n_classes]
-    train = train[train.class_name.isin(keep)]
-    labels = labels[labels.target.isin(train.target)]
-    for path in list(train.image_path) + list(labels.image_path):
-        (dest/path).parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(src/path, dest/path)
-    train.to_csv(dest/'train.csv', index=False)
-    labels[['image_path']].to_csv(dest/'test.csv', index=False)
-    labels.to_csv(dest/'test_labels.csv', index=False)
-    return dest
-
-
 def example_parameters(notebook:str, run_name:str, parameters:dict, data:Path, reports:Path)->dict:
     "The papermill parameters of an example run: the slice, the reports folder and its name, then its own (`{reports}` filled in)."
     fill = lambda v: v.replace('{reports}', str(reports)) if isinstance(v, str) else v
@@ -300,17 +286,19 @@ def _papermill_error(e:Exception, notebook:str, run_name:str)->str:
     return f'{where}: {what}. Fix the notebook, or the example\'s parameters in tools/docs.py (EXAMPLE_RUNS).'
 
 
-def run_examples(cache:Path=CACHE, runs=EXAMPLE_RUNS, log=print)->tuple[Path, int]:
+def run_examples(cache:Path=CACHE, runs=EXAMPLE_RUNS, log=print, depends:str|None=None)->tuple[Path, int]:
     """Run the experiment notebooks on a slice of the embedded set as `runs` says, once: the reports folder is kept in
     `cache` under `examples_key` and reused until a notebook, the library or a parameter changes. Returns the reports
-    folder and the number of runs executed now (0: all from the cache). A failing run raises `DocsError`."""
+    folder and the number of runs executed now (0: all from the cache). A failing run raises `DocsError`. `depends`:
+    `depends_on()`, computed here when not given."""
     import papermill as pm
-    key = examples_key(runs, depends_on())
+    key = examples_key(runs, depends or depends_on())
     done = cache/f'examples-{key}' # where the runs are made, so that the folders their reports name stay there
     if (done/'complete').is_file(): return done/'reports', 0
     shutil.rmtree(done, ignore_errors=True) # an interrupted build's runs: made again
     try:
-        data, reports = example_slice(done/'data'), done/'reports'
+        from dogcls.clipart import clipart_slice
+        data, reports = clipart_slice(done/'data', EXAMPLE_CLASSES), done/'reports'
         _one_thread() # the runs share the cores with the library notebooks' workers
         for notebook, run_name, parameters in runs:
             started = time.time()
@@ -398,7 +386,7 @@ def fill_reports(nb:dict, reports:Path|None, where:str)->dict:
     """A guide page's placeholders, lines `<!-- report lite0: Leakage -->` in its Markdown, become that section of the
     example run's report; without the example runs, a note says where to see it. An unknown run or section raises
     `DocsError` naming the notebook, the cell and the sections there are."""
-    cells = []
+    cells, known, parsed = [], {name for _, name, _ in EXAMPLE_RUNS}, {}
     for i, cell in enumerate(nb['cells']):
         src = _source(cell)
         if cell['cell_type'] != 'markdown' or not _PLACEHOLDER.search(src): cells.append(cell); continue
@@ -407,14 +395,14 @@ def fill_reports(nb:dict, reports:Path|None, where:str)->dict:
             if src[start:m.start()].strip(): cells.append(_markdown(src[start:m.start()]))
             start = m.end()
             run, heading = m.group(1), m.group(2).strip()
-            known = {name for _, name, _ in EXAMPLE_RUNS}
             if run not in known: raise DocsError(f'{where}, cell {i}: no example run `{run}` (there are {", ".join(sorted(known))})')
             page = reports/run/'report.html' if reports else None
             if page is None or not page.is_file():
                 cells.append(_markdown(f'*(The section "{heading}" of the example run `{run}` is shown here when the site is '
                                        'built with its example runs: `make docs`.)*'))
                 continue
-            sections = dict(report_sections(page.read_text(encoding='utf-8')))
+            if run not in parsed: parsed[run] = dict(report_sections(page.read_text(encoding='utf-8')))
+            sections = parsed[run]
             if heading not in sections:
                 raise DocsError(f'{where}, cell {i}: the report of the example run `{run}` has no section "{heading}" '
                                 f'(it has: {"; ".join(sections)})')
@@ -566,22 +554,22 @@ def section_page(title:str, intro:str, pages:list[tuple[str, dict]], depth:int)-
 CSS = """/* written by tools/docs.py: room for the notebooks' 120-character code lines */
 .bd-page-width { max-width: 110rem; }
 .bd-main .bd-content .bd-article-container { max-width: 100%; }
-/* a report's sections inside a page: the report's own styles (dogcls.report.REPORT_CSS), scoped */
-.dogcls-report { overflow-x: auto; border-left: 3px solid #d0d7de; padding-left: 1em; margin-bottom: 1em; }
-.dogcls-report img.figure { max-width: 100%; height: auto; }
-.dogcls-report table { border-collapse: collapse; font-size: 13px; margin: .5em 0; }
-.dogcls-report th, .dogcls-report td { border: 1px solid #ddd; padding: 3px 8px; text-align: left; vertical-align: top; }
-.dogcls-report th { background: #f4f4f4; }
-.dogcls-report .caption { color: #555; font-size: 13px; margin: .2em 0 1em; }
-.dogcls-report .grid { display: flex; flex-wrap: wrap; gap: 8px; }
-.dogcls-report .grid figure { margin: 0; width: var(--w); font-size: 11px; text-align: center; overflow-wrap: anywhere; }
-.dogcls-report .grid img { max-width: 100%; border: 1px solid #eee; background: #fff; }
-.dogcls-report .note { background: #fff8e1; border-left: 4px solid #f0c000; padding: .4em .8em; }
-.dogcls-report .warnings { background: #fdecea; border-left: 4px solid #c5221f; padding: .4em .8em; margin: 1em 0; }
-.dogcls-report .warnings ul { margin: .3em 0; padding-left: 1.2em; }
-.dogcls-report .fix { color: #555; }
-.dogcls-report .no-warnings { background: #e6f4ea; border-left: 4px solid #188038; padding: .4em .8em; margin: 1em 0; }
 """
+
+
+PAGE_ONLY = {'body', 'h1', 'h2', '.subtitle'} # a report page's own frame: inside a docs page, the theme's
+
+
+def report_css()->str:
+    """The styles of a report's sections inside a docs page: the report's own (`dogcls.report.REPORT_CSS`) scoped to
+    `.dogcls-report`, without those of its page frame, and a rule setting the sections apart from the prose."""
+    from dogcls.report import REPORT_CSS
+    rules = ['/* a report\'s sections inside a page (tools/docs.py: report_css) */',
+             '.dogcls-report { overflow-x: auto; border-left: 3px solid #d0d7de; padding-left: 1em; margin-bottom: 1em; }']
+    for selectors, body in re.findall(r'([^{}]+)\{([^}]*)\}', REPORT_CSS):
+        kept = [f'.dogcls-report {sel.strip()}' for sel in selectors.split(',') if sel.strip() not in PAGE_ONLY]
+        if kept: rules.append(f'{", ".join(kept)} {{ {" ".join(body.split())} }}')
+    return '\n'.join(rules) + '\n'
 
 
 def favicon(path:Path):
@@ -628,7 +616,7 @@ def stage(paths:list[Path], processed:Path, source:Path, reports:Path|None=None)
     for folder in ('images',):
         if (NBS/folder).is_dir(): shutil.copytree(NBS/folder, source/folder, dirs_exist_ok=True)
     (source/'_static').mkdir(exist_ok=True)
-    (source/'_static'/'dogcls.css').write_text(CSS)
+    (source/'_static'/'dogcls.css').write_text(CSS + report_css())
     favicon(source/'_static'/'favicon.png')
     (source/'conf.py').write_text(CONF.format(**cfg, sidebars={page: [] for page in ('index', *GUIDES)}))
 
@@ -654,10 +642,11 @@ def build_site(out:Path=ROOT/'_docs', work:Path=ROOT/'_proc', nbs:Path=NBS, exec
     if not any(p.name == 'index.ipynb' for p in paths): raise DocsError(f'{_rel(nbs)}: no index.ipynb (the home page and README)')
     shutil.rmtree(work, ignore_errors=True)
     runs = [r for r in EXAMPLE_RUNS if examples is True or (examples and r[1] in examples)]
+    depends = depends_on() if runs or execute else None # what the executed notebooks and the example runs depend on
     # the example runs in their own process while the library notebooks execute: both are partly idle on their own
     with futures.ProcessPoolExecutor(1, mp_context=multiprocessing.get_context('spawn')) as pool:
-        pending = pool.submit(run_examples, cache, runs) if runs else None
-        counts = process(paths, work/'nbdev', execute=execute, cache=cache)
+        pending = pool.submit(run_examples, cache, runs, depends=depends) if runs else None
+        counts = process(paths, work/'nbdev', execute=execute, cache=cache, depends=depends)
         processed_at = time.time()
         reports, made = pending.result() if pending else (None, 0)
     examples_at = time.time()
