@@ -22,7 +22,7 @@ from .metrics import most_confused as confused_pairs
 from .metrics import per_class_accuracy
 
 # %% auto #0
-__all__ = ['SUBMISSION_COLUMNS', 'read_folds', 'read_classes', 'prediction_scores', 'Run', 'run_folder', 'load_runs',
+__all__ = ['SUBMISSION_COLUMNS', 'read_folds', 'read_classes', 'prediction_scores', 'run_folder', 'Run', 'load_runs',
            'write_submission']
 
 # %% ../nbs/03_run.ipynb #9b3ee6ef
@@ -52,6 +52,15 @@ def prediction_scores(y, probs)->dict:
     pred = probs[keep].argmax(1)
     return dict(accuracy=float(accuracy_score(y[keep], pred)),
                 macro_f1=float(f1_score(y[keep], pred, average='macro')), n=int(keep.sum()))
+
+# %% ../nbs/03_run.ipynb #cae36af5
+def run_folder(
+    run:str|Path,               # a run folder, or the name of a run under `reports`
+    reports:str|Path|None=None, # the reports folder (default: reports/ in the project root)
+)->Path:
+    "The folder of a run given by folder or by name (not created)."
+    path = Path(run)
+    return path if path.is_dir() else run_dir(str(run), reports, create=False)
 
 # %% ../nbs/03_run.ipynb #901d2642
 @dataclass
@@ -105,7 +114,7 @@ class Run:
              reports:str|Path|None=None, # the reports folder holding named runs
             )->Run:
         "Read a run folder: its finished folds' predictions joined in the order of folds.csv. Nothing is written."
-        folder = Path(folder) if Path(folder).is_dir() else run_dir(str(folder), reports, create=False)
+        folder = run_folder(folder, reports)
         folds, config = read_folds(folder), TrainConfig.load(folder)
         n_folds, train = config.data.folds, folds[folds.split == 'train'].reset_index(drop=True)
         done = [k for k in range(n_folds) if (folder/f'fold{k}'/'done.json').is_file()]
@@ -213,15 +222,6 @@ class Run:
             test = per_class_accuracy(self.test_targets, self.test_mean.argmax(1), self.names)[['class', 'accuracy']]
             table = table.merge(test.rename(columns={'accuracy': 'test accuracy'}), on='class', how='left')
         return table.rename(columns={'accuracy': 'out-of-fold accuracy'})
-
-# %% ../nbs/03_run.ipynb #cae36af5
-def run_folder(
-    run:str|Path,               # a run folder, or the name of a run under `reports`
-    reports:str|Path|None=None, # the reports folder (default: reports/ in the project root)
-)->Path:
-    "The folder of a run given by folder or by name (not created)."
-    path = Path(run)
-    return path if path.is_dir() else run_dir(str(run), reports, create=False)
 
 # %% ../nbs/03_run.ipynb #62b1cbe7
 def load_runs(
