@@ -81,6 +81,15 @@ def smoke_check(source: Path, rate: float, seed: int):
               'of them under another class than the true one')
 
 
+def demo_args() -> list[str]:
+    "The papermill arguments `make demo` trains with: the Makefile's DEMO_ARGS, read from it so that the two cannot drift."
+    import re
+    import shlex
+    line = re.search(r'^DEMO_ARGS := (.+)$', (ROOT/'Makefile').read_text(), re.M)
+    if not line: raise SystemExit('Makefile: no DEMO_ARGS line (the settings `make demo` trains with)')
+    return shlex.split(line.group(1))
+
+
 def metrics(reports: Path, run: str) -> dict: return json.loads((reports/run/'metrics.json').read_text())
 
 
@@ -97,7 +106,9 @@ def main():
     args = parser.parse_args()
     from dogcls.core import cache_dir, default_data_dir
     source = default_data_dir()
-    if args.smoke: return smoke_check(source, args.rate, args.seed)
+    if args.smoke:
+        print(f'make demo trains with: {" ".join(demo_args())}') # read as the full run reads them
+        return smoke_check(source, args.rate, args.seed)
     dest = cache_dir()/f'clipart-noisy-{args.rate:g}-{args.seed}'
     flipped = build(source, dest, args.rate, args.seed)
     print(f'noisy copy: {dest} ({len(flipped)} of {len(pd.read_csv(source/"train.csv"))} training labels flipped)')
@@ -108,8 +119,7 @@ def main():
     seconds = {}
     seconds['dedup'] = papermill('dedup.ipynb', f'noise-dedup{suffix}', reports, '-p', 'data', str(source))
     decisions = str(reports/f'noise-dedup{suffix}'/'decisions.csv')
-    # as `make demo` trains (its DEMO_ARGS): the backbone frozen at its native size, an MLP head on stored features
-    demo = ['-p', 'size', 'full', '-p', 'freeze', 'backbone', '-p', 'head', 'mlp', '-p', 'head_dropout', '0.3', '-p', 'epochs', '15']
+    demo = demo_args() # as `make demo` trains: the backbone frozen at its native size, an MLP head on stored features
     common = ['-p', 'arch', arch, '-p', 'dedup_decisions', decisions, *demo, *smoke]
     runs = {'clean': f'noise-{arch}-clean{suffix}', 'noisy': f'noise-{arch}-noisy{suffix}', 'cleaned': f'noise-{arch}-cleaned{suffix}'}
     seconds['train clean'] = papermill('train.ipynb', runs['clean'], reports, '-p', 'data', str(source), *common)
