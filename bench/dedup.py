@@ -43,9 +43,6 @@ from dogcls.data import load_data, open_image
 from dogcls.dedup import (
     DedupConfig,
     SSIMIndex,
-    _angles,
-    _either_way,
-    _hamming_nearest,
     decode_all,
     find_duplicates,
     geometric_check,
@@ -53,6 +50,8 @@ from dogcls.dedup import (
     to_gray,
     within_class_ssim,
 )
+from dogcls.dedup.local import _angles, _hamming_nearest
+from dogcls.dedup.pipeline import _either_way
 from dogcls.views import FLIPS
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))

@@ -28,7 +28,8 @@ from timm.data.auto_augment import augment_and_mix_transform, auto_augment_trans
 from torchvision import transforms as T
 
 from .core import DataError, atomic_write, cpu_threads, write_json
-from .data import assign_folds, open_image
+from .data import assign_folds
+from .images import open_image
 
 # %% auto #0
 __all__ = ['OFFLINE', 'OFFLINE_VERSION', 'POLICIES', 'POLICY_STEPS', 'TIMM_POLICY_STRINGS', 'LEAKAGE_ARMS', 'canny_edges',

@@ -18,8 +18,9 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from .core import DataError, Result
-from .data import counts_in_words, open_image
-from .dedup import DECISION_COLUMNS, protect_classes
+from .data import counts_in_words
+from .decisions import DECISION_COLUMNS, protect_classes
+from .images import open_image
 
 # %% auto #0
 __all__ = ['check_probs', 'drop_empty_classes', 'confident_joint', 'estimate_joint', 'noise_rates', 'self_confidence_ranking',

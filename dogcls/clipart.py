@@ -18,7 +18,7 @@ import pandas as pd
 from PIL import Image
 
 from .core import DataError, default_data_dir, file_sha1, resolve_dir, write_json
-from .data import MAX_PIXELS, open_image
+from .images import MAX_PIXELS, open_image
 
 # %% auto #0
 __all__ = ['build_clipart', 'build_clipart_cli', 'clipart_slice']

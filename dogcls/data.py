@@ -7,175 +7,26 @@ from __future__ import annotations
 
 import hashlib
 import os
-import stat
 import warnings
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from PIL import Image, ImageOps, UnidentifiedImageError
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 from sklearn.model_selection import StratifiedGroupKFold
 
-from .core import DataError, atomic_write, cache_dir, cpu_threads, default_data_dir, file_sha1, resolve_dir
+from .core import DataError, cache_dir, default_data_dir, resolve_dir
+from .images import IMAGE_EXTENSIONS, MAX_PIXELS, scan_images
 
 # %% auto #0
-__all__ = ['MAX_PIXELS', 'IMAGE_EXTENSIONS', 'SCAN_COLUMNS', 'PROBLEM_COLUMNS', 'FIXES', 'MANIFEST_COLUMNS', 'to_rgb',
-           'open_image', 'thumbnail', 'scan_image', 'scan_images', 'resolve_paths', 'read_competition',
-           'read_image_folder', 'load_data', 'counts_in_words', 'class_names', 'test_labels', 'exact_duplicates',
-           'join_groups', 'assign_folds', 'classes_missing_from_training']
+__all__ = ['PROBLEM_COLUMNS', 'FIXES', 'MANIFEST_COLUMNS', 'resolve_paths', 'read_competition', 'read_image_folder', 'load_data',
+           'counts_in_words', 'class_names', 'test_labels', 'exact_duplicates', 'join_groups', 'assign_folds',
+           'classes_missing_from_training']
 
-# %% ../nbs/01_data.ipynb #cd132858
-MAX_PIXELS = 89_478_485 # Pillow's default `Image.MAX_IMAGE_PIXELS`; larger images are treated as decompression bombs
-IMAGE_EXTENSIONS = ('.png', '.jpg', '.jpeg', '.bmp', '.gif', '.tif', '.tiff', '.webp')
-_ALPHA_MODES = {'RGBA', 'LA', 'PA', 'RGBa', 'La'}
-
-# %% ../nbs/01_data.ipynb #8027ce01
-def to_rgb(
-    im:Image.Image, # a loaded image in any Pillow mode
-)->Image.Image:     # a new 8-bit RGB image, EXIF orientation applied, transparency composited onto white
-    "Normalise any Pillow image to upright 8-bit RGB on a white background."
-    if im.getexif().get(0x0112, 1) != 1: im = ImageOps.exif_transpose(im)
-    if im.mode.startswith('I;16') or im.mode in ('I', 'F'):
-        scale = 1.0 if im.mode == 'F' else 257.0 # 16-bit range 0..65535 onto 0..255
-        pixels = np.asarray(im, dtype=np.float64) / scale
-        im = Image.fromarray(np.clip(np.rint(pixels), 0, 255).astype(np.uint8), 'L')
-    if im.mode == 'P' or 'transparency' in im.info: im = im.convert('RGBA')
-    if im.mode in _ALPHA_MODES:
-        im = im.convert('RGBA')
-        white = Image.new('RGBA', im.size, (255, 255, 255, 255))
-        im = Image.alpha_composite(white, im)
-    return im.convert('RGB')
-
-# %% ../nbs/01_data.ipynb #aaedf03b
-def _downscale(im:Image.Image, max_side:int)->Image.Image:
-    if max(im.size) <= max_side: return im
-    scale = max_side / max(im.size)
-    size = (max(1, round(im.width*scale)), max(1, round(im.height*scale)))
-    return im.resize(size, Image.Resampling.LANCZOS, reducing_gap=3.0)
-
-# %% ../nbs/01_data.ipynb #c72ab808
-def open_image(
-    path:str|Path,             # an image file
-    max_side:int|None=None,    # downscale so the longer side is at most this (JPEGs decode at reduced size)
-    max_pixels:int=MAX_PIXELS, # refuse images whose header declares more pixels than this
-    draft:int|None=None,       # JPEGs decode at the smallest 1/2, 1/4, 1/8 scale keeping this side (default: max_side)
-)->Image.Image:                # 8-bit RGB, upright, transparency on white
-    "Open any image file as RGB, refusing decompression bombs and unreadable files with a `DataError`."
-    path = Path(path)
-    try:
-        with Image.open(path) as im:
-            if im.width * im.height > max_pixels:
-                raise DataError(f'{path}: {im.width}x{im.height} = {im.width*im.height:,} pixels is over the '
-                                f'{max_pixels:,}-pixel limit (a possible decompression bomb); downscale the file, '
-                                'or pass a larger max_pixels if you trust it')
-            if (draft or max_side) and im.format == 'JPEG': im.draft('RGB', (draft or max_side,) * 2)
-            im.load()
-            rgb = to_rgb(im)
-    except DataError: raise
-    except FileNotFoundError:
-        raise DataError(f'{path}: file not found; restore it or remove its row from the CSV') from None
-    except Image.DecompressionBombError as e: raise DataError(f'{path}: {e}; downscale the file') from None
-    except UnidentifiedImageError:
-        raise DataError(f'{path}: not an image Pillow can read; remove it or convert it to PNG or JPEG') from None
-    except (OSError, SyntaxError, ValueError, EOFError) as e:
-        raise DataError(f'{path}: cannot decode the image ({e}); the file is truncated or '
-                        'corrupt: re-export it or remove it') from None
-    return _downscale(rgb, max_side) if max_side else rgb
-
-# %% ../nbs/01_data.ipynb #df04f08f
-def thumbnail(
-    im:Image.Image, # RGB image, as `open_image` returns it
-    size:int=32,    # side of the square thumbnail
-)->np.ndarray:      # (size, size, 3) uint8
-    "A square thumbnail, squashed to shape: area-downscaled to at most 4 x `size` first, then bilinear."
-    return np.asarray(_downscale(im, 4 * size).resize((size, size), Image.Resampling.BILINEAR, reducing_gap=2.0))
-
-# %% ../nbs/01_data.ipynb #054a0050
-def scan_image(
-    path:str|Path,             # an image file
-    decode:bool=True,          # decode the pixels fully (finds truncated files); False reads the header only
-    max_pixels:int=MAX_PIXELS, # images above this are reported as decompression bombs
-    thumb:int=0,               # with `decode`, also the `thumbnail` of this side made from the decoded pixels
-)->dict:                       # width, height, mode, format, n_bytes, sha1, problem (None: fine); thumb if asked
-    "Facts about one image file and, if it cannot be used, the problem."
-    info = dict(width=None, height=None, mode=None, format=None, n_bytes=None, sha1=None, problem=None)
-    path = Path(path)
-    if not path.is_file(): return {**info, 'problem': 'missing file'}
-    info['n_bytes'] = path.stat().st_size
-    if info['n_bytes'] == 0: return {**info, 'problem': 'zero-byte file'}
-    info['sha1'] = file_sha1(path)
-    try:
-        with Image.open(path) as im:
-            info.update(width=im.width, height=im.height, mode=im.mode, format=im.format)
-            if im.width * im.height > max_pixels: return {**info, 'problem': 'decompression bomb'}
-            if decode: # a JPEG decodes at 1/8 scale (or the smallest that still covers the thumbnail): every byte is
-                if im.format == 'JPEG': # still read and checked, at a fraction of the cost
-                    im.draft(im.mode, tuple(max(1, side // 8, min(side, thumb)) for side in im.size))
-                im.load()
-                if thumb: info['thumb'] = thumbnail(to_rgb(im), thumb)
-    except UnidentifiedImageError: info['problem'] = 'not an image'
-    except Image.DecompressionBombError: info['problem'] = 'decompression bomb'
-    except (OSError, SyntaxError, ValueError, EOFError) as e: info['problem'] = f'unreadable: {e}'
-    return info
-
-# %% ../nbs/01_data.ipynb #55d2af6a
-SCAN_COLUMNS = ['width', 'height', 'mode', 'format', 'n_bytes', 'sha1', 'problem']
-
-def _file_key(path:str)->tuple|None:
-    "(size, modification time in ns) of a regular file, or None."
-    try: st = os.stat(path)
-    except OSError: return None
-    return (st.st_size, st.st_mtime_ns) if stat.S_ISREG(st.st_mode) else None
-
-# %% ../nbs/01_data.ipynb #1a2c4082
-def _earlier_scans(cache:Path, decode:bool, max_pixels:int)->dict:
-    "file -> row of an earlier scan that can stand for a new one (as thorough, same pixel limit); {} if none."
-    try: old = pd.read_csv(cache, dtype=str, keep_default_na=False)
-    except (OSError, ValueError): return {}
-    if not {'file', 'size', 'mtime_ns', 'decoded', 'max_pixels', *SCAN_COLUMNS} <= set(old.columns): return {}
-    old = old[(old.max_pixels == str(max_pixels)) & ((old.decoded == 'True') | (not decode))]
-    return {r['file']: r for r in old.to_dict('records')}
-
-# %% ../nbs/01_data.ipynb #5622ff77
-def scan_images(
-    paths,                     # image files
-    decode:bool=True,          # decode every file fully
-    max_pixels:int=MAX_PIXELS, # bomb limit
-    n_threads:int|None=None,   # threads (default: `cpu_threads()`; Pillow decodes without holding the GIL)
-    cache:str|Path|None=None,  # a CSV kept between calls: files of unchanged size and time are not read again
-    thumb:int=0,               # with `decode`, also a `thumb` column: each file's thumbnail (every file is read again)
-)->pd.DataFrame:               # one row per path, in order, with the columns of `scan_image`
-    "`scan_image` over many files, in parallel threads, reusing earlier results of unchanged files."
-    paths = [str(p) for p in paths]
-    keys = [_file_key(p) for p in paths]
-    earlier = _earlier_scans(Path(cache), decode, max_pixels) if cache is not None and not (decode and thumb) else {}
-    rows, todo = [None] * len(paths), []
-    number = lambda c, v: int(float(v)) if c in ('width', 'height', 'n_bytes') else v # the CSV keeps text
-    for i, (p, key) in enumerate(zip(paths, keys, strict=True)):
-        r = earlier.get(p)
-        if key is not None and r is not None and (r['size'], r['mtime_ns']) == tuple(map(str, key)):
-            rows[i] = {c: None if r[c] == '' else number(c, r[c]) for c in SCAN_COLUMNS}
-        else: todo.append(i)
-    with ThreadPoolExecutor(n_threads or cpu_threads()) as pool:
-        scanned_rows = pool.map(lambda i: scan_image(paths[i], decode, max_pixels, thumb), todo)
-        for i, row in zip(todo, scanned_rows, strict=True):
-            rows[i] = row
-    scan = pd.DataFrame(rows, columns=SCAN_COLUMNS)
-    if decode and thumb: scan['thumb'] = [r.get('thumb') for r in rows]
-    if cache is not None and todo:
-        known, scanned = np.array([k is not None for k in keys], bool), set(todo)
-        # reused rows keep theirs
-        decoded = [decode if i in scanned else earlier[p]['decoded'] == 'True' for i, p in enumerate(paths)]
-        record = scan[SCAN_COLUMNS][known].assign(file=np.array(paths)[known], size=[k[0] for k in keys if k],
-                                                  mtime_ns=[k[1] for k in keys if k],
-                                    decoded=np.array(decoded)[known], max_pixels=max_pixels)
-        Path(cache).parent.mkdir(parents=True, exist_ok=True)
-        with atomic_write(cache) as tmp: record.to_csv(tmp, index=False)
-    elif cache is not None and Path(cache).is_file(): os.utime(cache) # used: kept by the least-recently-used clean-up
-    return scan
+# %% ../nbs/01_data.ipynb #7b37f6d9
+# image I/O moved below data, to `dogcls.images`; its names are still importable from here, as before
+from .images import SCAN_COLUMNS, open_image, scan_image, thumbnail, to_rgb  # noqa: F401
 
 # %% ../nbs/01_data.ipynb #14dbfc5a
 PROBLEM_COLUMNS = ['image_path', 'class_name', 'split', 'problem', 'action', 'fix']

@@ -14,7 +14,7 @@ import torch
 from PIL import Image
 
 from .core import DataError
-from .data import open_image
+from .images import open_image
 from .models import eval_transform, resolve_arch, set_head
 from .train import load_run_model
 

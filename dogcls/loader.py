@@ -20,7 +20,8 @@ from torchvision import transforms as T
 from .augment import ScheduledTransform
 from .config import DataConfig, TrainConfig
 from .core import DataError, cpu_threads
-from .data import MAX_PIXELS, assign_folds, open_image
+from .data import assign_folds
+from .images import MAX_PIXELS, open_image
 
 # %% auto #0
 __all__ = ['ImageCache', 'to_tensor', 'ImageDataset', 'cache_side', 'epoch_seed', 'EpochSampler', 'EpochLoader',

@@ -323,7 +323,7 @@ OFFLINE_ARCHS = tuple(alias for alias, presets in ARCHS.items() if presets['full
 def feature_extractor(
     backend:str, # an alias of OFFLINE_ARCHS (offline ImageNet weights) or 'timm:<name>' (hub weights)
 )->torch.nn.Module: # a model returning pooled features
-    "A pretrained feature extractor for `dogcls.dedup.embed`, at the resolution its weights were trained at."
+    "A pretrained feature extractor for `dogcls.features.embed`, at the resolution its weights were trained at."
     if backend in OFFLINE_ARCHS: return create_model(backend, num_classes=0, size='full')
     if backend.startswith('timm:'): return create_model(backend[5:], num_classes=0, size='full', pretrained=True)
     raise DataError(f'backend={backend!r}: use "pixels", {", ".join(map(repr, OFFLINE_ARCHS))} or "timm:<name>"')

@@ -11,7 +11,7 @@ from pathlib import Path
 import pandas as pd
 
 from .core import atomic_write
-from .data import open_image
+from .images import open_image
 from .report import image_png
 from .views import VIEW_WORDS
 

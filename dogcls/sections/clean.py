@@ -11,7 +11,7 @@ import pandas as pd
 
 from ..clean import report_issues
 from ..data import counts_in_words
-from ..dedup import apply_decisions
+from ..decisions import apply_decisions
 from ..explain import explain_rows
 from ..report import Report
 from ..run import Run

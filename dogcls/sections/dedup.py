@@ -10,7 +10,7 @@ from pathlib import Path
 import pandas as pd
 
 from ..data import counts_in_words
-from ..dedup import match_summary, plot_scores
+from ..dedup.pipeline import match_summary, plot_scores
 from ..report import Report
 from ..review import report_clusters
 

@@ -14,7 +14,7 @@ import torch
 from ..clean import adversarial_validation
 from ..clean import test_like as most_test_like
 from ..data import assign_folds, classes_missing_from_training, counts_in_words, exact_duplicates
-from ..dedup import embed
+from ..features import embed
 from ..report import Report, plot_class_counts, plot_image_sizes
 
 # %% auto #0

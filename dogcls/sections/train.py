@@ -16,7 +16,7 @@ from ..augment import attach_copies, leak_audit, parse_schedule
 from ..clean import test_like
 from ..core import DataError, resolve_dir
 from ..data import class_names, classes_missing_from_training, load_data
-from ..dedup import apply_decisions
+from ..decisions import apply_decisions
 from ..explain import explain_rows
 from ..metrics import confusion_table, confusion_view
 from ..report import Report, plot_confusion, plot_learning_curves
