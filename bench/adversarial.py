@@ -42,8 +42,8 @@ def main():
         print(f'{"backend":20s} {"test split":28s} {"test images":>11s} {"ROC AUC":>8s} {"AUC per fold":>40s}')
         for backend in args.backends.split(','):
             started = time.time()
-            emb = embed(manifest, backend, flips=('none',))[:, 0]
-            shifted = embed(recoloured, backend, flips=('none',))[:, 0]
+            emb = embed(manifest, backend, views=('none',))[:, 0]
+            shifted = embed(recoloured, backend, views=('none',))[:, 0]
             seconds = time.time() - started
             train, tested = emb[~is_test], emb[is_test]
             for name, other in [('as shipped', tested), ('5 classes only', tested[few]), ('recoloured (RGB -> BRG)', shifted)]:

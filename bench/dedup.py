@@ -10,7 +10,7 @@ both built by bench/dedup_sets.py; this script scores and times.
    other icons of one name family (same object, different drawing), and strong recolourings (hue rotated by 120-240
    degrees). Precision counts every linked pair that is not a known copy; "without orientation variants" leaves out
    links between icons that are mirror images or rotations of each other, or between their copies (a flip- and
-   rotation-tolerant search must link them; use flips='none' for such data).
+   rotation-tolerant search must link them; use views='none' for such data).
 2. The embedded clipart benchmark of the first release (distinct originals and known copies), for comparison.
 3. imagededup's PHash (and its CNN, which needs downloaded weights) on the icon benchmark.
 4. Time of `find_duplicates` with the defaults on the embedded set and (--scale) on bench/scale.py's 15,000-image set,
@@ -47,7 +47,7 @@ from dogcls.dedup import (
     find_duplicates,
     geometric_check,
     thumbnails,
-    to_gray,
+    to_grey,
     within_class_ssim,
 )
 from dogcls.dedup.local import _angles, _hamming_nearest
@@ -96,11 +96,11 @@ def ssim_speed(repeats: int = 3):
     from skimage.metrics import structural_similarity
     manifest, _ = load_data()
     train = manifest[manifest.split == 'train'].reset_index(drop=True)
-    gray = to_gray(thumbnails(train.file)[0])
+    gray = to_grey(thumbnails(train.file)[0])
     pairs = [(i, j) for _, rows in train.groupby('class_name').groups.items() for i, j in itertools.combinations(sorted(rows), 2)]
     ours_times = []
     for _ in range(repeats):
-        start = time.perf_counter(); ours = within_class_ssim(train, threshold=0.0, gray=gray); ours_times.append(time.perf_counter() - start)
+        start = time.perf_counter(); ours = within_class_ssim(train, threshold=0.0, grey=gray); ours_times.append(time.perf_counter() - start)
     start = time.perf_counter()
     reference = {}
     for i, j in pairs:
@@ -133,7 +133,7 @@ def big_class_speed(repeats: int = 3):
     for name, block in (('block against block (default)', 32), ('every pair gathered, in batches', 10_000)):
         runs = []
         for _ in range(repeats):
-            start = time.perf_counter(); pairs = within_class_ssim(m, 0.95, gray=gray, block=block); runs.append(time.perf_counter() - start)
+            start = time.perf_counter(); pairs = within_class_ssim(m, 0.95, grey=gray, block=block); runs.append(time.perf_counter() - start)
             assert pairs[['a', 'b', 'flip']].values.tolist() == [[0, 999, 'h']]
         times[name] = statistics.median(runs)
     print(f'\nWithin-class SSIM, one class of 1,000 images (499,500 pairs x 4 flips), median of {repeats}:')
@@ -217,13 +217,13 @@ def icon_benchmark(root: Path, per_kind: int):
         rows = {}
         settings = {
             'dogcls defaults (dihedral, geometric, colour 16)': {},
-            'defaults, flips=none': dict(flips='none'),
-            'defaults, flips=flips (no rotations)': dict(flips='flips'),
+            'defaults, views=none': dict(views='none'),
+            'defaults, views=flips (no rotations)': dict(views='flips'),
             'defaults without colour check': dict(colour_threshold=None),
             'SSIM + pixel cosine only (geometric=False)': dict(geometric=False),
             'geometric path alone (SSIM, cosine thresholds 1.0)': dict(ssim_threshold=1.0, cosine_threshold=1.0),
-            'first release: 0.95/0.99, flips, no geometric, no colour': dict(flips='flips', geometric=False, colour_threshold=None, max_changed=1.0),
-            'first release README: 0.85/0.95, flips, no geometric, no colour': dict(ssim_threshold=0.85, cosine_threshold=0.95, flips='flips', geometric=False, colour_threshold=None, max_changed=1.0),
+            'first release: 0.95/0.99, flips, no geometric, no colour': dict(views='flips', geometric=False, colour_threshold=None, max_changed=1.0),
+            'first release README: 0.85/0.95, flips, no geometric, no colour': dict(ssim_threshold=0.85, cosine_threshold=0.95, views='flips', geometric=False, colour_threshold=None, max_changed=1.0),
         }
         for name, options in settings.items():
             start = time.perf_counter(); predicted = dogcls_pairs(m, **options); seconds = time.perf_counter() - start
@@ -247,7 +247,7 @@ def embedded_benchmark(sources: int):
         bench, truth, flat = build_benchmark(manifest, sources, Path(d))
         originals = (bench['transform'] == 'original').sum()
         print(f'\nEmbedded clipart benchmark (first release): {len(bench)} images ({originals} distinct originals, {len(truth)} known copies)')
-        for name, options in [('dogcls defaults', {}), ('first release: 0.95/0.99, flips, no geometric, no colour', dict(flips='flips', geometric=False, colour_threshold=None, max_changed=1.0))]:
+        for name, options in [('dogcls defaults', {}), ('first release: 0.95/0.99, flips, no geometric, no colour', dict(views='flips', geometric=False, colour_threshold=None, max_changed=1.0))]:
             start = time.perf_counter(); predicted = dogcls_pairs(bench, **options); seconds = time.perf_counter() - start
             print_table(f'{name} ({seconds:.1f} s)', evaluate(predicted, truth, bench))
         start = time.perf_counter(); predicted = phash_pairs(flat, 10); seconds = time.perf_counter() - start

@@ -19,7 +19,7 @@ from PIL import Image, ImageDraw, ImageEnhance, ImageFont
 
 from dogcls.core import file_sha1
 from dogcls.data import load_data, open_image
-from dogcls.dedup import cosine_pairs, pixel_embeddings, thumbnails, to_gray, within_class_ssim
+from dogcls.dedup import cosine_pairs, pixel_embeddings, thumbnails, to_grey, within_class_ssim
 
 MIRROR = [('left', 'right'), ('next', 'previous'), ('forward', 'backward'), ('up', 'down'), ('ltr', 'rtl'), ('undo', 'redo'), ('top', 'bottom')]
 COLOURS = ['red', 'green', 'blue', 'yellow', 'orange', 'violet', 'cyan', 'brown', 'black', 'grey', 'gray', 'white', 'magenta', 'purple', 'pink']
@@ -202,12 +202,12 @@ def distinct_originals(manifest: pd.DataFrame, phash: dict) -> pd.DataFrame:
     "Originals with no near neighbour among the others by any method (greedy, in a seeded order)."
     m = manifest[~manifest.sha1.duplicated(keep=False)].reset_index(drop=True)
     thumbs, _ = thumbnails(m.file)
-    gray = to_gray(thumbs)
+    gray = to_grey(thumbs)
     blank = gray.reshape(len(m), -1).std(1) < 1e-3
     close = set()
     emb = pixel_embeddings(thumbs)
     for r in cosine_pairs(emb, 0.9).itertuples(): close.add((r.a, r.b))
-    ssim = within_class_ssim(m.assign(class_name=m.class_name.where(m.split == 'train', 'test images')), 0.8, gray=gray)
+    ssim = within_class_ssim(m.assign(class_name=m.class_name.where(m.split == 'train', 'test images')), 0.8, grey=gray)
     close |= set(zip(ssim.a, ssim.b, strict=True))
     hashes = np.array([[int(c, 16) for c in phash[n]] for n in m.image_path])
     bits = np.unpackbits(hashes.astype(np.uint8)[:, :, None], axis=2)[:, :, 4:].reshape(len(m), -1)

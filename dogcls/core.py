@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import itertools
 import json
@@ -17,8 +18,9 @@ import warnings
 from pathlib import Path
 
 # %% auto #0
-__all__ = ['DataError', 'Result', 'project_root', 'default_data_dir', 'resolve_dir', 'cache_dir', 'run_dir', 'file_sha1',
-           'cpu_threads', 'bf16_in_hardware', 'hardware_info', 'atomic_write', 'write_json', 'as_list']
+__all__ = ['DataError', 'Result', 'renamed_options', 'renamed', 'project_root', 'default_data_dir', 'resolve_dir', 'cache_dir',
+           'run_dir', 'file_sha1', 'cpu_threads', 'bf16_in_hardware', 'hardware_info', 'atomic_write', 'write_json',
+           'as_list']
 
 # %% ../nbs/00_core.ipynb #4f2d1e0c
 class DataError(ValueError):
@@ -30,6 +32,30 @@ class Result:
     def __getitem__(self, key:str):
         warnings.warn(f'{type(self).__name__}[{key!r}] is deprecated: use .{key}', DeprecationWarning, stacklevel=2)
         return getattr(self, key)
+
+# %% ../nbs/00_core.ipynb #32bace93
+def renamed_options(
+    where:str,          # what takes the options, for the messages, e.g. 'DedupConfig'
+    names:dict,         # old name -> new name
+    options:dict,       # the options given: old names are replaced by their new ones (a copy)
+)->dict:
+    "`options` under the new names, with a DeprecationWarning for each old one; both names at once is an error."
+    options = dict(options)
+    for old, new in names.items():
+        if old not in options: continue
+        if new in options: raise DataError(f'{where}: give {new}= only ({old}= is its old name)')
+        warnings.warn(f'{where}({old}=...) is deprecated: use {new}=', DeprecationWarning, stacklevel=3)
+        options[new] = options.pop(old)
+    return options
+
+def renamed(**names):
+    "Decorator: keyword arguments under their old names (`old='new'`) still work for a release, with a warning."
+    def wrap(f):
+        @functools.wraps(f)
+        def inner(*args, **kwargs):
+            return f(*args, **renamed_options(f.__qualname__.replace('.__init__', ''), names, kwargs))
+        return inner
+    return wrap
 
 # %% ../nbs/00_core.ipynb #f30689ee
 def project_root(

@@ -21,7 +21,7 @@ import pandas as pd
 import torch
 
 from .augment import train_transform
-from .core import DataError, atomic_write, bf16_in_hardware, cache_dir, file_sha1
+from .core import DataError, atomic_write, bf16_in_hardware, cache_dir, file_sha1, renamed
 from .images import _as_floats, open_image, thumbnails
 from .models import create_model, data_config, eval_transform, feature_extractor, pooled_features
 from .views import FLIPS, VIEWS, apply_view, parse_views
@@ -236,76 +236,80 @@ def _l2(x:np.ndarray)->np.ndarray:
     return (x / np.maximum(norm, 1e-12)).astype(np.float32)
 
 # %% ../nbs/03a_features.ipynb #f521b1d6
+@renamed(flips='views')
 def pixel_embeddings(
     thumbs:np.ndarray, # (n, s, s, 3) RGB thumbnails
-    flips=FLIPS,       # views per image
+    views=FLIPS,       # views per image (`dogcls.views`)
     side:int=16,       # thumbnails are average-pooled to side x side first
     chunk:int=2048,    # images processed at once (bounds the temporary memory)
-)->np.ndarray:         # (n, len(flips), side*side*3 + 1) unit vectors
+)->np.ndarray:         # (n, len(views), side*side*3 + 1) unit vectors
     "Mean-centred, normalised colour pixels of each image and of its flipped views; blank images share one extra axis."
-    flips = parse_views(flips, 'flips')
-    out = np.empty((len(thumbs), len(flips), side * side * 3 + 1), np.float32)
+    views = parse_views(views, 'views')
+    out = np.empty((len(thumbs), len(views), side * side * 3 + 1), np.float32)
     for s in range(0, len(thumbs), chunk):
         x = torch.from_numpy(_as_floats(thumbs[s:s + chunk])).permute(0, 3, 1, 2)
         x = torch.nn.functional.adaptive_avg_pool2d(x, side)
-        flat = torch.stack([apply_view(x, f) for f in flips], 1).flatten(2).numpy()
+        flat = torch.stack([apply_view(x, f) for f in views], 1).flatten(2).numpy()
         centred = flat - flat.mean(-1, keepdims=True)
         # no structure: only matches other blanks
         blank = (np.abs(centred).max(-1, keepdims=True) < 1e-3).astype(np.float32)
         out[s:s + chunk] = _l2(np.concatenate([centred * (1 - blank), blank], -1))
     return out
 
+@renamed(flips='views')
 def view_orders(
-    flips=FLIPS,  # views per image
+    views=FLIPS,  # views per image
     side:int=16,  # as in `pixel_embeddings`
-)->np.ndarray:    # (len(flips), side*side*3 + 1) column indices
+)->np.ndarray:    # (len(views), side*side*3 + 1) column indices
     "Where each view's pixel embedding takes its values from the image's own: a flip or a turn only moves pixels."
     pixels = torch.arange(3 * side * side).reshape(1, 3, side, side)
-    views = parse_views(flips, 'flips')
+    views = parse_views(views, 'views')
     return np.stack([np.append(apply_view(pixels, f).flatten().numpy(), 3 * side * side) for f in views])
 
 # %% ../nbs/03a_features.ipynb #f031b57d
+@renamed(flips='views')
 def model_embeddings(
     files,                   # image files
     model:torch.nn.Module,   # maps a (B, 3, H, W) batch to (B, d) features
     transform,               # PIL image -> (3, H, W) tensor, as the model expects
-    flips=FLIPS,             # views per image
+    views=FLIPS,             # views per image (`dogcls.views`)
     batch_size:int=64,
     device:str|None=None,    # default: cuda when available
-)->np.ndarray:               # (n, len(flips), d) unit vectors
+)->np.ndarray:               # (n, len(views), d) unit vectors
     "Features of each image and of its flipped views from `model`, L2-normalised."
-    flips, device = parse_views(flips, 'flips'), device or ('cuda' if torch.cuda.is_available() else 'cpu')
+    views, device = parse_views(views, 'views'), device or ('cuda' if torch.cuda.is_available() else 'cpu')
     model = model.eval().to(device)
     files, out = [str(f) for f in files], []
     with torch.inference_mode():
         for start in range(0, len(files), batch_size):
             x = torch.stack([transform(open_image(f)) for f in files[start:start + batch_size]]).to(device)
-            out.append(torch.stack([model(apply_view(x, f)).flatten(1) for f in flips], 1).float().cpu().numpy())
-    return _l2(np.concatenate(out)) if out else np.zeros((0, len(flips), 0), np.float32)
+            out.append(torch.stack([model(apply_view(x, f)).flatten(1) for f in views], 1).float().cpu().numpy())
+    return _l2(np.concatenate(out)) if out else np.zeros((0, len(views), 0), np.float32)
 
 # %% ../nbs/03a_features.ipynb #c9853d00
+@renamed(flips='views')
 def embed(
     manifest:pd.DataFrame, # rows to embed (file)
     backend='pixels',      # 'pixels', 'efficientnet_lite0/1/2', 'timm:<name>' or a torch.nn.Module
-    flips=FLIPS,           # views per image
+    views=FLIPS,           # views per image (`dogcls.views`)
     size:int=32,           # thumbnail side of the 'pixels' backend
     thumbs:np.ndarray|None=None, # precomputed `thumbnails` for 'pixels'
     batch_size:int=64,
     transform=None,        # for a Module backend: PIL -> tensor (default: the model's timm data config)
     precision:str='fp32',  # a named backend's precision (fp32: the last digits count near a threshold of 0.99)
-)->np.ndarray:             # (n, len(flips), d) unit vectors
+)->np.ndarray:             # (n, len(views), d) unit vectors
     """Embeddings of every row (and its flipped views) from the chosen backend; a named model's come from its feature
     store (`dogcls.features`): computed once per image and view, shared with training and the other steps."""
     if isinstance(backend, str) and backend == 'pixels':
         if thumbs is None: thumbs, _ = thumbnails(manifest.file, size)
-        return pixel_embeddings(thumbs, flips)
+        return pixel_embeddings(thumbs, views)
     if isinstance(backend, str):
         store = FeatureStore(feature_extractor(backend), precision)
         stored = store.features(manifest.file, manifest.sha1 if 'sha1' in manifest else None,
-                                parse_views(flips, 'flips'))
+                                parse_views(views, 'views'))
         return _l2(stored.astype(np.float32))
     if not isinstance(backend, torch.nn.Module):
         raise DataError(f'backend={backend!r}: use "pixels", "efficientnet_lite0/1/2", '
                         '"timm:<name>" or a torch.nn.Module')
     transform = transform or eval_transform(backend)
-    return model_embeddings(manifest.file, backend, transform, flips, batch_size)
+    return model_embeddings(manifest.file, backend, transform, views, batch_size)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import stat
+import warnings
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -18,7 +19,7 @@ from .core import DataError, atomic_write, cpu_threads, file_sha1
 
 # %% auto #0
 __all__ = ['MAX_PIXELS', 'IMAGE_EXTENSIONS', 'SCAN_COLUMNS', 'to_rgb', 'open_image', 'thumbnail', 'scan_image', 'scan_images',
-           'thumbnails', 'to_gray']
+           'thumbnails', 'to_grey', 'to_gray']
 
 # %% ../nbs/00a_images.ipynb #cd132858
 MAX_PIXELS = 89_478_485 # Pillow's default `Image.MAX_IMAGE_PIXELS`; larger images are treated as decompression bombs
@@ -189,11 +190,16 @@ def thumbnails(
     return out, problems
 
 # %% ../nbs/00a_images.ipynb #526a1785
-def to_gray(
+def to_grey(
     thumbs:np.ndarray, # (..., 3) RGB in [0, 1]
 )->np.ndarray:         # (...) luma in [0, 1]
     "ITU-R 601 luma, the weights of Pillow's convert('L')."
     return (thumbs @ np.array([0.299, 0.587, 0.114], np.float32)).astype(np.float32)
+
+def to_gray(thumbs:np.ndarray)->np.ndarray:
+    "Deprecated: `to_grey`, the one spelling dogcls uses."
+    warnings.warn('to_gray is deprecated: use to_grey', DeprecationWarning, stacklevel=2)
+    return to_grey(thumbs)
 
 def _as_floats(thumbs:np.ndarray)->np.ndarray:
     "Thumbnails as float32 in [0, 1]; `decode_all` keeps them as bytes (a quarter of the memory)."
@@ -204,8 +210,8 @@ def _as_bytes(thumbs:np.ndarray)->np.ndarray:
     return thumbs if thumbs.dtype == np.uint8 else (thumbs * 255).round().astype(np.uint8)
 
 def _grey_thumbs(thumbs:np.ndarray, rows:np.ndarray, chunk:int=2048)->np.ndarray:
-    "`to_gray` of the thumbnails `rows` (a mask), a chunk at a time: no float copy of them all."
+    "`to_grey` of the thumbnails `rows` (a mask), a chunk at a time: no float copy of them all."
     rows = np.flatnonzero(rows)
     out = np.empty((len(rows), *thumbs.shape[1:3]), np.float32)
-    for s in range(0, len(rows), chunk): out[s:s + chunk] = to_gray(_as_floats(thumbs[rows[s:s + chunk]]))
+    for s in range(0, len(rows), chunk): out[s:s + chunk] = to_grey(_as_floats(thumbs[rows[s:s + chunk]]))
     return out

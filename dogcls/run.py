@@ -15,10 +15,10 @@ import numpy as np
 import pandas as pd
 from sklearn.metrics import accuracy_score, f1_score
 
+from . import metrics
 from .config import TrainConfig
 from .core import DataError, atomic_write, run_dir
 from .data import class_names
-from .metrics import most_confused as confused_pairs
 from .metrics import per_class_accuracy
 
 # %% auto #0
@@ -212,7 +212,8 @@ class Run:
                      )->pd.DataFrame: # true, predicted, count, share of true class
         "The most frequent (true, predicted) out-of-fold mistakes."
         valid = self.has_oof
-        return confused_pairs(self.split.target.to_numpy()[valid], self.oof_probs[valid].argmax(1), self.names, k)
+        targets, predicted = self.split.target.to_numpy()[valid], self.oof_probs[valid].argmax(1)
+        return metrics.most_confused(targets, predicted, self.names, k)
 
     def per_class(self)->pd.DataFrame: # class, images, out-of-fold accuracy (and test accuracy when test labels exist)
         "Accuracy of each class, worst first."

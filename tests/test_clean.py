@@ -99,7 +99,7 @@ def test_bad_probabilities_are_clear_errors(probs, targets, message):
 def test_adversarial_validation_sees_a_shifted_test_set(tmp_path):
     manifest, _ = load_data(CLIPART)
     part = manifest[manifest.target.isin(range(12))].reset_index(drop=True) # 12 classes: their training and test images
-    emb = embed(part, 'pixels', flips=('none',))
+    emb = embed(part, 'pixels', views=('none',))
     is_test = (part.split == 'test').to_numpy()
     same = adversarial_validation(emb[~is_test], emb[is_test])
     shifted_files = []
@@ -107,5 +107,5 @@ def test_adversarial_validation_sees_a_shifted_test_set(tmp_path):
         dest = tmp_path/'shifted'/f'{len(shifted_files)}.png'; dest.parent.mkdir(exist_ok=True)
         ImageOps.invert(Image.open(f).convert('RGB')).save(dest); shifted_files.append(str(dest))
     shifted = part.copy(); shifted.loc[is_test, 'file'] = shifted_files
-    moved = adversarial_validation(emb[~is_test], embed(shifted[is_test], 'pixels', flips=('none',)))
+    moved = adversarial_validation(emb[~is_test], embed(shifted[is_test], 'pixels', views=('none',)))
     assert same.auc < 0.75 and moved.auc > 0.9, (same.auc, moved.auc)

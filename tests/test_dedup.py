@@ -25,7 +25,7 @@ from dogcls.dedup import (
     propose_decisions,
     save_decisions,
     thumbnails,
-    to_gray,
+    to_grey,
     within_class_ssim,
 )
 from dogcls.report import unsummarised_sections
@@ -56,7 +56,7 @@ def manifest_of(rows: list[tuple[Path, str]]) -> pd.DataFrame:
 @pytest.mark.parametrize('size', [32, 48, 64])
 def test_ssim_agrees_with_skimage(size):
     manifest, _ = load_data(CLIPART)
-    gray = to_gray(thumbnails(manifest.file[:30], size)[0])
+    gray = to_grey(thumbnails(manifest.file[:30], size)[0])
     gray = np.concatenate([gray, np.random.default_rng(0).random((5, size, size), dtype=np.float32)])
     index = SSIMIndex(gray)
     a, b = torch.triu_indices(len(gray), len(gray), 1)
@@ -78,7 +78,7 @@ def test_flipped_copies_score_one(tmp_path, flip, transpose):
     rows = [(save(im, tmp_path/'a.png'), 'x'), (save(im.transpose(transpose), tmp_path/'b.png'), 'x'), (save(drawing(4), tmp_path/'c.png'), 'x')]
     pairs = within_class_ssim(manifest_of(rows), threshold=0.95)
     assert len(pairs) == 1 and pairs.flip[0] == flip and pairs.score[0] > 0.999
-    assert within_class_ssim(manifest_of(rows), threshold=0.95, flips=('none',)).empty # without flips it is missed
+    assert within_class_ssim(manifest_of(rows), threshold=0.95, views=('none',)).empty # without flips it is missed
 
 
 # ---------------------------------------------------------------- bad input
@@ -110,7 +110,7 @@ def test_class_of_1000_images_block_against_block():
     gray = rng.random((1000, 32, 32), dtype=np.float32)
     gray[999] = gray[0][:, ::-1] # one mirrored copy
     m = pd.DataFrame(dict(class_name=['big'] * 1000, file='unused'), index=np.arange(1000))
-    pairs = within_class_ssim(m, threshold=0.95, gray=gray)
+    pairs = within_class_ssim(m, threshold=0.95, grey=gray)
     assert pairs[['a', 'b', 'flip']].values.tolist() == [[0, 999, 'h']]
 
 def test_mixed_sizes_and_colour_modes_are_matched(tmp_path):
@@ -146,7 +146,7 @@ def test_thresholds_outside_0_1(tmp_path, kwargs, name):
 
 def test_bad_flips_and_policy(tmp_path):
     rows = [(save(drawing(1), tmp_path/'a.png'), 'x')]
-    with pytest.raises(DataError, match='flips='): find_duplicates(manifest_of(rows), flips=('h',))
+    with pytest.raises(DataError, match='views='): find_duplicates(manifest_of(rows), views=('h',))
     with pytest.raises(DataError, match='conflict_policy='): propose_decisions(manifest_of(rows), find_duplicates(manifest_of(rows))[0], 'vote')
 
 
@@ -239,10 +239,11 @@ def test_dedup_notebook_finds_cross_class_copies(tmp_path):
     reports = tmp_path/'reports'
     params = dict(data=str(root), run_name='dedup-test', reports=str(reports), max_clusters=5, flips='flips', colour_threshold=-1)
     run_notebook('dedup.ipynb', tmp_path/'out.ipynb', **params)
+    assert '-p flips is deprecated: use -p views' in (tmp_path/'out.ipynb').read_text() # the old name works, and says so
     out = reports/'dedup-test'
     page = (out/'report.html').read_text()
     # every option of the search is saved with the run and shown in its report
-    assert json.loads((out/'dedup_config.json').read_text()) == asdict(DedupConfig(flips='flips', colour_threshold=None))
+    assert json.loads((out/'dedup_config.json').read_text()) == asdict(DedupConfig(views='flips', colour_threshold=None)) # -p flips: views' old name
     assert all(f'>{name}<' in page for name in asdict(DedupConfig()))
     assert unsummarised_sections(page, max_rows=0, max_images=0) == [] # every section opens with its summary
     assert evil not in page and html.escape(evil) in page
@@ -288,10 +289,10 @@ def test_crop_and_rotation_are_found_and_mirror_sensitivity_is_an_option(tmp_pat
     touching = pairs[pairs.image_path_a.isin(copies) | pairs.image_path_b.isin(copies)]
     assert set(touching.image_path_a) | set(touching.image_path_b) <= copies | {'orig0.png'} # the copies link to nothing else
     assert find_duplicates(m, geometric=False)[0].pipe(_linked, 'orig0.png', 'crop.png').empty # the crop needs the geometric path
-    strict = find_duplicates(m, flips='none').pairs
+    strict = find_duplicates(m, views='none').pairs
     assert _linked(strict, 'orig0.png', 'mirror.png').empty and _linked(strict, 'orig0.png', 'rot.png').empty
     assert len(_linked(strict, 'orig0.png', 'crop.png')) == 1 # a crop is orientation-preserving
-    no_rotation = find_duplicates(m, flips='flips').pairs
+    no_rotation = find_duplicates(m, views='flips').pairs
     assert _linked(no_rotation, 'orig0.png', 'rot.png').empty and len(_linked(no_rotation, 'orig0.png', 'mirror.png'))
 
 def test_recoloured_variant_is_kept_apart_unless_colour_is_ignored(tmp_path):
@@ -350,4 +351,4 @@ def test_bad_colour_threshold_and_min_ncc(tmp_path):
     with pytest.raises(DataError, match='colour_threshold='): find_duplicates(manifest_of(rows), colour_threshold=-1)
     with pytest.raises(DataError, match='min_ncc='): find_duplicates(manifest_of(rows), min_ncc=2)
     with pytest.raises(DataError, match='max_changed='): find_duplicates(manifest_of(rows), max_changed=-0.1)
-    with pytest.raises(DataError, match='flips='): find_duplicates(manifest_of(rows), flips='sideways')
+    with pytest.raises(DataError, match='views='): find_duplicates(manifest_of(rows), views='sideways')

@@ -10,7 +10,7 @@ and the clusters and decisions in `dogcls.decisions` (shared with `dogcls.clean`
 before the split is still importable from here."""
 # Written by hand, like dogcls/sections/__init__.py: nbdev exports the modules it imports.
 
-from ..images import thumbnails, to_gray
+from ..images import thumbnails, to_gray, to_grey
 from ..features import embed, model_embeddings, pixel_embeddings, view_orders
 from .ssim import SSIMIndex, gaussian_bands, within_class_ssim
 from .search import cosine_pairs
@@ -24,7 +24,7 @@ from ..decisions import (CONFLICT_POLICIES, DECISION_COLUMNS, LOSSLESS_FORMATS, 
 
 __all__ = [
     'GEOMETRIC_COLUMNS', 'PAIR_COLUMNS', 'SCORE_COLUMNS', 'MATCH_SUMMARY_COLUMNS', 'CONFLICT_POLICIES',
-    'WITHIN_POLICIES', 'DECISION_COLUMNS', 'LOSSLESS_FORMATS', 'thumbnails', 'to_gray', 'gaussian_bands',
+    'WITHIN_POLICIES', 'DECISION_COLUMNS', 'LOSSLESS_FORMATS', 'thumbnails', 'to_gray', 'to_grey', 'gaussian_bands',
     'SSIMIndex', 'within_class_ssim', 'pixel_embeddings', 'view_orders', 'model_embeddings', 'embed', 'cosine_pairs',
     'decode_all', 'visual_words', 'top_pairs', 'top_dot_pairs', 'colour_distances', 'colour_distance',
     'geometric_check', 'exact_pairs', 'DedupConfig', 'decode_images', 'score_pairs', 'confirm_pairs',

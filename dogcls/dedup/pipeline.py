@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import dataclasses
+import warnings
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -16,7 +17,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from ..core import DataError, cpu_threads, write_json
+from ..core import DataError, cpu_threads, renamed, renamed_options, write_json
 from dogcls.dedup.local import (
     _MIN_INLIERS,
     GEOMETRIC_COLUMNS,
@@ -60,7 +61,7 @@ class DedupConfig:
     cosine_threshold:float=0.99     # embedding cosine at or above this links two images (the reference's)
     backend:str='pixels'            # embedding backend, see `embed`
     size:int=32                     # thumbnail side for SSIM (and the pixel backend, before pooling)
-    flips:str|list='dihedral'       # views tried by every method: none, flips, dihedral or names from VIEWS
+    views:str|list='dihedral'       # views tried by every method: none, flips, dihedral or names from VIEWS
     top_k:int|None=None             # cap on cosine partners per image
     memory_mb:float=128             # cosine search block size
     geometric:bool=True             # also find crops, shifts and rescales: candidates confirmed by local features
@@ -77,14 +78,21 @@ class DedupConfig:
         colour = self.colour_threshold
         if colour is not None and (isinstance(colour, bool) or not isinstance(colour, (int, float)) or colour < 0):
             raise DataError(f'colour_threshold={colour!r}: a CIELAB distance >= 0 (e.g. 16), or None to ignore colour')
-        if not isinstance(self.flips, str): self.flips = list(self.flips) # as JSON keeps it
-        parse_views(self.flips, 'flips')
+        if not isinstance(self.views, str): self.views = list(self.views) # as JSON keeps it
+        parse_views(self.views, 'views')
 
     @property
-    def views(self)->tuple: return parse_views(self.flips, 'flips')
+    def view_names(self)->tuple: return parse_views(self.views, 'views')
+
+    @property
+    def flips(self)->str|list:
+        "Deprecated: `views`, the option's name since flips and quarter turns are both views."
+        warnings.warn('DedupConfig.flips is deprecated: use .views', DeprecationWarning, stacklevel=2)
+        return self.views
 
     def replace(self, **options)->DedupConfig:
         "A copy with some options changed; an unknown name is refused with the list of options."
+        options = renamed_options('DedupConfig.replace', dict(flips='views'), options)
         names = [f.name for f in dataclasses.fields(self)]
         unknown = [k for k in options if k not in names]
         if unknown:
@@ -95,6 +103,8 @@ class DedupConfig:
     def save(self, folder:str|Path)->Path:
         "Write `dedup_config.json` into a run folder."
         return write_json(asdict(self), Path(folder)/'dedup_config.json')
+
+DedupConfig.__init__ = renamed(flips='views')(DedupConfig.__init__) # `DedupConfig(flips=...)`, for a release
 
 # %% ../../nbs/04c_dedup.ipynb #c2577471
 def decode_images(
@@ -114,8 +124,8 @@ def decode_images(
         decoded = decoded.take(keep)
     if config.backend == 'pixels': # each view is a reordering of the image's own vector: only that is kept
         decoded.embeddings = pixel_embeddings(decoded.thumbs, ('none',))[:, 0]
-        decoded.orders = view_orders(config.views)
-    else: decoded.embeddings = embed(m, config.backend, config.views, config.size, thumbs=decoded.thumbs)
+        decoded.orders = view_orders(config.view_names)
+    else: decoded.embeddings = embed(m, config.backend, config.view_names, config.size, thumbs=decoded.thumbs)
     return m, decoded, problems
 
 # %% ../../nbs/04c_dedup.ipynb #70d4f341
@@ -138,10 +148,10 @@ def score_pairs(
 )->pd.DataFrame:     # a, b (index labels), method, score, threshold, flip (the best view), colour (thumbnails' ΔE)
     """SSIM of every pair inside a class of training images and embedding cosine
     across all images, scored a little below their thresholds."""
-    train, views = (m.split == 'train').to_numpy(), config.views
+    train, views = (m.split == 'train').to_numpy(), config.view_names
     # scored a little below the thresholds too, for the histograms; only pairs at or above a threshold link images
     ssim = within_class_ssim(m[train], max(0.0, config.ssim_threshold - 0.1), config.size, views,
-                             gray=_grey_thumbs(decoded.thumbs, train)).assign(threshold=config.ssim_threshold)
+                             grey=_grey_thumbs(decoded.thumbs, train)).assign(threshold=config.ssim_threshold)
     cosine = cosine_pairs(decoded.embeddings, max(0.0, config.cosine_threshold - 0.05), config.top_k,
                           config.memory_mb, orders=decoded.orders)
     cosine = pd.DataFrame(dict(a=m.index[cosine.a], b=m.index[cosine.b], score=cosine.score, method='cosine',
@@ -242,7 +252,7 @@ def geometric_pairs(
     linked = confirmed[confirmed.linked]
     done = {frozenset(p) for p in zip(m.index.get_indexer(linked.a), m.index.get_indexer(linked.b), strict=True)}
     cand = cand[[frozenset(p) not in done for p in zip(cand.a, cand.b, strict=True)]]
-    first, second, angles = cand.a.to_numpy(), cand.b.to_numpy(), _angles(config.views)
+    first, second, angles = cand.a.to_numpy(), cand.b.to_numpy(), _angles(config.view_names)
     def check(s): # 512 pairs a task (less time waiting for the GIL); only the aligned ones are kept, as a table
         part = pd.DataFrame([_either_way(decoded, i, j, angles, min_ncc=config.min_ncc, max_changed=config.max_changed)
                              for i, j in zip(first[s:s + 512], second[s:s + 512], strict=True)],
@@ -312,7 +322,7 @@ class Duplicates(NamedTuple):
 def find_duplicates(
     manifest:pd.DataFrame,          # from `load_data`
     config:DedupConfig|None=None,   # the options (default: `DedupConfig()`)
-    **options,                      # options of `DedupConfig` to change, e.g. `flips='none'`
+    **options,                      # options of `DedupConfig` to change, e.g. `views='none'`
 )->Duplicates:
     """Near-duplicate pairs by within-class SSIM, embedding cosine and
     geometrically confirmed local features, each labelled with its kind."""

@@ -9,8 +9,8 @@ import numpy as np
 import pandas as pd
 import torch
 
-from ..core import DataError
-from ..images import thumbnails, to_gray
+from ..core import DataError, renamed
+from ..images import thumbnails, to_grey
 from ..views import FLIPS, apply_view, parse_views
 
 # %% auto #0
@@ -36,14 +36,15 @@ def gaussian_bands(
 # %% ../../nbs/04_dedup_ssim.ipynb #b85ada06
 class SSIMIndex:
     "Per-image SSIM statistics of a stack of grayscale images, for scoring many pairs (and their flips) quickly."
+    @renamed(flips='views', keep_flips='keep_views')
     def __init__(self,
                  images:np.ndarray|torch.Tensor, # (n, size, size) grayscale in [0, data_range]
                  sigma:float=1.5,                # Gaussian window sigma
                  data_range:float=1.0,           # dynamic range of the pixel values
-                 flips=FLIPS,                    # flips tried for every pair (the best counts)
-                 keep_flips:bool=False):         # also keep every flip's maps (memory x flips; no copy per pair)
+                 views=FLIPS,                    # views tried for every pair (the best counts)
+                 keep_views:bool=False):         # also keep every view's maps (memory x views; no copy per pair)
         x = torch.as_tensor(np.asarray(images), dtype=torch.float32)
-        self.flips, self.c1, self.c2 = parse_views(flips, 'flips'), (0.01 * data_range)**2, (0.03 * data_range)**2
+        self.views, self.c1, self.c2 = parse_views(views, 'views'), (0.01 * data_range)**2, (0.03 * data_range)**2
         self.rows, self.cols = gaussian_bands(x.shape[-1], sigma)
         half = data_range / 2
         self.centred = x - half # centring keeps float32 variances exact
@@ -51,7 +52,7 @@ class SSIMIndex:
         for s in range(0, len(x), 2048): # a chunk of images at a time: bounded temporary memory
             self.maps[s:s + 2048] = self._maps(self.centred[s:s + 2048], half)
         flipped = lambda f: (apply_view(self.centred, f).contiguous(), apply_view(self.maps, f).contiguous())
-        self.flipped = {f: flipped(f) for f in self.flips} if keep_flips else None
+        self.flipped = {f: flipped(f) for f in self.views} if keep_views else None
 
     def _maps(self, centred:torch.Tensor, half:float)->torch.Tensor:
         """(B, 4, valid, valid) maps mean, L, P, Q: every SSIM term that involves one image only. For a pair (a, b),
@@ -113,9 +114,9 @@ class SSIMIndex:
         return self._best(lambda flip: self._pairs(first, tuple(v[None, cols] for v in views(flip))))
 
     def _best(self, score_of)->tuple[torch.Tensor, torch.Tensor]:
-        best = score_of(self.flips[0])
+        best = score_of(self.views[0])
         which = torch.zeros(best.shape, dtype=torch.long)
-        for k, flip in enumerate(self.flips[1:], 1):
+        for k, flip in enumerate(self.views[1:], 1):
             score = score_of(flip)
             better = score > best
             best, which = torch.where(better, score, best), torch.where(better, k, which)
@@ -133,19 +134,20 @@ def _triangles(groups:list[np.ndarray], block:int)->tuple[np.ndarray, np.ndarray
     return np.concatenate(firsts), np.concatenate(seconds)
 
 # %% ../../nbs/04_dedup_ssim.ipynb #5dd6f79f
+@renamed(flips='views', gray='grey')
 def within_class_ssim(
     manifest:pd.DataFrame,    # rows to compare (class_name, file); usually the training split
     threshold:float=0.95,     # keep pairs with SSIM at or above this
     size:int=32,              # thumbnail side
-    flips=FLIPS,              # flips tried; a pair's score is the best
+    views=FLIPS,              # views tried; a pair's score is the best
     sigma:float=1.5,          # Gaussian window sigma
     batch_size:int=256,       # pairs scored at once
-    gray:np.ndarray|None=None, # precomputed grayscale thumbnails of the rows (optional)
+    grey:np.ndarray|None=None, # precomputed greyscale thumbnails of the rows (optional)
     block:int=32,             # classes larger than this are scored block against block
 )->pd.DataFrame:              # pairs a, b (manifest index labels), score, flip, method
     "All within-class pairs whose flip-invariant SSIM is at least `threshold`."
-    threshold, flips = _check_threshold('ssim_threshold', threshold), parse_views(flips, 'flips')
-    if gray is None: gray = to_gray(thumbnails(manifest.file, size)[0])
+    threshold, views = _check_threshold('ssim_threshold', threshold), parse_views(views, 'views')
+    if grey is None: grey = to_grey(thumbnails(manifest.file, size)[0])
     labels = manifest.index.to_numpy()
     groups = list(pd.Series(np.arange(len(manifest))).groupby(manifest.class_name.to_numpy()).indices.values())
     found = [np.zeros((0, 4))]
@@ -153,7 +155,7 @@ def within_class_ssim(
         kept = (score >= threshold).numpy()
         found.append(np.stack([a[kept], b[kept], score.numpy()[kept], flip.numpy()[kept]], 1))
     # pairs inside blocks (every pair of a small class), all classes in one stream of gathered batches
-    index = SSIMIndex(gray, sigma, flips=flips)
+    index = SSIMIndex(grey, sigma, views=views)
     firsts, seconds = _triangles(groups, block)
     for start in range(0, len(firsts), batch_size):
         a, b = firsts[start:start + batch_size], seconds[start:start + batch_size]
@@ -161,7 +163,7 @@ def within_class_ssim(
     # a large class: each block of members against every later member, as dense rectangles of pairs
     step = max(1, batch_size // block)
     for members in (m for m in groups if len(m) > block):
-        big = SSIMIndex(gray[members], sigma, flips=flips, keep_flips=True)
+        big = SSIMIndex(grey[members], sigma, views=views, keep_views=True)
         for s in range(0, len(members) - block, block):
             for p in range(s + block, len(members), step):
                 score, flip = big.best_block(slice(s, s + block), slice(p, p + step))
@@ -169,7 +171,7 @@ def within_class_ssim(
                 keep(r.ravel(), c.ravel(), score.ravel(), flip.ravel())
     found = np.concatenate(found)
     return pd.DataFrame(dict(a=labels[found[:, 0].astype(int)], b=labels[found[:, 1].astype(int)], score=found[:, 2],
-                             flip=[flips[int(k)] for k in found[:, 3]], method='ssim'))
+                             flip=[views[int(k)] for k in found[:, 3]], method='ssim'))
 
 # %% ../../nbs/04_dedup_ssim.ipynb #07d9ea38
 def _check_threshold(name:str, value)->float:

@@ -127,7 +127,7 @@ def adversarial_section(report:Report, manifest:pd.DataFrame, csv:str|Path, back
         return {}
     chosen = adversarial_backend(backend)
     # load_data(thumb=32): the pixels backend decodes nothing, and takes the bytes as floats a chunk at a time
-    emb = embed(manifest, chosen, flips=('none',), thumbs=thumbs)[:, 0]
+    emb = embed(manifest, chosen, views=('none',), thumbs=thumbs)[:, 0]
     is_test = (manifest.split == 'test').to_numpy()
     adv = adversarial_validation(emb[~is_test], emb[is_test], seed=seed)
     scored = pd.concat([train[['image_path', 'class_name']].assign(split='train', p_test=adv.p_test_train),
