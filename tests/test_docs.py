@@ -28,7 +28,7 @@ def site(tmp_path_factory):
     work = tmp_path_factory.mktemp('docs')
     # one library notebook executed and one example run made (make docs executes them all; nbdev_test has already run
     # every cell of each library notebook, and the tests run every experiment notebook)
-    figures = docs.build_site(work/'site', work/'work', execute={'04_dedup'}, cache=work/'cache', examples={'eda'})
+    figures = docs.build_site(work/'site', work/'work', execute={'04c_dedup'}, cache=work/'cache', examples={'eda'})
     return work/'site', figures
 
 
@@ -54,7 +54,7 @@ def test_an_executed_page_shows_its_tables_and_figures(site):
     from PIL import Image
     site, _ = site
     page = _html(site, 'dedup')
-    assert len(re.findall(r'<table[^>]*class="dataframe', page)) >= 3 # the pairs, match and decisions tables of the examples
+    assert len(re.findall(r'<table[^>]*class="dataframe', page)) >= 2 # the pairs and match tables (decisions: their own page)
     figures = re.findall(r'<img [^>]*src="(_images/[^"]+\.png)"', page) # the score histograms (`plot_scores`)
     assert len(figures) >= 1
     for f in figures:
@@ -66,7 +66,7 @@ def test_api_entries_have_the_anchors_of_nbdev_links(site):
     site, _ = site
     from dogcls._modidx import d
     linked = 0
-    for module in ('dogcls.run', 'dogcls.dedup', 'dogcls.config', 'dogcls.review', 'dogcls.train'):
+    for module in ('dogcls.run', 'dogcls.dedup.pipeline', 'dogcls.decisions', 'dogcls.config', 'dogcls.review', 'dogcls.train'):
         mod = importlib.import_module(module)
         for key, (link, _) in d['syms'][module].items(): # every public function and class has an entry where nbdev's links go
             if key[len(module) + 1:] not in mod.__all__: continue
@@ -229,6 +229,8 @@ def test_executed_notebooks_are_cached_hidden_cells_run_unseen_and_a_failing_exa
     assert 'root 5.0' in (tmp_path/'out3'/nb.name).read_text() and len(list(cache.glob('01_shown-*.ipynb'))) == 1
     bad = _notebook(tmp_path/'02_fails.ipynb', 'md:# Fails\n> an example that raises', '#| hide\nimport math', 'x = 1',
                     'y = math.sqrt(-1)', 'print("never")')
+    with pytest.raises(docs.DocsError, match=r"execute=\['04_dedup'\]: no such notebook"): # a stale name is not a silent no-op
+        docs.process([nb], tmp_path/'out5', execute={'04_dedup'}, cache=cache)
     with pytest.raises(docs.DocsError) as e: docs.process([nb, bad], tmp_path/'out4', execute=True, cache=cache)
     assert str(e.value).startswith(f'{bad}, cell 3 (`y = math.sqrt(-1)`): ValueError: math domain error')
     assert not list(cache.glob('02_fails-*')) # nothing of a failed run is kept

@@ -233,6 +233,8 @@ def process(paths:list[Path], dest:Path, workers:int|None=None, execute:bool|set
     from `cache` when executed before with the same text and dependencies (`depends`: `depends_on()`, computed here when
     not given). Returns {'executed': n, 'cached': n}."""
     for p in paths: check_options(p)
+    unknown = sorted(set(execute) - {p.stem for p in paths}) if isinstance(execute, (set, frozenset)) else []
+    if unknown: raise DocsError(f'execute={unknown}: no such notebook among the {len(paths)} given (give notebook stems, e.g. 04c_dedup)')
     dest.mkdir(parents=True, exist_ok=True)
     run = [p for p in paths if not is_experiment(p) and p.stem not in GUIDES and (execute is True or (execute and p.stem in execute))]
     depends = (depends or depends_on()) if run else ''
