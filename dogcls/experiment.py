@@ -10,24 +10,35 @@ import time
 
 from .core import default_data_dir, hardware_info, resolve_dir, run_dir
 from .report import Report
-from .run_index import changed_parameters, finish_run
-
+from .run_index import changed_parameters, finish_run, parameter_defaults
 
 # %% auto #0
-__all__ = ['Experiment']
+__all__ = ['kernel_defaults', 'Experiment']
+
+# %% ../nbs/08_experiment.ipynb #1606362d
+def kernel_defaults(
+    namespace:dict, # a running notebook's variables (`globals()`); IPython keeps its cells' code in `In`
+)->dict|None:       # the parameters cell's defaults; None when the kernel kept no history
+    """The defaults of the parameters the running notebook was started with: the cell just before papermill's injected
+    `# Parameters` cell, as the kernel ran it. Nothing injected: every parameter is the default ({} changed)."""
+    history = namespace.get('In')
+    if not history: return None
+    injected = [i for i, source in enumerate(history) if source.startswith('# Parameters\n')]
+    if not injected: return {k: namespace[k] for k in ('data', 'run_name', 'reports') if k in namespace}
+    return parameter_defaults(history[injected[-1] - 1])
 
 # %% ../nbs/08_experiment.ipynb #f745ca73
 class Experiment:
     "One run of an experiment notebook: its timer, data and run folders, changed parameters, dated report and closing."
     def __init__(self,
-                 kind:str,                # the notebook: eda, dedup, augment, train, clean, ensemble (nbs/<kind>.ipynb)
-                 namespace:dict,          # the notebook's variables (`globals()`), for data, run_name and reports
+                 kind:str,                # the notebook: eda, dedup, augment, train, clean, ensemble
+                 namespace:dict,          # the notebook's variables (`globals()`): data, run_name, reports, its history
                  title:str,               # the report's title; the run name is appended
                  name:str|None=None,      # the run name (default: the notebook's `run_name`)
                  subtitle:str=''):        # what goes before the data folder and the date under the title
         self.started, self.kind = time.time(), kind
         self.name = name or namespace.get('run_name') or kind
-        self.parameters = changed_parameters(namespace, kind)
+        self.parameters = changed_parameters(namespace, kernel_defaults(namespace))
         self.data_dir = resolve_dir(namespace.get('data', ''), default_data_dir())
         self.out_dir = run_dir(self.name, namespace.get('reports', ''))
         parts = [subtitle, str(self.data_dir), f'{datetime.datetime.now():%Y-%m-%d %H:%M}']

@@ -9,33 +9,51 @@ import ast
 import datetime
 import html
 import json
+import warnings
 from pathlib import Path
 
 from .core import atomic_write, project_root, write_json
 from .report import REPORT_CSS, Report
 
-
 # %% auto #0
-__all__ = ['changed_parameters', 'update_index', 'finish_run']
+__all__ = ['parameter_defaults', 'changed_parameters', 'update_index', 'finish_run']
 
 # %% ../nbs/06_run_index.ipynb #07d564ed
-def changed_parameters(
-    namespace:dict,        # the running notebook's variables (`globals()`)
-    notebook:str|Path,     # the experiment notebook: a name in nbs/ ('train') or a path
-)->dict:                   # name -> value of every parameter that differs from the parameters cell's default
-    """The parameters a run was given that differ from its notebook's
-    defaults (read by papermill from the parameters cell)."""
-    import papermill as pm
+def parameter_defaults(
+    source:str, # the code of a papermill parameters cell
+)->dict:        # name -> default: a Python literal where the text is one, else the text itself
+    "The parameters a parameters cell defines and their defaults, read as papermill reads them (`papermill -H`)."
+    from papermill.translators import PythonTranslator
+    return {p.name: _literal(p.default) for p in PythonTranslator.inspect({'source': source})}
 
-    import dogcls
-    path = Path(notebook)
-    if path.suffix != '.ipynb': path = project_root(Path(dogcls.__file__).parent)/'nbs'/f'{notebook}.ipynb'
-    if not path.is_file(): return {'(defaults unknown)': f'{path} not found'}
-    defaults = {name: _literal(p['default']) for name, p in pm.inspect_notebook(str(path)).items()}
+def changed_parameters(
+    namespace:dict,             # the running notebook's variables (`globals()`)
+    defaults:dict|str|Path|None, # the notebook's defaults (`parameter_defaults`); None: unknown
+)->dict:                        # name -> value of every parameter that differs from its default
+    """The parameters a run was given that differ from its notebook's defaults. The defaults come from the caller
+    (`dogcls.experiment.Experiment` reads them from the kernel's history), never from a source tree. A notebook's
+    name or path in place of the defaults is the old way: its parameters cell is read, with a DeprecationWarning."""
+    if isinstance(defaults, (str, Path)):
+        warnings.warn('changed_parameters(namespace, notebook) is deprecated: pass the defaults (parameter_defaults)',
+                      DeprecationWarning, stacklevel=2)
+        defaults = _defaults_of(Path(defaults))
+        if isinstance(defaults, str): return {'(defaults unknown)': defaults}
+    if defaults is None: return {'(defaults unknown)': 'the kernel kept no history of its parameters cell'}
     def differs(a, b):
         try: return bool(a != b)
         except Exception: return True # not comparable with a literal: not the default
     return {k: namespace[k] for k, v in defaults.items() if k in namespace and differs(namespace[k], v)}
+
+# %% ../nbs/06_run_index.ipynb #bc27eb6d
+def _defaults_of(notebook:Path)->dict|str:
+    "The old way of `changed_parameters`: a notebook's defaults, from its file (a bare name: in the checkout's nbs/)."
+    import papermill as pm
+
+    import dogcls
+    nbs = project_root(Path(dogcls.__file__).parent)/'nbs'
+    path = notebook if notebook.suffix == '.ipynb' else nbs/f'{notebook}.ipynb'
+    if not path.is_file(): return f'{path} not found'
+    return {name: _literal(p['default']) for name, p in pm.inspect_notebook(str(path)).items()}
 
 # %% ../nbs/06_run_index.ipynb #54576a11
 def _literal(source:str):
