@@ -129,7 +129,7 @@ def main():
     from dogcls.clean import drop_empty_classes, label_issues, loss_ranking, self_confidence_ranking
     from dogcls.train import merge_folds
     run = merge_folds(reports/runs['noisy'])
-    split = run.split
+    split = run.train_rows
     probs, targets, _, empty = drop_empty_classes(run.oof_probs, split.target.to_numpy())
     if empty: print(f'classes without a training image in the run (left out of confident learning): {empty}')
     truth = split.image_path.isin(set(flipped.image_path)).to_numpy()

@@ -5,6 +5,7 @@
 # %% ../nbs/05b_clean.ipynb #ba0d2eac
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -341,10 +342,16 @@ def _decision_table(rows:dict, manifest:pd.DataFrame)->pd.DataFrame:
 @dataclass(frozen=True)
 class RunsOOF(Result):
     "The training rows of one or more runs sharing a split, and their mean out-of-fold probabilities."
-    split:pd.DataFrame      # the training rows, with their folds
+    train_rows:pd.DataFrame # the training rows, with their folds
     oof_probs:np.ndarray    # (N, C): the mean over the runs
     names:list[str]         # class names by target
     runs:dict               # run name -> its Run
+
+    @property
+    def split(self)->pd.DataFrame:
+        "Deprecated: `train_rows`."
+        warnings.warn('RunsOOF.split is deprecated: use .train_rows', DeprecationWarning, stacklevel=2)
+        return self.train_rows
 
 def runs_oof(
     runs:list,                  # training runs (names under reports/ or folders): one, or several sharing a split
@@ -363,7 +370,7 @@ def runs_oof(
     else: loaded = load_runs(runs, reports)
     first = next(iter(loaded.values()))
     oof = np.mean([r.oof_probs for r in loaded.values()], 0)
-    return RunsOOF(split=first.split, oof_probs=oof, names=first.names, runs=loaded)
+    return RunsOOF(train_rows=first.train_rows, oof_probs=oof, names=first.names, runs=loaded)
 
 # %% ../nbs/05b_clean.ipynb #5fd80f95
 def report_issues(

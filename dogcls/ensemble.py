@@ -186,7 +186,7 @@ def tta_predictions(
             return result.with_probs(saved['oof_probs'], saved['test_probs'])
     split = result.folds
     oof, tests = np.full_like(result.oof_probs, np.nan), []
-    position = pd.Series(np.arange(len(result.split)), index=result.split.image_path)
+    position = pd.Series(np.arange(len(result.train_rows)), index=result.train_rows.image_path)
     device = 'cuda' if torch.cuda.is_available() else 'cpu'
     for k in result.folds_done:
         model = load_run_model(folder, k).to(device)
@@ -209,7 +209,7 @@ def ensemble(
     of the fold-averaged prediction and of the single fold models)."""
     names = list(runs)
     first = runs[names[0]]
-    y, folds = first.split.target.to_numpy(), first.split.fold.to_numpy()
+    y, folds = first.train_rows.target.to_numpy(), first.train_rows.fold.to_numpy()
     oof, test = [runs[n].oof_probs for n in names], [runs[n].test_mean for n in names]
     predictions = {n: (o, t) for n, o, t in zip(names, oof, test, strict=True)}
     predictions['soft voting'] = (soft_vote(oof), soft_vote(test))
@@ -310,7 +310,7 @@ def per_class_recall(
 )->pd.DataFrame:          # class, images, recall of each run, spread, and what each run takes the class for
     "Each run's out-of-fold recall per class, the classes where the runs differ most first."
     first = next(iter(runs.values()))
-    y, names = first.split.target.to_numpy(), first.names
+    y, names = first.train_rows.target.to_numpy(), first.names
     recall, taken = {}, {}
     for name, run in runs.items():
         valid = run.has_oof

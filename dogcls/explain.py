@@ -109,7 +109,7 @@ def explain_rows(
     side:int=112,           # overlays' side
 )->tuple[list, str]:        # ((overlay, caption) pairs: given class, then predicted, per row; '' or why none)
     "Grad-CAM overlays of training images, each by the fold model that held it out, for its given and predicted class."
-    index, fold_of = {n: i for i, n in enumerate(run.names)}, run.split.set_index('image_path').fold
+    index, fold_of = {n: i for i, n in enumerate(run.names)}, run.train_rows.set_index('image_path').fold
     out = []
     try:
         for k, part in rows.assign(fold=rows.image_path.map(fold_of)).groupby('fold', sort=True):

@@ -93,9 +93,10 @@ class Report:
         "A paragraph of plain text (escaped); `note` highlights it."
         self.parts.append(f'<p{" class=note" if note else ""}>{html.escape(str(text))}</p>')
 
-    def metrics(self, values:dict, caption:str=''):
-        "A two-column table of names and values."
-        self.table(pd.DataFrame({'': list(values.keys()), 'value': [str(v) for v in values.values()]}),
+    def metrics(self, values:dict, caption:str='', labels:dict|None=None):
+        "A two-column table of names and values; `labels` gives a key's words on the page (metrics.json keeps the key)."
+        names = [(labels or {}).get(k, k) for k in values]
+        self.table(pd.DataFrame({'': names, 'value': [str(v) for v in values.values()]}),
                    caption, index=False,
                    classes='metrics') # marked: a table of figures is a section's summary
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import warnings
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -79,14 +80,20 @@ class Run:
 
 
     @cached_property
-    def split(self)->pd.DataFrame:
+    def train_rows(self)->pd.DataFrame:
         "The training rows of folds.csv, in the order of `oof_probs`."
         return self.folds[self.folds.split == 'train'].reset_index(drop=True)
 
     @property
+    def split(self)->pd.DataFrame:
+        "Deprecated: `train_rows` (`split` is the column that says train or test)."
+        warnings.warn('Run.split is deprecated: use Run.train_rows', DeprecationWarning, stacklevel=2)
+        return self.train_rows
+
+    @property
     def names(self)->list[str]:
         "Class name of every target (classes.csv; a run written before it: the names its training rows give)."
-        return self.classes if self.classes is not None else class_names(self.split)
+        return self.classes if self.classes is not None else class_names(self.train_rows)
 
     @property
     def has_oof(self)->np.ndarray:
@@ -143,7 +150,7 @@ class Run:
 
     def save_probs(self):
         "Write oof_probs.npz and test_probs.npz into the run folder (the train notebook's outputs)."
-        s = self.split
+        s = self.train_rows
         with atomic_write(self.folder/'oof_probs.npz') as tmp:
             np.savez(tmp, image_path=s.image_path.to_numpy(str), fold=s.fold.to_numpy(), target=s.target.to_numpy(),
                      probs=self.oof_probs)
@@ -153,14 +160,14 @@ class Run:
     def __repr__(self):
         return (f'Run({str(self.folder)!r}, {self.config.model.arch}, '
                 f'folds {self.folds_done} of {self.config.data.folds}, '
-                f'{len(self.split)} training and {len(self.test_image_path)} test '
+                f'{len(self.train_rows)} training and {len(self.test_image_path)} test '
                 f'images, {self.oof_probs.shape[1]} classes)')
 
     def scores(self,
                rows:np.ndarray|None=None, # boolean mask over the training rows: score their out-of-fold predictions
               )->dict:                    # per_fold and overall scores and gaps
         "Accuracy and macro-F1 per fold and overall, train/validation/test, and the gaps between them."
-        split, oof = self.split, self.oof_probs
+        split, oof = self.train_rows, self.oof_probs
         if rows is not None: split, oof = split[rows], oof[rows]
         y, test_y, history = split.target.to_numpy(), self.test_targets, self.history
         per_fold = []
@@ -197,7 +204,7 @@ class Run:
                   )->pd.DataFrame: # image_path, file, true, predicted (class names), probability predicted, loss
         "The `k` training images with the highest out-of-fold cross-entropy, highest first."
         valid = self.has_oof
-        rows, probs = self.split[valid].reset_index(drop=True), self.oof_probs[valid]
+        rows, probs = self.train_rows[valid].reset_index(drop=True), self.oof_probs[valid]
         y = rows.target.to_numpy()
         loss = -np.log(np.clip(probs[np.arange(len(probs)), y], 1e-9, 1))
         worst = np.argsort(-loss, kind='stable')[:k]
@@ -212,13 +219,14 @@ class Run:
                      )->pd.DataFrame: # true, predicted, count, share of true class
         "The most frequent (true, predicted) out-of-fold mistakes."
         valid = self.has_oof
-        targets, predicted = self.split.target.to_numpy()[valid], self.oof_probs[valid].argmax(1)
+        targets, predicted = self.train_rows.target.to_numpy()[valid], self.oof_probs[valid].argmax(1)
         return metrics.most_confused(targets, predicted, self.names, k)
 
     def per_class(self)->pd.DataFrame: # class, images, out-of-fold accuracy (and test accuracy when test labels exist)
         "Accuracy of each class, worst first."
         valid = self.has_oof
-        table = per_class_accuracy(self.split.target.to_numpy()[valid], self.oof_probs[valid].argmax(1), self.names)
+        targets, predicted = self.train_rows.target.to_numpy()[valid], self.oof_probs[valid].argmax(1)
+        table = per_class_accuracy(targets, predicted, self.names)
         if self.test_targets is not None:
             test = per_class_accuracy(self.test_targets, self.test_mean.argmax(1), self.names)[['class', 'accuracy']]
             table = table.merge(test.rename(columns={'accuracy': 'test accuracy'}), on='class', how='left')
@@ -250,7 +258,7 @@ def load_runs(
             raise DataError(f'runs {first!r} and {name!r} have different class sets ({len(names_a)} and '
                             f'{len(names_b)} classes; e.g. {diff}); '
                             'ensembles need models of the same classes')
-        sa, sb = a.split, b.split
+        sa, sb = a.train_rows, b.train_rows
         if len(sa) != len(sb) or (sa.image_path.values != sb.image_path.values).any():
             pairs = zip(sa.image_path, sb.image_path, strict=False) # the two splits may differ in length
             i = next((i for i, (x, y) in enumerate(pairs) if x != y), min(len(sa), len(sb)))
@@ -299,7 +307,7 @@ def write_submission(
     prefix = max(('', 'test/'), key=lambda p: (p + keys).isin(predicted.index).sum())
     target = (prefix + keys).map(predicted)
     missing = target.isna().to_numpy()
-    fallback = int(run.split.target.mode().iloc[0])
+    fallback = int(run.train_rows.target.mode().iloc[0])
     out = pd.DataFrame(dict(ID=np.arange(len(rows)), image_path=rows.image_path,
                             target=target.fillna(fallback).astype(int)))
     with atomic_write(path) as tmp: out[columns].to_csv(tmp, index=False)

@@ -39,7 +39,7 @@ def test_clean_notebook_then_training_with_its_edited_decisions(tmp_path):
     decisions = pd.read_csv(out/'decisions.csv', keep_default_na=False)
     assert set(decisions.image_path) == set(issues.image_path[issues.is_issue]) | set(pd.read_csv(out/'outliers.csv').query('is_outlier').image_path)
     metrics = json.loads((out/'metrics.json').read_text())
-    assert metrics['kind'] == 'clean' and metrics['label issues (confident learning)'] == issues.is_issue.sum()
+    assert metrics['kind'] == 'clean' and metrics['label_issues'] == issues.is_issue.sum()
     assert [r['data'] for r in metrics['comparison']] == ['as given', 'cleaned'] # the retrain ran and was scored on test
     # each row is its run's own scores: the run as given (its metrics.json) and the retrained one (its folder)
     given, retrained = json.loads((reports/'base'/'metrics.json').read_text()), Run.load(out/'retrained').scores()['overall']
@@ -63,6 +63,10 @@ def test_clean_notebook_then_training_with_its_edited_decisions(tmp_path):
         test_like_from=str(reports/'eda'/'adversarial.csv'))
     # the most test-like quarter of the training images, scored out of fold: what the run's own files give
     cleaned_run = Run.load(reports/'cleaned')
+    found = runs_oof([reports/'cleaned'])
+    pd.testing.assert_frame_equal(found.train_rows, cleaned_run.train_rows)
+    with pytest.warns(DeprecationWarning, match=r'RunsOOF\.split is deprecated: use \.train_rows'): # its old name
+        assert found.split is found.train_rows
     expected = cleaned_run.scores(rows=most_test_like_rows(cleaned_run, reports/'eda'/'adversarial.csv'))['overall']['oof_accuracy']
     assert json.loads((reports/'cleaned'/'metrics.json').read_text())['test_like_oof_accuracy'] == expected
     cleaned = pd.read_csv(reports/'cleaned'/'folds.csv', keep_default_na=False).set_index('image_path')

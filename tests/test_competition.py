@@ -21,7 +21,7 @@ def test_the_competition_layout_goes_through_eda_dedup_train_and_ensemble(tmp_pa
     common = dict(data=str(root), reports=str(reports))
     run('eda.ipynb', tmp_path/'eda.ipynb', **common, run_name='eda', n_folds=3)
     eda = json.loads((reports/'eda'/'metrics.json').read_text())
-    assert eda['files skipped'] == 0 and 'train.csv relative to train/' in eda['image paths']
+    assert eda['files_skipped'] == 0 and 'train.csv relative to train/' in eda['image_paths']
     run('dedup.ipynb', tmp_path/'dedup.ipynb', **common, run_name='dedup')
     decisions = reports/'dedup'/'decisions.csv'
     smoke = dict(size='cpu', img_size=32, epochs=1, folds=2, batch_size=8, limit_batches=2, gallery=2, dedup_decisions=str(decisions))

@@ -254,7 +254,7 @@ def test_dedup_notebook_finds_cross_class_copies(tmp_path):
     assert len(conflict) == 1 and conflict.review.iloc[0] and conflict.action.iloc[0] == 'drop'
     cleaned = pd.read_csv(out/'manifest_clean.csv')
     assert src not in set(cleaned.image_path) and len(cleaned) == len(load_data(root)[0]) - (decisions.action == 'drop').sum()
-    assert json.loads((out/'metrics.json').read_text())['label-conflict clusters'] >= 1
+    assert json.loads((out/'metrics.json').read_text())['conflict_clusters'] >= 1
     # the user's edit survives a re-run, and is applied
     decisions.loc[decisions.image_path == src, 'action'] = 'keep'
     decisions.to_csv(out/'decisions.csv', index=False)

@@ -26,7 +26,7 @@ def predicted_once(run_dir, run):
     "Each fold's predictions cover its validation images and the test images, each exactly once."
     for k in run.folds_done:
         p = np.load(run_dir/f'fold{k}'/'predictions.npz')
-        val = run.split[run.split.fold == k].image_path
+        val = run.train_rows[run.train_rows.fold == k].image_path
         assert len(p['val_image_path']) == len(val) and sorted(p['val_image_path']) == sorted(val)
         assert list(p['test_image_path']) == list(run.test_image_path) and len(set(p['test_image_path'])) == len(p['test_image_path'])
     assert not np.isnan(run.oof_probs).any()
@@ -47,8 +47,8 @@ def test_ddp_from_a_script_matches_a_single_process_run(tmp_path, data):
     single, ddp = merge_folds(tmp_path/'single'), merge_folds(tmp_path/'ddp')
     predicted_once(tmp_path/'ddp', ddp)
     assert ddp.oof_probs.shape == single.oof_probs.shape and ddp.test_probs.shape == single.test_probs.shape
-    assert (ddp.split.target.values == single.split.target.values).all()
-    assert (ddp.split.image_path.values == single.split.image_path.values).all()
+    assert (ddp.train_rows.target.values == single.train_rows.target.values).all()
+    assert (ddp.train_rows.image_path.values == single.train_rows.image_path.values).all()
     assert list(ddp.test_image_path) == list(single.test_image_path)
     history = pd.read_csv(tmp_path/'ddp'/'fold0'/'history.csv')
     assert len(history) == 1 # one writer, not one per process

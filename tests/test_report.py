@@ -46,6 +46,6 @@ def test_eda_notebook_writes_self_contained_report(tmp_path, tiny_slice):
     assert evil not in page and html.escape(evil) in page
     assert 'broken.png' in page and 'not an image' in page # the data-quality report lists the bad file
     metrics = json.loads((out/'metrics.json').read_text())
-    assert metrics['classes'] == 3 and metrics['files skipped'] == 1
+    assert metrics['classes'] == 3 and metrics['files_skipped'] == 1
     manifest = pd.read_csv(out/'manifest.csv')
     assert set(manifest.split) == {'train', 'test'} and 'broken.png' not in ' '.join(manifest.image_path)

@@ -114,7 +114,7 @@ def test_scores_submission_and_reloading(tiny, tmp_path):
     scores = run.scores()
     assert len(scores['per_fold']) == 3
     assert scores['overall']['test_accuracy'] == pytest.approx((run.test_mean.argmax(1) == run.test_targets).mean())
-    oof, y = run.oof_probs[run.has_oof], run.split.target.to_numpy()[run.has_oof]
+    oof, y = run.oof_probs[run.has_oof], run.train_rows.target.to_numpy()[run.has_oof]
     assert scores['overall']['oof_accuracy'] == pytest.approx((oof.argmax(1) == y).mean())
     assert scores['overall']['val_test_gap'] == pytest.approx(scores['overall']['oof_accuracy'] - scores['overall']['test_accuracy'])
     # two test scores, named apart: the fold-averaged prediction's, and the mean of the single fold models' (like out-of-fold)

@@ -39,15 +39,15 @@ def train_leakage_arms(
         folder, started = Path(out_dir)/f'arm-{arm}', time.time()
         train_kfold(m, folder, config, samples_per_epoch=per_epoch, log=lambda line, arm=arm: log(f'arm {arm}: {line}'))
         run = Run.load(folder)
-        original = ~run.split.image_path.isin(copies.image_path).to_numpy()
+        original = ~run.train_rows.image_path.isin(copies.image_path).to_numpy()
         everything, only_originals = run.scores()['overall'], run.scores(rows=original)['overall']
         test = everything.get('test_accuracy')
-        rows.append({'arm': f'{arm}: {LEAKAGE_ARMS[arm]}', 'training rows': len(run.split),
+        rows.append({'arm': f'{arm}: {LEAKAGE_ARMS[arm]}', 'training rows': len(run.train_rows),
                      'out-of-fold accuracy (all validation rows)': everything['oof_accuracy'],
                      'out-of-fold accuracy (originals only)': only_originals['oof_accuracy'],
                      'test accuracy of the fold-averaged prediction': test,
                      'validation - test gap': None if test is None else everything['oof_accuracy'] - test,
-                     LEAK_AUDIT: len(leak_audit(run.split)),
+                     LEAK_AUDIT: len(leak_audit(run.train_rows)),
                      'images per epoch': per_epoch, 'seconds': round(time.time() - started, 1)})
     return pd.DataFrame(rows)
 

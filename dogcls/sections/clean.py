@@ -18,18 +18,26 @@ from ..run import Run
 from ..train import train_kfold
 
 # %% auto #0
-__all__ = ['clean_summary', 'label_issue_sections', 'gradcam_issues_section', 'retrain_section']
+__all__ = ['CLEAN_LABELS', 'clean_summary', 'label_issue_sections', 'gradcam_issues_section', 'retrain_section']
+
+# %% ../../nbs/07e_sections_clean.ipynb #cf16f497
+CLEAN_LABELS = { # a clean run's summary: metrics.json's keys -> their words in the report
+    'training_images': 'training images',
+    'label_issues': 'label issues (confident learning)',
+    'noise_rate': 'estimated noise rate (all images)',
+    'classes_left_out': 'classes without training images (left out)',
+}
 
 # %% ../../nbs/07e_sections_clean.ipynb #c8cd2dc9
 def clean_summary(runs:dict[str, Run], n_images:int, names:list[str], issues:pd.DataFrame, rates:pd.DataFrame,
                   odd:pd.DataFrame, decisions:pd.DataFrame, edited:bool, empty_classes:list[str])->dict:
     "The figures of a clean run: label issues, the estimated noise rate, outliers, what is proposed."
-    return {'runs': ', '.join(runs), 'training images': n_images, 'classes': len(names),
-            'label issues (confident learning)': int(issues.is_issue.sum()),
-            'estimated noise rate (all images)':
+    return {'runs': ', '.join(runs), 'training_images': n_images, 'classes': len(names),
+            'label_issues': int(issues.is_issue.sum()),
+            'noise_rate':
                 round(float((rates.noise_rate * rates.images).sum() / rates.images.sum()), 4),
             'outliers': int(odd.is_outlier.sum()),
-            'classes without training images (left out)': ', '.join(empty_classes) or 'none',
+            'classes_left_out': ', '.join(empty_classes) or 'none',
             'proposed': counts_in_words(decisions.action) or 'nothing',
             'decisions': 'your edited decisions.csv (new proposal in decisions-proposed.csv)' if edited
                          else 'as proposed'}
@@ -42,7 +50,8 @@ def label_issue_sections(report:Report, summary:dict, settings:dict, oof_accurac
     'Estimated noise rate per class', 'Label issues', 'Outliers'."""
     report.heading('Summary')
     report.metrics({**summary,
-                    'out-of-fold accuracy of the runs (mean probabilities)': round(oof_accuracy, 4), **settings})
+                    'out-of-fold accuracy of the runs (mean probabilities)': round(oof_accuracy, 4), **settings},
+                   labels=CLEAN_LABELS)
     if issues.is_issue.mean() > max_share:
         report.warn(f'The model is too weak for confident learning: it flags {issues.is_issue.mean():.0%} of the '
                     f'training images, more than max_share={max_share}; at an out-of-fold accuracy of '

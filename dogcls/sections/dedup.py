@@ -15,7 +15,23 @@ from ..report import Report
 from ..review import report_clusters
 
 # %% auto #0
-__all__ = ['class_losses', 'dedup_summary', 'dedup_warnings', 'pairs_section', 'decision_summary', 'clusters_section']
+__all__ = ['DEDUP_LABELS', 'class_losses', 'dedup_summary', 'dedup_warnings', 'pairs_section', 'decision_summary',
+           'clusters_section']
+
+# %% ../../nbs/07b_sections_dedup.ipynb #52c20cad
+DEDUP_LABELS = { # a dedup run's summary: metrics.json's keys -> their words in the report
+    'training_images_after': 'training images after cleaning',
+    'training_images': 'training images',
+    'pairs': 'pairs found',
+    'clusters': 'clusters of training images',
+    'largest_cluster': 'largest cluster (images)',
+    'conflict_clusters': 'label-conflict clusters',
+    'images_to_drop': 'images to drop',
+    'protected_images': 'images kept for review to protect their class',
+    'classes_losing_a_quarter': 'classes losing a quarter or more of their training images',
+    'classes_left_empty': 'classes left without a training image',
+    'test_images_with_a_near_copy': 'test images with a near-copy in training',
+}
 
 # %% ../../nbs/07b_sections_dedup.ipynb #2046906f
 def class_losses(
@@ -36,17 +52,17 @@ def dedup_summary(manifest:pd.DataFrame, pairs:pd.DataFrame, decisions:pd.DataFr
     test_leaks, losses = pairs[pairs.kind == 'train-test'], class_losses(manifest, cleaned)
     sizes = decisions.groupby('cluster').size() if len(decisions) else pd.Series(dtype=int)
     protected = decisions.protected.astype(bool) if 'protected' in decisions else pd.Series(False, decisions.index)
-    return {'images': len(manifest), 'training images': (manifest.split == 'train').sum(),
-            'pairs found': len(pairs), 'clusters of training images': decisions.cluster.nunique(),
-            'largest cluster (images)': int(sizes.max()) if len(sizes) else 0,
+    return {'images': len(manifest), 'training_images': (manifest.split == 'train').sum(),
+            'pairs': len(pairs), 'clusters': decisions.cluster.nunique(),
+            'largest_cluster': int(sizes.max()) if len(sizes) else 0,
             # astype: an empty column is not boolean
-            'label-conflict clusters': decisions.cluster[decisions.review.astype(bool)].nunique(),
-            'images to drop': (decisions.action == 'drop').sum(),
-            'images kept for review to protect their class': int(protected.sum()),
-            'training images after cleaning': (cleaned.split == 'train').sum(),
-            'classes losing a quarter or more of their training images': int((losses.lost >= 0.25).sum()),
-            'classes left without a training image': int((losses.after == 0).sum()),
-            'test images with a near-copy in training': _test_images(test_leaks),
+            'conflict_clusters': decisions.cluster[decisions.review.astype(bool)].nunique(),
+            'images_to_drop': (decisions.action == 'drop').sum(),
+            'protected_images': int(protected.sum()),
+            'training_images_after': (cleaned.split == 'train').sum(),
+            'classes_losing_a_quarter': int((losses.lost >= 0.25).sum()),
+            'classes_left_empty': int((losses.after == 0).sum()),
+            'test_images_with_a_near_copy': _test_images(test_leaks),
             'decisions': 'your edited decisions.csv (new proposal in decisions-proposed.csv)' if edited
                          else 'as proposed'}
 
@@ -99,7 +115,7 @@ def pairs_section(report:Report, summary:dict, settings:dict, pairs:pd.DataFrame
     """'Summary' (figures and settings, pairs by kind and method, files
     left out) and 'Score distributions' of a dedup run."""
     report.heading('Summary')
-    report.metrics({**summary, **settings})
+    report.metrics({**summary, **settings}, labels=DEDUP_LABELS)
     report.table(pairs.groupby(['kind', 'method']).size().unstack(fill_value=0), 'Pairs at or above the thresholds, '
                                                                                  'by kind and method. '
                  'exact: identical bytes; ssim: within-class SSIM; cosine: embedding similarity; geometric: '

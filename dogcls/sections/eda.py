@@ -18,8 +18,27 @@ from ..features import embed
 from ..report import Report, plot_class_counts, plot_image_sizes
 
 # %% auto #0
-__all__ = ['overview_section', 'images_section', 'duplicates_section', 'quality_section', 'adversarial_backend',
+__all__ = ['EDA_LABELS', 'overview_section', 'images_section', 'duplicates_section', 'quality_section', 'adversarial_backend',
            'adversarial_section', 'eda_warnings']
+
+# %% ../../nbs/07a_sections_eda.ipynb #03581753
+# the overview, exact duplicates and adversarial validation: metrics.json's keys -> their words in the report
+EDA_LABELS = {
+    'data_folder': 'data folder',
+    'training_images_per_class': 'training images per class (min / median / max)',
+    'labelled_test_images': 'labelled test images',
+    'training_images': 'training images',
+    'test_images': 'test images',
+    'files_skipped': 'files skipped',
+    'image_paths': 'image paths',
+    'identical_sets': 'sets of identical files',
+    'identical_sets_within_class': 'sets within one class',
+    'identical_sets_across_classes': 'sets across classes (label conflicts)',
+    'identical_sets_train_test': 'sets spanning train and test',
+    'identical_files': 'files involved',
+    'adversarial_auc': 'adversarial ROC AUC (0.5: test looks like train)',
+    'adversarial_auc_per_fold': 'AUC per fold',
+}
 
 # %% ../../nbs/07a_sections_eda.ipynb #e3d8a5c7
 def overview_section(report:Report, manifest:pd.DataFrame, problems:pd.DataFrame, data_dir:str|Path)->dict:
@@ -27,16 +46,16 @@ def overview_section(report:Report, manifest:pd.DataFrame, problems:pd.DataFrame
     train = manifest[manifest.split == 'train']
     per_class = train.groupby('class_name').size()
     overview = {
-        'data folder': data_dir, 'classes': train.class_name.nunique(), 'training images': len(train),
-        'test images': (manifest.split == 'test').sum(),
-        'labelled test images': ((manifest.split == 'test') & (manifest.target >= 0)).sum(),
-        'training images per class (min / median / max)': f'{per_class.min()} / '
+        'data_folder': data_dir, 'classes': train.class_name.nunique(), 'training_images': len(train),
+        'test_images': (manifest.split == 'test').sum(),
+        'labelled_test_images': ((manifest.split == 'test') & (manifest.target >= 0)).sum(),
+        'training_images_per_class': f'{per_class.min()} / '
                                                           f'{per_class.median():g} / {per_class.max()}',
-        'files skipped': (problems.action == 'skipped').sum(),
-        'image paths': '; '.join(f'{r.image_path} {r.problem.split(": ", 1)[1]}'
+        'files_skipped': (problems.action == 'skipped').sum(),
+        'image_paths': '; '.join(f'{r.image_path} {r.problem.split(": ", 1)[1]}'
                                  for r in problems[problems.action == 'detected'].itertuples())
                        or 'class folders (root/<class>/<image>)'}
-    report.heading('Overview'); report.metrics(overview)
+    report.heading('Overview'); report.metrics(overview, labels=EDA_LABELS)
     return overview
 
 # %% ../../nbs/07a_sections_eda.ipynb #00606060
@@ -74,14 +93,14 @@ def duplicates_section(report:Report, manifest:pd.DataFrame)->dict:
     "'Exact duplicates (identical files)': sets by content hash, label conflicts first."
     duplicates = exact_duplicates(manifest)
     report.heading('Exact duplicates (identical files)')
-    summary = {'sets of identical files': len(duplicates), 'sets within one class': (~duplicates.across_classes).sum(),
-               'sets across classes (label conflicts)': duplicates.across_classes.sum(),
-               'sets spanning train and test': duplicates.splits.map(len).gt(1).sum(),
-               'files involved': duplicates.n.sum()}
+    summary = {'identical_sets': len(duplicates), 'identical_sets_within_class': (~duplicates.across_classes).sum(),
+               'identical_sets_across_classes': duplicates.across_classes.sum(),
+               'identical_sets_train_test': duplicates.splits.map(len).gt(1).sum(),
+               'identical_files': duplicates.n.sum()}
     report.text(f'{len(duplicates)} sets of identical files ({duplicates.n.sum()} files), '
                 f'{duplicates.across_classes.sum()} of them across '
                 'classes (label conflicts, listed first).' if len(duplicates) else 'No two files have the same bytes.')
-    report.metrics(summary)
+    report.metrics(summary, labels=EDA_LABELS)
     if len(duplicates):
         report.table(duplicates.assign(classes=duplicates.classes.map(', '.join),
                                        splits=duplicates.splits.map(', '.join),
@@ -135,9 +154,9 @@ def adversarial_section(report:Report, manifest:pd.DataFrame, csv:str|Path, back
     scored['test_like'] = False
     scored.loc[scored.split == 'train', 'test_like'] = most_test_like(adv.p_test_train, test_like)
     scored.to_csv(csv, index=False)
-    summary = {'adversarial ROC AUC (0.5: test looks like train)': round(adv.auc, 4),
-               'AUC per fold': adv.auc_per_fold, 'embeddings': chosen}
-    report.metrics(summary)
+    summary = {'adversarial_auc': round(adv.auc, 4),
+               'adversarial_auc_per_fold': adv.auc_per_fold, 'embeddings': chosen}
+    report.metrics(summary, labels=EDA_LABELS)
     report.text('A logistic regression on image embeddings, cross-validated over 5 '
                 'folds, asked to tell training from test '
                 'images. Near 0.5 it cannot: the out-of-fold score should carry over to '
@@ -176,7 +195,7 @@ def eda_warnings(
     if small:
         report.warn(f'Classes with fewer training images than the {n_folds} folds: {small}; some folds '
                     'cannot learn them.', 'fewer folds (-p folds in train), or more images of those classes')
-    auc = adversarial.get('adversarial ROC AUC (0.5: test looks like train)')
+    auc = adversarial.get('adversarial_auc')
     if auc is not None and auc > shift:
         report.warn(f'Test images look different from the training images: adversarial ROC AUC {auc:.2f} '
                     '(0.5: alike).', 'score the most test-like training images too when training: -p '

@@ -44,7 +44,8 @@ def best_ensemble_section(report:Report, runs:dict[str, Run], predictions:dict, 
     first = next(iter(runs.values()))
     names, test_y = first.names, first.test_targets
     on_test = test_y is not None
-    y, where, column = (test_y, 'held-out test', 1) if on_test else (first.split.target.to_numpy(), 'out-of-fold', 0)
+    oof_y = first.train_rows.target.to_numpy()
+    y, where, column = (test_y, 'held-out test', 1) if on_test else (oof_y, 'out-of-fold', 0)
     pred = lambda name: predictions[name][column].argmax(1)
     report.heading(f'Best ensemble ({best}): confusion matrix ({where})')
     best_pred, single_pred = pred(best), pred(best_single) # each predictor's classes, once

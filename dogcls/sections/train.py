@@ -103,10 +103,10 @@ def test_like_rows(
 )->np.ndarray:              # boolean mask over the run's training rows
     "The run's training images that look most like the test set (adversarial validation of an eda run)."
     path = resolve_dir(adversarial_csv, None)
-    p_test = run.split.image_path.map(pd.read_csv(path, dtype={'image_path': str}).set_index('image_path').p_test)
+    p_test = run.train_rows.image_path.map(pd.read_csv(path, dtype={'image_path': str}).set_index('image_path').p_test)
     if p_test.isna().any():
         raise DataError(f'{adversarial_csv}: {p_test.isna().sum()} training images of this run have no p_test, e.g. '
-                        f'{run.split.image_path[p_test.isna()].iloc[0]!r}; run eda with '
+                        f'{run.train_rows.image_path[p_test.isna()].iloc[0]!r}; run eda with '
                         'adversarial validation on the same data')
     return test_like(p_test.to_numpy(), share)
 
@@ -119,7 +119,7 @@ def run_leak_audit(
     exact duplicate or near-duplicate is in training."""
     pairs_csv = resolve_dir(dedup_decisions, None).parent/'pairs.csv' if dedup_decisions else None
     pairs = pd.read_csv(pairs_csv) if pairs_csv is not None and pairs_csv.is_file() else None
-    return leak_audit(run.split, pairs), pairs is not None
+    return leak_audit(run.train_rows, pairs), pairs is not None
 
 # %% ../../nbs/07d_sections_train.ipynb #df370731
 def data_warnings(
@@ -173,8 +173,9 @@ def run_warnings(
                     'put its weights in the Hugging Face cache where there is network (python -c "import timm; '
                     'timm.create_model(<timm name>, pretrained=True)", then copy ~/.cache/huggingface here), or '
                     'pass -p pretrained <weights file>, or use an offline model (-p arch efficientnet_lite0)')
-    missing = classes_missing_from_training(run.split)
-    untrained = sorted(set(run.names) - set(run.split.class_name) - {n for n in run.names if n.startswith('<target')})
+    missing = classes_missing_from_training(run.train_rows)
+    placeholders = {n for n in run.names if n.startswith('<target')}
+    untrained = sorted(set(run.names) - set(run.train_rows.class_name) - placeholders)
     if len(missing) or untrained:
         report.warn(f'Classes missing from the training part of some folds: {missing.class_name.nunique()} '
                     f'({", ".join(missing.class_name.unique()[:3])}; {len(missing)} fold-class pairs)'
@@ -226,7 +227,7 @@ def summary_section(report:Report, run:Run, scores:dict, audit:pd.DataFrame, not
     trained = (f'{first["params_trainable"]:,} of {first["params_total"]:,}' if 'params_trainable' in first else '')
     report.metrics({**run.config.flat(), 'weights': first.get('weights', ''), 'parameters that learn, of all': trained,
                     'data notes': '; '.join(notes) or 'none', 'classes': len(run.names),
-                    'training images': len(run.split),
+                    'training images': len(run.train_rows),
                     'test images': len(run.test_image_path)})
 
 # %% ../../nbs/07d_sections_train.ipynb #959e6a90
@@ -250,7 +251,7 @@ def folds_section(report:Report, run:Run, scores:dict):
                             if run.config.model.schedule_lr_drop != 1 else '.'))
     report.figure(plot_learning_curves(run.history, stages), 'Per fold. A growing train - validation gap is '
                   'overfitting.' + (' Dotted: the switches of the policy schedule.' if stages else ''))
-    missing = classes_missing_from_training(run.split)
+    missing = classes_missing_from_training(run.train_rows)
     if len(missing):
         report.text(f'{missing.class_name.nunique()} classes are missing from the training part of some folds '
                     f'({len(missing)} fold-class pairs): those folds cannot predict them.', note=True)
@@ -281,7 +282,7 @@ def confusion_section(report:Report, run:Run, csv:str|Path|None=None):
     """'Confusion matrix (out-of-fold)' with the most confused pairs (the
     full matrix to `csv`), and 'Per-class accuracy'."""
     valid = run.has_oof
-    y, pred = run.split.target.to_numpy()[valid], run.oof_probs[valid].argmax(1)
+    y, pred = run.train_rows.target.to_numpy()[valid], run.oof_probs[valid].argmax(1)
     report.heading('Confusion matrix (out-of-fold)')
     pairs = run.most_confused(30)
     report.text(f'Out-of-fold accuracy {(pred == y).mean():.3f} over {len(run.names)} classes. '
