@@ -95,9 +95,10 @@ ONE_THREAD := OMP_NUM_THREADS=1 MKL_NUM_THREADS=1
 nbtest: install
 	$(ONE_THREAD) $(BIN)/nbdev_test --timing
 
-# a worker per core (pytest-xdist); a test file stays on one worker, so its module fixtures are made once
+# a worker per core (pytest-xdist); a test file stays on one worker, so its module fixtures are made once; the slowest
+# twelve tests are listed at the end (what make test spends its time on)
 pytest: install browser
-	$(ONE_THREAD) DOGCLS_REQUIRE_BROWSER=1 $(BIN)/pytest -q tests -n auto --dist loadfile
+	$(ONE_THREAD) DOGCLS_REQUIRE_BROWSER=1 $(BIN)/pytest -q tests -n auto --dist loadfile --durations=12
 
 test: lint check-clean check-export check-readme nbtest pytest bench-smoke
 

@@ -341,8 +341,8 @@ def class_names(
     manifest:pd.DataFrame, # rows with class_name and target
 )->list[str]:              # the name of each target 0..max(target)
     "Class name of every target index, `'<target N>'` where the manifest has no image of it."
-    labeled = manifest[manifest.target >= 0].drop_duplicates('target').set_index('target').class_name
-    return [labeled.get(t, f'<target {t}>') for t in range(int(labeled.index.max()) + 1)]
+    labelled = manifest[manifest.target >= 0].drop_duplicates('target').set_index('target').class_name
+    return [labelled.get(t, f'<target {t}>') for t in range(int(labelled.index.max()) + 1)]
 
 # %% ../nbs/01_data.ipynb #99779bb2
 def test_labels(
@@ -358,8 +358,8 @@ def exact_duplicates(
     manifest:pd.DataFrame, # with a sha1 column (as `load_data` returns)
 )->pd.DataFrame:           # one row per set of identical files
     "Sets of byte-identical files: how many, in which classes and splits, and whether they cross classes."
-    labeled = manifest.assign(class_name=manifest.class_name.where(manifest.class_name != '', '(unlabeled)'))
-    sets = labeled[labeled.sha1.duplicated(keep=False)].groupby('sha1') # only hashes seen twice: no per-group call
+    labelled = manifest.assign(class_name=manifest.class_name.where(manifest.class_name != '', '(unlabelled)'))
+    sets = labelled[labelled.sha1.duplicated(keep=False)].groupby('sha1') # only hashes seen twice: no per-group call
     out = sets.agg(n=('image_path', 'size'), classes=('class_name', lambda s: sorted(set(s))),
                    splits=('split', lambda s: sorted(set(s))), image_paths=('image_path', list)).reset_index()
     out['across_classes'] = out.classes.map(len) > 1

@@ -26,7 +26,7 @@ from .train import load_run_model, predict_probs
 # %% auto #0
 __all__ = ['COMBINERS', 'TEST_MEASURES', 'soft_vote', 'hard_vote', 'fit_weights', 'weighted_vote', 'fold_majority',
            'balanced_accuracy', 'GreedySelection', 'LogLinearPool', 'WeightedVote', 'cross_fit', 'tta_predictions',
-           'ensemble', 'BestOf', 'best_of', 'gap_warnings', 'diversity', 'per_class_recall']
+           'Ensembles', 'ensemble', 'BestOf', 'best_of', 'gap_warnings', 'diversity', 'per_class_recall']
 
 # %% ../nbs/05_ensemble.ipynb #47b260b7
 def soft_vote(probs:list[np.ndarray])->np.ndarray:
@@ -201,10 +201,24 @@ def tta_predictions(
     with atomic_write(cache) as tmp: np.savez(tmp, oof_probs=oof, test_probs=tests, fingerprint=np.array(fingerprint))
     return result.with_probs(oof, tests)
 
+# %% ../nbs/05_ensemble.ipynb #4c081894
+@dataclass(frozen=True)
+class Ensembles(Result):
+    """What `ensemble` returns. It unpacks as the `(table, predictions)` pair it replaces (`table, predictions =
+    ensemble(runs)`, or `[0]` and `[1]`); the fitted weights, once only in `table.attrs`, are fields."""
+    table:pd.DataFrame # one row per single model and combiner: out-of-fold and test scores
+    predictions:dict   # name -> (out-of-fold probabilities, test probabilities)
+    weights:dict       # run name -> its weight in the weighted soft vote, fitted on all out-of-fold rows
+    greedy:dict        # run name -> its weight in greedy selection, fitted on all out-of-fold rows
+
+    def __iter__(self): return iter((self.table, self.predictions))
+    def __getitem__(self, key):
+        return (self.table, self.predictions)[key] if isinstance(key, int) else super().__getitem__(key)
+
 # %% ../nbs/05_ensemble.ipynb #5502d161
 def ensemble(
     runs:dict[str, Run],          # from load_runs (or tta_predictions results)
-)->tuple[pd.DataFrame, dict]:     # (scores table, name -> (oof probs, test probs))
+)->Ensembles:                     # the scores table, every predictor's probabilities, the fitted weights
     """Score every single model and every combiner of a set of runs sharing one split (test:
     of the fold-averaged prediction and of the single fold models)."""
     names = list(runs)
@@ -244,10 +258,11 @@ def ensemble(
                        gap=row['oof_accuracy'] - s['accuracy'],
                        single_gap=None if single is None else row['oof_accuracy'] - single)
         rows.append(row)
-    table = pd.DataFrame(rows)
-    table.attrs['weights'] = dict(zip(names, np.round(weighted.weights_, 4).tolist(), strict=True))
-    table.attrs['greedy'] = dict(zip(names, np.round(greedy.weights_, 4).tolist(), strict=True))
-    return table, predictions
+    table, fitted = pd.DataFrame(rows), {}
+    for key, combiner in (('weights', weighted), ('greedy', greedy)):
+        fitted[key] = dict(zip(names, np.round(combiner.weights_, 4).tolist(), strict=True))
+        table.attrs[key] = fitted[key] # the old place of the weights, kept for a release: use .weights and .greedy
+    return Ensembles(table, predictions, fitted['weights'], fitted['greedy'])
 
 # %% ../nbs/05_ensemble.ipynb #dd233347
 TEST_MEASURES = {'test_accuracy': 'the fold-averaged prediction',
@@ -296,7 +311,7 @@ def diversity(
 )->tuple[pd.DataFrame, pd.DataFrame]: # (disagreement rate, error correlation), models x models
     "Pairwise disagreement and error correlation of the models' out-of-fold predictions."
     names = list(runs)
-    y = runs[names[0]].split.target.to_numpy()
+    y = runs[names[0]].train_rows.target.to_numpy()
     predicted = np.stack([runs[n].oof_probs.argmax(1) for n in names])
     errors = (predicted != y).astype(float)
     disagreement = pd.DataFrame((predicted[:, None] != predicted[None]).mean(-1), index=names, columns=names)

@@ -187,13 +187,13 @@ def plot_class_counts(
     max_classes:int=120,   # classes shown (the smallest ones, where problems are)
 )->matplotlib.figure.Figure:
     "Images per class and split, smallest classes first."
-    labeled = manifest[manifest.class_name != '']
-    counts = labeled.groupby(['class_name', 'split']).size().unstack(fill_value=0)
+    labelled = manifest[manifest.class_name != '']
+    counts = labelled.groupby(['class_name', 'split']).size().unstack(fill_value=0)
     counts = counts.loc[counts.sum(axis=1).sort_values().index[:max_classes]]
     fig, ax = plt.subplots(figsize=(max(6, 0.14 * len(counts)), 3.5))
     counts.plot.bar(stacked=True, ax=ax, width=0.85)
     ax.set_xlabel(''); ax.set_ylabel('images'); ax.tick_params(axis='x', labelsize=6)
-    ax.set_title(f'Images per class ({len(counts)} of {labeled.class_name.nunique()} classes shown)')
+    ax.set_title(f'Images per class ({len(counts)} of {labelled.class_name.nunique()} classes shown)')
     return fig
 
 # %% ../nbs/01d_report.ipynb #204583b8

@@ -58,7 +58,8 @@ def test_every_combiner_is_scored(runs):
     loaded = load_runs([runs/'cnx', runs/'res', runs/'lite'])
     labels = pd.read_csv(CLIPART/'test_labels.csv').set_index('image_path').target
     assert (loaded['cnx'].test_targets == pd.Series(loaded['cnx'].test_image_path).map(labels).to_numpy()).all()
-    table, predictions = ensemble(loaded)
+    result = ensemble(loaded)
+    table, predictions = result
     assert table.model.tolist() == ['cnx', 'res', 'lite', 'soft voting', 'hard voting', 'weighted soft voting', 'stacking',
                                     'fold-majority vote', 'greedy selection']
     assert table[['oof_accuracy', 'test_accuracy', 'mean_fold_test_accuracy', 'gap', 'single_gap']].notna().all().all()
@@ -66,9 +67,9 @@ def test_every_combiner_is_scored(runs):
     run = loaded['cnx'] # a single model's like-for-like test score is the mean of its fold models' test accuracies
     per_fold = [(p.argmax(1) == pd.Series(run.test_image_path).map(labels).to_numpy()).mean() for p in run.test_probs]
     assert single.mean_fold_test_accuracy == pytest.approx(np.mean(per_fold))
-    n_train, n_test = len(loaded['cnx'].split), len(loaded['cnx'].test_image_path)
+    n_train, n_test = len(loaded['cnx'].train_rows), len(loaded['cnx'].test_image_path)
     for oof, test in predictions.values(): assert oof.shape == (n_train, 4) and test.shape == (n_test, 4)
-    assert sum(table.attrs['weights'].values()) == pytest.approx(1.0, abs=1e-3)
+    assert sum(result.weights.values()) == pytest.approx(1.0, abs=1e-3) and list(result.weights) == ['cnx', 'res', 'lite']
 
 def test_stacking_never_sees_test_labels(runs):
     loaded = load_runs([runs/'cnx', runs/'res', runs/'lite'])
@@ -101,7 +102,7 @@ def test_hard_vote_ties_and_diversity(runs):
     disagreement, correlation = diversity(loaded)
     a, b = (loaded[n].oof_probs.argmax(1) for n in ('cnx', 'res')) # counted by hand from each run's own files
     assert disagreement.loc['cnx', 'cnx'] == 0 and disagreement.loc['cnx', 'res'] == pytest.approx((a != b).mean())
-    y = loaded['cnx'].split.target.to_numpy()
+    y = loaded['cnx'].train_rows.target.to_numpy()
     with np.errstate(invalid='ignore', divide='ignore'): expected = np.corrcoef(a != y, b != y)[0, 1]
     assert correlation.loc['cnx', 'res'] == pytest.approx(expected, nan_ok=True)
 
