@@ -24,7 +24,7 @@ def kernel_defaults(
     history = namespace.get('In')
     if not history: return None
     injected = [i for i, source in enumerate(history) if source.startswith('# Parameters\n')]
-    if not injected: return {k: namespace[k] for k in ('data', 'run_name', 'reports') if k in namespace}
+    if not injected: return {} # the run is its parameters cell as written
     return parameter_defaults(history[injected[-1] - 1])
 
 # %% ../nbs/08_experiment.ipynb #f745ca73

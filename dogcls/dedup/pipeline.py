@@ -319,6 +319,7 @@ class Duplicates(NamedTuple):
     scores:pd.DataFrame   # SCORE_COLUMNS: every scored pair near a threshold, linked or not (for the histograms)
 
 # %% ../../nbs/04c_dedup.ipynb #a0e9c566
+@renamed(flips='views') # the caller's own line is warned: a notebook shows it
 def find_duplicates(
     manifest:pd.DataFrame,          # from `load_data`
     config:DedupConfig|None=None,   # the options (default: `DedupConfig()`)
