@@ -7,25 +7,22 @@ from __future__ import annotations
 
 import hashlib
 import os
-import warnings
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from scipy.sparse import coo_matrix
-from scipy.sparse.csgraph import connected_components
-from sklearn.model_selection import StratifiedGroupKFold
 
 from .core import DataError, cache_dir, default_data_dir, resolve_dir
 from .images import IMAGE_EXTENSIONS, MAX_PIXELS, scan_images
 
 # %% auto #0
 __all__ = ['PROBLEM_COLUMNS', 'FIXES', 'MANIFEST_COLUMNS', 'resolve_paths', 'read_competition', 'read_image_folder', 'load_data',
-           'counts_in_words', 'class_names', 'test_labels', 'exact_duplicates', 'join_groups', 'assign_folds',
-           'classes_missing_from_training']
+           'counts_in_words', 'class_names', 'test_labels']
 
 # %% ../nbs/01_data.ipynb #7b37f6d9
-# image I/O moved below data, to `dogcls.images`; its names are still importable from here, as before
+# image I/O, exact duplicates and folds moved below data (`dogcls.images`, `dogcls.folds`); their names are still
+# importable from here, as before
+from .folds import assign_folds, classes_missing_from_training, exact_duplicates, join_groups  # noqa: F401
 from .images import SCAN_COLUMNS, open_image, scan_image, thumbnail, to_rgb  # noqa: F401
 
 # %% ../nbs/01_data.ipynb #14dbfc5a
@@ -352,74 +349,3 @@ def test_labels(
     test = manifest[manifest.split == 'test']
     if len(test) == 0 or (test.target < 0).any(): return None
     return test.set_index('image_path').target
-
-# %% ../nbs/01_data.ipynb #884e0dc6
-def exact_duplicates(
-    manifest:pd.DataFrame, # with a sha1 column (as `load_data` returns)
-)->pd.DataFrame:           # one row per set of identical files
-    "Sets of byte-identical files: how many, in which classes and splits, and whether they cross classes."
-    labelled = manifest.assign(class_name=manifest.class_name.where(manifest.class_name != '', '(unlabelled)'))
-    sets = labelled[labelled.sha1.duplicated(keep=False)].groupby('sha1') # only hashes seen twice: no per-group call
-    out = sets.agg(n=('image_path', 'size'), classes=('class_name', lambda s: sorted(set(s))),
-                   splits=('split', lambda s: sorted(set(s))), image_paths=('image_path', list)).reset_index()
-    out['across_classes'] = out.classes.map(len) > 1
-    return out.sort_values(['across_classes', 'n'], ascending=False, ignore_index=True)
-
-# %% ../nbs/01_data.ipynb #23bf1a79
-def join_groups(
-    groups:pd.Series,  # each row's group
-    *labels:pd.Series, # more labels of the same rows (NaN or '': none); rows that share a label join one group
-)->pd.Series:          # each row's group, joined: the first group (in row order) of its joined set
-    "Groups joined wherever two rows share their group or one of `labels` (connected components, via scipy)."
-    codes = [pd.factorize(groups.astype(str))[0]]
-    codes += [pd.factorize(l.where(l.notna() & (l.astype(str) != ''), None))[0] for l in labels]
-    n, edges_a, edges_b = len(groups), [np.zeros(0, int)], [np.zeros(0, int)]
-    for c in codes:
-        order = np.argsort(c, kind='stable'); c_sorted = c[order]
-        same = (c_sorted[1:] == c_sorted[:-1]) & (c_sorted[1:] >= 0)
-        edges_a.append(order[1:][same]); edges_b.append(order[:-1][same])
-    a, b = np.concatenate(edges_a), np.concatenate(edges_b)
-    label = connected_components(coo_matrix((np.ones(len(a)), (a, b)), shape=(n, n)), directed=False)[1]
-    first = pd.Series(groups.astype(str).to_numpy()).groupby(label).transform('first')
-    return pd.Series(first.to_numpy(), index=groups.index, name=groups.name)
-
-# %% ../nbs/01_data.ipynb #736a30dd
-def assign_folds(
-    manifest:pd.DataFrame, # rows with split, target and the group column (and sha1, as `load_data` gives)
-    n_folds:int=5,         # number of folds (at least 2)
-    seed:int=42,           # seed of the shuffled split
-    group_col:str='group', # images sharing a value here, or the same bytes (sha1), stay in one fold
-)->pd.DataFrame:           # a copy with a `fold` column (-1 for test rows) and the groups joined by sha1
-    "Assign training rows to stratified, group-aware folds; byte-identical files always share a group."
-    if not isinstance(n_folds, (int, np.integer)) or n_folds < 2:
-        raise DataError(f'n_folds={n_folds!r}: use a whole number >= 2')
-    if group_col not in manifest: raise DataError(f'manifest has no {group_col!r} column to group folds by')
-    train = (manifest.split == 'train').to_numpy()
-    groups = manifest.loc[train, group_col]
-    if groups.isna().any():
-        raise DataError(f'{groups.isna().sum()} training rows have no {group_col!r}; give every row a group')
-    out = manifest.copy()
-    if 'sha1' in out: out[group_col] = join_groups(out[group_col], out.sha1)
-    groups = out.loc[train, group_col]
-    if groups.nunique() < n_folds:
-        raise DataError(f'{groups.nunique()} groups of training images cannot fill {n_folds} '
-                        f'folds; use n_folds <= {groups.nunique()}')
-    splitter = StratifiedGroupKFold(n_splits=n_folds, shuffle=True, random_state=seed)
-    fold = np.full(train.sum(), -1)
-    with warnings.catch_warnings():
-        warnings.filterwarnings('ignore', message='The least populated class', category=UserWarning)
-        for k, (_, val) in enumerate(splitter.split(np.zeros(len(groups)), out.loc[train, 'target'], groups)):
-            fold[val] = k
-    out['fold'] = -1
-    out.loc[train, 'fold'] = fold
-    return out
-
-# %% ../nbs/01_data.ipynb #caf5245e
-def classes_missing_from_training(
-    manifest:pd.DataFrame, # with a fold column
-)->pd.DataFrame:           # fold, class_name: one row per class absent from that fold's training part
-    "Classes that a fold's model never sees in training (they exist in the training set overall)."
-    train = manifest[manifest.split == 'train']
-    rows = [dict(fold=k, class_name=c) for k in sorted(train.fold.unique())
-            for c in sorted(set(train.class_name) - set(train[train.fold != k].class_name))]
-    return pd.DataFrame(rows, columns=['fold', 'class_name'])
