@@ -5,7 +5,6 @@
 # %% ../nbs/05b_clean.ipynb #ba0d2eac
 from __future__ import annotations
 
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,7 +17,7 @@ from sklearn.neighbors import NearestNeighbors
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from .core import DataError, Result
+from .core import DataError, Result, renamed_attribute
 from .data import counts_in_words
 from .decisions import DECISION_COLUMNS, protect_classes
 from .images import open_image
@@ -346,12 +345,7 @@ class RunsOOF(Result):
     oof_probs:np.ndarray    # (N, C): the mean over the runs
     names:list[str]         # class names by target
     runs:dict               # run name -> its Run
-
-    @property
-    def split(self)->pd.DataFrame:
-        "Deprecated: `train_rows`."
-        warnings.warn('RunsOOF.split is deprecated: use .train_rows', DeprecationWarning, stacklevel=2)
-        return self.train_rows
+    split = renamed_attribute('train_rows')
 
 def runs_oof(
     runs:list,                  # training runs (names under reports/ or folders): one, or several sharing a split

@@ -18,9 +18,9 @@ import warnings
 from pathlib import Path
 
 # %% auto #0
-__all__ = ['DataError', 'Result', 'renamed_options', 'renamed', 'project_root', 'default_data_dir', 'resolve_dir', 'cache_dir',
-           'run_dir', 'file_sha1', 'cpu_threads', 'bf16_in_hardware', 'hardware_info', 'atomic_write', 'write_json',
-           'as_list']
+__all__ = ['DataError', 'Result', 'renamed_options', 'renamed', 'renamed_attribute', 'project_root', 'default_data_dir',
+           'resolve_dir', 'cache_dir', 'run_dir', 'file_sha1', 'cpu_threads', 'bf16_in_hardware', 'hardware_info',
+           'atomic_write', 'write_json', 'as_list']
 
 # %% ../nbs/00_core.ipynb #4f2d1e0c
 class DataError(ValueError):
@@ -56,6 +56,15 @@ def renamed(**names):
             return f(*args, **renamed_options(f.__qualname__.replace('.__init__', ''), names, kwargs))
         return inner
     return wrap
+
+class renamed_attribute:
+    "An attribute's old name, for a release (`split = renamed_attribute('train_rows')`): reading it warns."
+    def __init__(self, new:str): self.new = new
+    def __set_name__(self, owner, name): self.old = name
+    def __get__(self, obj, owner=None):
+        if obj is None: return self
+        warnings.warn(f'{owner.__name__}.{self.old} is deprecated: use .{self.new}', DeprecationWarning, stacklevel=2)
+        return getattr(obj, self.new)
 
 # %% ../nbs/00_core.ipynb #f30689ee
 def project_root(

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import warnings
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -18,7 +17,7 @@ from sklearn.metrics import accuracy_score, f1_score
 
 from . import metrics
 from .config import TrainConfig
-from .core import DataError, atomic_write, run_dir
+from .core import DataError, atomic_write, renamed_attribute, run_dir
 from .data import class_names
 from .metrics import per_class_accuracy
 
@@ -84,11 +83,7 @@ class Run:
         "The training rows of folds.csv, in the order of `oof_probs`."
         return self.folds[self.folds.split == 'train'].reset_index(drop=True)
 
-    @property
-    def split(self)->pd.DataFrame:
-        "Deprecated: `train_rows` (`split` is the column that says train or test)."
-        warnings.warn('Run.split is deprecated: use Run.train_rows', DeprecationWarning, stacklevel=2)
-        return self.train_rows
+    split = renamed_attribute('train_rows') # `split` is the column that says train or test
 
     @property
     def names(self)->list[str]:

@@ -6,7 +6,6 @@
 from __future__ import annotations
 
 import dataclasses
-import warnings
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -17,7 +16,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from ..core import DataError, cpu_threads, renamed, renamed_options, write_json
+from ..core import DataError, cpu_threads, renamed, renamed_attribute, renamed_options, write_json
 from dogcls.dedup.local import (
     _MIN_INLIERS,
     GEOMETRIC_COLUMNS,
@@ -84,11 +83,7 @@ class DedupConfig:
     @property
     def view_names(self)->tuple: return parse_views(self.views, 'views')
 
-    @property
-    def flips(self)->str|list:
-        "Deprecated: `views`, the option's name since flips and quarter turns are both views."
-        warnings.warn('DedupConfig.flips is deprecated: use .views', DeprecationWarning, stacklevel=2)
-        return self.views
+    flips = renamed_attribute('views') # flips and quarter turns are both views
 
     def replace(self, **options)->DedupConfig:
         "A copy with some options changed; an unknown name is refused with the list of options."
