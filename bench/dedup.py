@@ -134,7 +134,7 @@ def big_class_speed(repeats: int = 3):
         runs = []
         for _ in range(repeats):
             start = time.perf_counter(); pairs = within_class_ssim(m, 0.95, grey=gray, block=block); runs.append(time.perf_counter() - start)
-            assert pairs[['a', 'b', 'flip']].values.tolist() == [[0, 999, 'h']]
+            assert pairs[['a', 'b', 'view']].values.tolist() == [[0, 999, 'h']]
         times[name] = statistics.median(runs)
     print(f'\nWithin-class SSIM, one class of 1,000 images (499,500 pairs x 4 flips), median of {repeats}:')
     for name, seconds in times.items(): print(f'{name:<34} {seconds:6.2f} s')

@@ -332,7 +332,7 @@ def _decision_table(rows:dict, manifest:pd.DataFrame)->pd.DataFrame:
     classes = manifest.set_index('image_path').class_name
     return pd.DataFrame([dict(cluster=f'clean-{i}', image_path=p, class_name=classes[p], action=d['action'],
                               proposed=d['action'], review=True, reason=d['reason'], score=round(d['score'], 4),
-                              method=d['method'], flip='none', group='', protected=False,
+                              method=d['method'], view='none', group='', protected=False,
                               relabel_to=d['relabel_to'])
                          for i, (p, d) in enumerate(rows.items())],
                         columns=DECISION_COLUMNS + ['relabel_to'])

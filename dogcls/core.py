@@ -18,9 +18,9 @@ import warnings
 from pathlib import Path
 
 # %% auto #0
-__all__ = ['DataError', 'Result', 'renamed_options', 'renamed', 'renamed_attribute', 'project_root', 'default_data_dir',
-           'resolve_dir', 'cache_dir', 'run_dir', 'file_sha1', 'cpu_threads', 'bf16_in_hardware', 'hardware_info',
-           'atomic_write', 'write_json', 'as_list']
+__all__ = ['DataError', 'Result', 'renamed_options', 'renamed', 'renamed_attribute', 'renamed_columns', 'project_root',
+           'default_data_dir', 'resolve_dir', 'cache_dir', 'run_dir', 'file_sha1', 'cpu_threads', 'bf16_in_hardware',
+           'hardware_info', 'atomic_write', 'write_json', 'as_list']
 
 # %% ../nbs/00_core.ipynb #4f2d1e0c
 class DataError(ValueError):
@@ -65,6 +65,21 @@ class renamed_attribute:
         if obj is None: return self
         warnings.warn(f'{owner.__name__}.{self.old} is deprecated: use .{self.new}', DeprecationWarning, stacklevel=2)
         return getattr(obj, self.new)
+
+def renamed_columns(
+    table,        # a DataFrame read from a file that an earlier release wrote (or a user kept)
+    names:dict,   # old column name -> new name
+    source:str,   # the file, for the messages
+):                # `table`, its columns under their new names
+    """Columns under their old names, read under the new ones for a release. The warning is a FutureWarning naming
+    the file: a DeprecationWarning raised this deep inside the library is hidden in a notebook. Both names: an error."""
+    old = {o: n for o, n in names.items() if o in table.columns}
+    for o, n in old.items():
+        if n in table.columns: raise DataError(f'{source}: it has both a {o!r} and a {n!r} column ({o!r} is the old '
+                                               f'name of {n!r}); delete the {o!r} column')
+        warnings.warn(f'{source}: its column {o!r} is read as {n!r}, its new name; rename the column (the old name is '
+                      'read for one more release)', FutureWarning, stacklevel=2)
+    return table.rename(columns=old) if old else table
 
 # %% ../nbs/00_core.ipynb #f30689ee
 def project_root(

@@ -13,12 +13,12 @@ from PIL import Image
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
-from .core import DataError, atomic_write
+from .core import DataError, atomic_write, renamed_columns
 from .data import join_groups
 
 # %% auto #0
-__all__ = ['CONFLICT_POLICIES', 'WITHIN_POLICIES', 'DECISION_COLUMNS', 'LOSSLESS_FORMATS', 'file_facts', 'protect_classes',
-           'propose_decisions', 'apply_decisions', 'save_decisions']
+__all__ = ['CONFLICT_POLICIES', 'WITHIN_POLICIES', 'DECISION_COLUMNS', 'LOSSLESS_FORMATS', 'OLD_DECISION_COLUMNS', 'file_facts',
+           'protect_classes', 'propose_decisions', 'read_decisions', 'apply_decisions', 'save_decisions']
 
 # %% ../nbs/04d_decisions.ipynb #9dbabc54
 def _components(n:int, a:np.ndarray, b:np.ndarray)->np.ndarray:
@@ -43,7 +43,7 @@ CONFLICT_POLICIES = ('drop_all', 'keep_all', 'majority')
 # within one class: keep all in one fold group, or keep the best file and drop the rest
 WITHIN_POLICIES = ('group', 'drop')
 DECISION_COLUMNS = ['cluster', 'image_path', 'class_name', 'action', 'proposed', 'review', 'reason', 'score',
-                    'method', 'flip', 'group', 'protected']
+                    'method', 'view', 'group', 'protected']
 
 # stored without loss (WebP and JPEG may lose)
 LOSSLESS_FORMATS = ('PNG', 'BMP', 'GIF', 'TIFF', 'PPM', 'TGA', 'ICO', 'QOI')
@@ -143,7 +143,7 @@ def _reasons(members:pd.DataFrame, actions:dict, review:bool, note:str, links:di
                   f'{note}; near-duplicate of {kept[0]}{how}' if kept else f'{note}{how}')
         rows.append(dict(image_path=r.image_path, class_name=r.class_name, action=actions[r.image_path],
                          proposed=actions[r.image_path], review=review, reason=reason,
-                         score=round(float(link.score), 4), method=link.method, flip=link.flip))
+                         score=round(float(link.score), 4), method=link.method, view=link.view))
     return rows
 
 # %% ../nbs/04d_decisions.ipynb #f514a7d4
@@ -205,6 +205,19 @@ def propose_decisions(
     decisions = pd.DataFrame(rows, columns=DECISION_COLUMNS)
     return protect_classes(decisions, manifest, min_class_images, min_class_share)
 
+# %% ../nbs/04d_decisions.ipynb #1994ff29
+_TEXT_COLUMNS = ['image_path', 'class_name', 'action', 'proposed', 'reason', 'method', 'view', 'group', 'relabel_to']
+OLD_DECISION_COLUMNS = {'flip': 'view'} # old name -> new name, read for one release
+
+def read_decisions(
+    decisions:pd.DataFrame|str|Path, # a decisions table, or its CSV (edited or not)
+)->pd.DataFrame:                     # the table, its columns under their current names
+    "A decisions table or CSV of any release: text columns as text, old column names read as the new ones (warned)."
+    if not isinstance(decisions, (str, Path)): return renamed_columns(decisions, OLD_DECISION_COLUMNS, 'decisions')
+    table = pd.read_csv(decisions, dtype=dict.fromkeys(_TEXT_COLUMNS + list(OLD_DECISION_COLUMNS), str),
+                        keep_default_na=False, na_values={'score': [''], 'cluster': ['']})
+    return renamed_columns(table, OLD_DECISION_COLUMNS, str(decisions))
+
 # %% ../nbs/04d_decisions.ipynb #0398fc59
 def _checked_actions(manifest:pd.DataFrame, decisions:pd.DataFrame, source:str)->pd.Series:
     """Each decision's action (keep, drop or relabel), once every row is known
@@ -258,10 +271,7 @@ def apply_decisions(
     decisions:pd.DataFrame|str|Path, # the decisions table, or its CSV (edited or not)
 )->pd.DataFrame:            # the cleaned manifest: dropped rows out, relabelled rows moved, links in one `group`
     "Apply keep/drop/relabel decisions to a manifest without touching any file."
-    source = decisions if isinstance(decisions, (str, Path)) else 'decisions'
-    if isinstance(decisions, (str, Path)):
-        decisions = pd.read_csv(decisions, dtype={'image_path': str, 'action': str, 'relabel_to': str, 'group': str},
-                                keep_default_na=False)
+    source, decisions = decisions if isinstance(decisions, (str, Path)) else 'decisions', read_decisions(decisions)
     action = _checked_actions(manifest, decisions, source)
     cluster = 'cluster-' + decisions.cluster.astype(str)
     group = decisions.group.fillna('').astype(str) if 'group' in decisions else pd.Series('', index=decisions.index)
@@ -280,7 +290,7 @@ def save_decisions(
     "Write proposed decisions unless the existing file holds the user's edits; return the decisions to apply."
     path = Path(path)
     if path.is_file():
-        existing = pd.read_csv(path, dtype={'image_path': str, 'action': str, 'proposed': str})
+        existing = read_decisions(path)
         if 'proposed' in existing and (existing.action.astype(str).str.strip().str.lower() != existing.proposed).any():
             decisions.to_csv(path.with_name(path.stem + '-proposed.csv'), index=False)
             return existing, path

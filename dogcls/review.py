@@ -11,6 +11,7 @@ from pathlib import Path
 import pandas as pd
 
 from .core import atomic_write
+from .decisions import read_decisions
 from .images import open_image
 from .report import image_png
 from .views import VIEW_WORDS
@@ -42,7 +43,7 @@ def report_clusters(
 def _caption(r)->str:
     relabel = str(getattr(r, 'relabel_to', '') or '')
     action = f'relabel → {relabel}' if str(r.action).strip().lower() == 'relabel' else r.action
-    view = f' · {VIEW_WORDS.get(r.flip, r.flip)}' if r.flip != 'none' else ''
+    view = f' · {VIEW_WORDS.get(r.view, r.view)}' if r.view != 'none' else ''
     return (f'{r.class_name} · {action} · {r.method} {r.score:.3f}' + view
             + (f' · suggested {relabel}' if relabel and action != f'relabel → {relabel}' else ''))
 
@@ -68,9 +69,7 @@ class DuplicateReviewer:
         import ipywidgets as W
         self.W, self.thumb, self.per_page = W, thumb, max(1, int(per_page))
         self.path = Path(path or decisions)
-        self.decisions = (pd.read_csv(decisions, keep_default_na=False, dtype={'relabel_to': str})
-                          if isinstance(decisions, (str, Path))
-                          else decisions.copy())
+        self.decisions = read_decisions(decisions if isinstance(decisions, (str, Path)) else decisions.copy())
         self.files = manifest.set_index('image_path').file
         self.clusters = [c for c in _cluster_order(self.decisions)
                          if not only_review or self.decisions[self.decisions.cluster == c].review.any()]

@@ -51,7 +51,7 @@ def test_clean_notebook_then_training_with_its_edited_decisions(tmp_path):
     # a reviewer's edit: relabel one image of another class to the evil class; the re-run keeps it
     moved = split[(split.split == 'train') & (split.class_name != EVIL) & ~split.image_path.isin(decisions.image_path)].iloc[0]
     edit = dict(cluster='by-hand', image_path=moved.image_path, class_name=moved.class_name, action='relabel', proposed='keep',
-                review=True, reason='seen by a person', score=0, method='review', flip='none', relabel_to=EVIL)
+                review=True, reason='seen by a person', score=0, method='review', view='none', relabel_to=EVIL)
     pd.concat([decisions, pd.DataFrame([edit])]).to_csv(out/'decisions.csv', index=False)
     run('clean.ipynb', tmp_path/'clean2.ipynb', **common, runs='["base"]', run_name='clean', backend='pixels', k=3)
     kept = pd.read_csv(out/'decisions.csv', keep_default_na=False)

@@ -71,13 +71,13 @@ def test_ssim_data_range_255():
     ours = SSIMIndex(x, data_range=255).score(torch.tensor([0]), torch.tensor([1])).item()
     assert abs(ours - structural_similarity(x[0], x[1], gaussian_weights=True, sigma=1.5, use_sample_covariance=False, data_range=255)) < 1e-4
 
-@pytest.mark.parametrize('flip,transpose', [('h', Image.Transpose.FLIP_LEFT_RIGHT), ('v', Image.Transpose.FLIP_TOP_BOTTOM),
+@pytest.mark.parametrize('view,transpose', [('h', Image.Transpose.FLIP_LEFT_RIGHT), ('v', Image.Transpose.FLIP_TOP_BOTTOM),
                                             ('hv', Image.Transpose.ROTATE_180)])
-def test_flipped_copies_score_one(tmp_path, flip, transpose):
+def test_flipped_copies_score_one(tmp_path, view, transpose):
     im = drawing(3)
     rows = [(save(im, tmp_path/'a.png'), 'x'), (save(im.transpose(transpose), tmp_path/'b.png'), 'x'), (save(drawing(4), tmp_path/'c.png'), 'x')]
     pairs = within_class_ssim(manifest_of(rows), threshold=0.95)
-    assert len(pairs) == 1 and pairs.flip[0] == flip and pairs.score[0] > 0.999
+    assert len(pairs) == 1 and pairs.view[0] == view and pairs.score[0] > 0.999
     assert within_class_ssim(manifest_of(rows), threshold=0.95, views=('none',)).empty # without flips it is missed
 
 
@@ -111,7 +111,7 @@ def test_class_of_1000_images_block_against_block():
     gray[999] = gray[0][:, ::-1] # one mirrored copy
     m = pd.DataFrame(dict(class_name=['big'] * 1000, file='unused'), index=np.arange(1000))
     pairs = within_class_ssim(m, threshold=0.95, grey=gray)
-    assert pairs[['a', 'b', 'flip']].values.tolist() == [[0, 999, 'h']]
+    assert pairs[['a', 'b', 'view']].values.tolist() == [[0, 999, 'h']]
 
 def test_mixed_sizes_and_colour_modes_are_matched(tmp_path):
     im = drawing(6, size=(160, 120))

@@ -69,7 +69,7 @@ class _Pictures:
 @dataclass
 class Decoded(Result):
     """What `decode_all` makes of every image, once, position by position; `decode_images` adds the embeddings. (Reading
-    a field by key, as the dict this replaces, is deprecated: `decoded.thumbs`, not `decoded.thumbs`.)"""
+    a field by key, as the dict this replaces, is deprecated: `decoded.thumbs`, not `decoded['thumbs']`.)"""
     thumbs:np.ndarray              # (n, size, size, 3) uint8 RGB thumbnails (zero for a file that could not be read)
     problems:list                  # per image: why it could not be read, or None
     points:list                    # per image: (k, 2) float32 ORB keypoint positions (None: no local features)

@@ -46,10 +46,10 @@ def exact_pairs(
     manifest:pd.DataFrame, # with a sha1 column (as `load_data` returns)
 )->pd.DataFrame:           # pairs a, b (manifest index labels), score 1, method 'exact'
     "Byte-identical files, linked to the first file of their set (enough to cluster them)."
-    if 'sha1' not in manifest: return pd.DataFrame(columns=['a', 'b', 'score', 'flip', 'method'])
+    if 'sha1' not in manifest: return pd.DataFrame(columns=['a', 'b', 'score', 'view', 'method'])
     first = pd.Series(manifest.index, index=manifest.index).groupby(manifest.sha1.to_numpy()).transform('first')
     linked = first[first != first.index]
-    return pd.DataFrame(dict(a=linked.to_numpy(), b=linked.index.to_numpy(), score=1.0, flip='none', method='exact'))
+    return pd.DataFrame(dict(a=linked.to_numpy(), b=linked.index.to_numpy(), score=1.0, view='none', method='exact'))
 
 # %% ../../nbs/04c_dedup.ipynb #7b511a50
 @dataclass
@@ -140,7 +140,7 @@ def score_pairs(
     m:pd.DataFrame,  # the readable rows, from `decode_images`
     decoded:Decoded,    # from `decode_images`
     config:DedupConfig,
-)->pd.DataFrame:     # a, b (index labels), method, score, threshold, flip (the best view), colour (thumbnails' ΔE)
+)->pd.DataFrame:     # a, b (index labels), method, score, threshold, view (the best one), colour (thumbnails' ΔE)
     """SSIM of every pair inside a class of training images and embedding cosine
     across all images, scored a little below their thresholds."""
     train, views = (m.split == 'train').to_numpy(), config.view_names
@@ -150,10 +150,10 @@ def score_pairs(
     cosine = cosine_pairs(decoded.embeddings, max(0.0, config.cosine_threshold - 0.05), config.top_k,
                           config.memory_mb, orders=decoded.orders)
     cosine = pd.DataFrame(dict(a=m.index[cosine.a], b=m.index[cosine.b], score=cosine.score, method='cosine',
-                               threshold=config.cosine_threshold, flip=[views[v] for v in cosine.view]))
+                               threshold=config.cosine_threshold, view=[views[v] for v in cosine.view]))
     scored = pd.concat([ssim, cosine], ignore_index=True)
     a, b = m.index.get_indexer(scored.a), m.index.get_indexer(scored.b)
-    return scored.assign(colour=_colour_of_pairs(decoded.thumbs, a, b, scored.flip.tolist()))
+    return scored.assign(colour=_colour_of_pairs(decoded.thumbs, a, b, scored.view.tolist()))
 
 # %% ../../nbs/04c_dedup.ipynb #086b25a5
 _LOW_STRUCTURE = 0.03 # a picture with edges on fewer than this share of its pixels is blank, faint or smooth
@@ -204,7 +204,7 @@ def confirm_pairs(
     above = (scored.score >= scored.threshold).to_numpy()
     a, b = m.index.get_indexer(scored.a[above]), m.index.get_indexer(scored.b[above])
     checks = [_squashed_check(decoded, i, j, v, config.min_ncc)
-              for i, j, v in zip(a, b, scored.flip[above], strict=True)]
+              for i, j, v in zip(a, b, scored.view[above], strict=True)]
     changed, low, agree = np.full(len(scored), np.nan), np.zeros(len(scored), bool), np.zeros(len(scored), bool)
     if checks: changed[above], low[above], agree[above] = zip(*checks, strict=True)
     linked = above & (np.nan_to_num(changed) <= config.max_changed) & agree
@@ -258,15 +258,15 @@ def geometric_pairs(
     checks = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=GEOMETRIC_COLUMNS)
     rows = pd.DataFrame(dict(a=m.index[checks.a.to_numpy(int)], b=m.index[checks.b.to_numpy(int)], method='geometric',
                              score=checks.ncc.to_numpy(float), threshold=config.min_ncc,
-                             flip=[_view_of(x) for x in checks.angle],
+                             view=[_view_of(x) for x in checks.angle],
                              **{k: checks[k].to_numpy(float) for k in ('changed', 'colour', 'scale', 'coverage')},
                              linked=checks.confirmed.to_numpy(bool), low_structure=False))
     return pd.concat([confirmed, rows.assign(colour_ok=_colour_ok(rows.colour, config))], ignore_index=True)
 
 # %% ../../nbs/04c_dedup.ipynb #f4fa21c8
 PAIR_COLUMNS = ['a', 'b', 'image_path_a', 'image_path_b', 'class_a', 'class_b', 'split_a', 'split_b', 'kind',
-                'method', 'score', 'flip', 'colour', 'match', 'low_structure']
-SCORE_COLUMNS = ['a', 'b', 'method', 'score', 'threshold', 'flip', 'changed', 'colour', 'scale', 'coverage',
+                'method', 'score', 'view', 'colour', 'match', 'low_structure']
+SCORE_COLUMNS = ['a', 'b', 'method', 'score', 'threshold', 'view', 'changed', 'colour', 'scale', 'coverage',
                  'linked', 'colour_ok', 'low_structure']
 
 # %% ../../nbs/04c_dedup.ipynb #39bb1579
@@ -277,9 +277,9 @@ def _kind(m:pd.DataFrame)->pd.Series:
                                'across classes'), index=m.index)
 
 # %% ../../nbs/04c_dedup.ipynb #c037e1e8
-def _match(method:str, flip:str, colour:float, scale:float=np.nan, coverage:float=np.nan, recolour:float=5.0)->str:
+def _match(method:str, view:str, colour:float, scale:float=np.nan, coverage:float=np.nan, recolour:float=5.0)->str:
     "What a reviewer should know about a link, in words: orientation, crop or rescale, recolouring."
-    words = [] if flip == 'none' else [VIEW_WORDS[flip]]
+    words = [] if view == 'none' else [VIEW_WORDS[view]]
     if method == 'exact': return 'identical bytes'
     if method == 'geometric' and (coverage < 0.95 or abs(np.log(scale)) > 0.05): words.append('crop, shift or rescale')
     if colour >= recolour: words.append(f'recolour (ΔE {colour:.0f})')
@@ -293,11 +293,11 @@ def link_pairs(
     """The pairs that link images: byte-identical files and every linked,
     colour-consistent scored pair, with their files, classes and kind."""
     linked = scored[scored.linked.astype(bool) & scored.colour_ok]
-    linked = linked.assign(match=[_match(*r) for r in zip(linked.method, linked.flip, linked.colour.fillna(0),
+    linked = linked.assign(match=[_match(*r) for r in zip(linked.method, linked.view, linked.colour.fillna(0),
                                                           linked.scale, linked.coverage, strict=True)],
                            low_structure=linked.low_structure.fillna(False).astype(bool))
     exact = exact_pairs(manifest).assign(colour=0.0, match='identical bytes', low_structure=False)
-    columns = ['a', 'b', 'score', 'flip', 'method', 'colour', 'match', 'low_structure']
+    columns = ['a', 'b', 'score', 'view', 'method', 'colour', 'match', 'low_structure']
     pairs = pd.concat([exact, linked[columns]], ignore_index=True)
     for side in 'ab':
         rows = manifest.loc[pairs[side]]
@@ -366,7 +366,7 @@ def match_summary(
     picture, crop), their colour difference as a distribution."""
     if not len(pairs): return pd.DataFrame(columns=MATCH_SUMMARY_COLUMNS)
     crop = pairs.match.str.contains('crop, shift or rescale', regex=False)
-    rows = pairs.assign(orientation=pairs.flip.map(VIEW_WORDS), recoloured=pairs.colour >= recolour,
+    rows = pairs.assign(orientation=pairs.view.map(VIEW_WORDS), recoloured=pairs.colour >= recolour,
                         change=np.select([pairs.method == 'exact', crop],
                                          ['identical bytes', 'crop, shift or rescale'], 'same picture'))
     table = rows.groupby(['orientation', 'change']).agg(

@@ -69,18 +69,19 @@ class SSIMIndex:
         y = (x.reshape(b * h, w) @ (self.cols if scale == 1 else self.cols * scale)).reshape(b, h, wv)
         return (y.transpose(1, 2).reshape(b * wv, h) @ self.rows.T).reshape(b, wv, hv).transpose(1, 2)
 
-    def _views(self, index, flip:str)->tuple:
-        "(centred, maps) of images `index` under `flip`."
-        if self.flipped is not None: return tuple(v[index] for v in self.flipped[flip])
-        return apply_view(self.centred[index], flip), apply_view(self.maps[index], flip)
+    def _views(self, index, view:str)->tuple:
+        "(centred, maps) of images `index` under `view`."
+        if self.flipped is not None: return tuple(v[index] for v in self.flipped[view])
+        return apply_view(self.centred[index], view), apply_view(self.maps[index], view)
 
+    @renamed(flip='view')
     def score(self,
               a:torch.Tensor,  # indices of the first images
               b:torch.Tensor,  # indices of the second images (same length)
-              flip:str='none', # which flip of the second images
+              view:str='none', # which view of the second images (`dogcls.views`)
              )->torch.Tensor:  # mean SSIM of each pair
-        "SSIM of pairs (a[k], flip(b[k])), exactly as skimage's structural_similarity with gaussian_weights=True."
-        return self._pairs((self.centred[a], self.maps[a]), self._views(b, flip))
+        "SSIM of pairs (a[k], view(b[k])), exactly as skimage's structural_similarity with gaussian_weights=True."
+        return self._pairs((self.centred[a], self.maps[a]), self._views(b, view))
 
     def _pairs(self, a:tuple, b:tuple)->torch.Tensor:
         """Mean SSIM of pairs: a and b are (centred images (..., H, W), maps (..., 4, h, w)) whose leading dims
@@ -97,27 +98,27 @@ class SSIMIndex:
         return luminance.div_(denominator).mean((-2, -1))
 
     def best(self, a:torch.Tensor, b:torch.Tensor)->tuple[torch.Tensor, torch.Tensor]:
-        "Best SSIM over the flips for each pair (a[k], b[k]), and the index (into `flips`) of the flip that gave it."
+        "Best SSIM over the views for each pair (a[k], b[k]), and the index (into `views`) of the view that gave it."
         first = (self.centred[a], self.maps[a]) # gathered once for all flips
         second = None if self.flipped is not None else (self.centred[b], self.maps[b])
-        return self._best(lambda flip: self._pairs(first, self._views(b, flip) if second is None else
-                                                         (apply_view(second[0], flip), apply_view(second[1], flip))))
+        return self._best(lambda view: self._pairs(first, self._views(b, view) if second is None else
+                                                         (apply_view(second[0], view), apply_view(second[1], view))))
 
     def best_block(self,
                    rows:slice, # a range of images
                    cols:slice, # another range (pairs are every row with every column)
-                  )->tuple[torch.Tensor, torch.Tensor]: # (rows, cols) best SSIM and flip index
-        "Best SSIM over the flips of every (row, column) pair, by broadcasting: nothing is gathered or copied per pair."
+                  )->tuple[torch.Tensor, torch.Tensor]: # (rows, cols) best SSIM and view index
+        "Best SSIM over the views of every (row, column) pair, by broadcasting: nothing is gathered or copied per pair."
         first = (self.centred[rows, None], self.maps[rows, None])
-        views = lambda flip: (self.flipped[flip] if self.flipped is not None
-                              else (apply_view(self.centred, flip), apply_view(self.maps, flip)))
-        return self._best(lambda flip: self._pairs(first, tuple(v[None, cols] for v in views(flip))))
+        viewed = lambda view: (self.flipped[view] if self.flipped is not None
+                               else (apply_view(self.centred, view), apply_view(self.maps, view)))
+        return self._best(lambda view: self._pairs(first, tuple(v[None, cols] for v in viewed(view))))
 
     def _best(self, score_of)->tuple[torch.Tensor, torch.Tensor]:
         best = score_of(self.views[0])
         which = torch.zeros(best.shape, dtype=torch.long)
-        for k, flip in enumerate(self.views[1:], 1):
-            score = score_of(flip)
+        for k, view in enumerate(self.views[1:], 1):
+            score = score_of(view)
             better = score > best
             best, which = torch.where(better, score, best), torch.where(better, k, which)
         return best, which
@@ -144,16 +145,16 @@ def within_class_ssim(
     batch_size:int=256,       # pairs scored at once
     grey:np.ndarray|None=None, # precomputed greyscale thumbnails of the rows (optional)
     block:int=32,             # classes larger than this are scored block against block
-)->pd.DataFrame:              # pairs a, b (manifest index labels), score, flip, method
+)->pd.DataFrame:              # pairs a, b (manifest index labels), score, view, method
     "All within-class pairs whose flip-invariant SSIM is at least `threshold`."
     threshold, views = _check_threshold('ssim_threshold', threshold), parse_views(views, 'views')
     if grey is None: grey = to_grey(thumbnails(manifest.file, size)[0])
     labels = manifest.index.to_numpy()
     groups = list(pd.Series(np.arange(len(manifest))).groupby(manifest.class_name.to_numpy()).indices.values())
     found = [np.zeros((0, 4))]
-    def keep(a, b, score, flip):
+    def keep(a, b, score, view):
         kept = (score >= threshold).numpy()
-        found.append(np.stack([a[kept], b[kept], score.numpy()[kept], flip.numpy()[kept]], 1))
+        found.append(np.stack([a[kept], b[kept], score.numpy()[kept], view.numpy()[kept]], 1))
     # pairs inside blocks (every pair of a small class), all classes in one stream of gathered batches
     index = SSIMIndex(grey, sigma, views=views)
     firsts, seconds = _triangles(groups, block)
@@ -166,12 +167,12 @@ def within_class_ssim(
         big = SSIMIndex(grey[members], sigma, views=views, keep_views=True)
         for s in range(0, len(members) - block, block):
             for p in range(s + block, len(members), step):
-                score, flip = big.best_block(slice(s, s + block), slice(p, p + step))
+                score, view = big.best_block(slice(s, s + block), slice(p, p + step))
                 r, c = np.meshgrid(members[s:s + block], members[p:p + step], indexing='ij')
-                keep(r.ravel(), c.ravel(), score.ravel(), flip.ravel())
+                keep(r.ravel(), c.ravel(), score.ravel(), view.ravel())
     found = np.concatenate(found)
     return pd.DataFrame(dict(a=labels[found[:, 0].astype(int)], b=labels[found[:, 1].astype(int)], score=found[:, 2],
-                             flip=[views[int(k)] for k in found[:, 3]], method='ssim'))
+                             view=[views[int(k)] for k in found[:, 3]], method='ssim'))
 
 # %% ../../nbs/04_dedup_ssim.ipynb #07d9ea38
 def _check_threshold(name:str, value)->float:
