@@ -95,12 +95,17 @@ ONE_THREAD := OMP_NUM_THREADS=1 MKL_NUM_THREADS=1
 nbtest: install
 	$(ONE_THREAD) $(BIN)/nbdev_test --timing
 
-# a worker per core (pytest-xdist); a test file stays on one worker, so its module fixtures are made once; the slowest
-# twelve tests are listed at the end (what make test spends its time on)
+# a worker per core (pytest-xdist); a test file stays on one worker, so its module fixtures are made once; the files
+# start longest first (tests/conftest.py's SLOWEST_FIRST, kept in that order); the slowest twelve tests are listed at the
+# end (what make test spends its time on)
 pytest: install browser
-	$(ONE_THREAD) DOGCLS_REQUIRE_BROWSER=1 $(BIN)/pytest -q tests -n auto --dist loadfile --durations=12
+	$(ONE_THREAD) DOGCLS_REQUIRE_BROWSER=1 $(BIN)/pytest -q tests -n auto --dist loadfile --no-loadscope-reorder --durations=12
 
-test: lint check-clean check-export check-readme nbtest pytest bench-smoke
+# every check, one after the other; the seconds of each step are printed at the end
+TEST_STEPS := install lint check-clean check-export check-readme nbtest pytest bench-smoke
+test:
+	@times=''; for step in $(TEST_STEPS); do start=$$(date +%s); $(MAKE) --no-print-directory $$step || exit 1; \
+	  times="$$times $$step $$(( $$(date +%s) - start )) s,"; done; echo "make test passed; seconds per step:$${times%,}"
 
 # ruff's rules (ruff.toml: pyflakes, bugbear, import order, line length) on the notebooks, the library, the tests, the
 # benchmarks and the tools: no finding; and the library's layers (.importlinter): no module imports one above its own

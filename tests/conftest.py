@@ -10,6 +10,17 @@ from PIL import Image
 ROOT = Path(__file__).resolve().parents[1]
 CLIPART = ROOT/'data'/'clipart'
 
+# The test files that take longest, longest first (`pytest --durations=0`, summed per file). `make pytest` runs each file
+# on one worker (pytest-xdist --dist loadfile) in collection order (--no-loadscope-reorder): longest first, no worker
+# starts a long file while the other is about to finish. A file not named runs after these.
+SLOWEST_FIRST = ['test_docs.py', 'test_resume.py', 'test_competition.py', 'test_clean.py', 'test_train.py', 'test_lab.py',
+                 'test_dedup.py', 'test_distributed.py', 'test_ensemble.py', 'test_augment.py', 'test_track.py']
+
+
+def pytest_collection_modifyitems(items):
+    rank = {name: i for i, name in enumerate(SLOWEST_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank))) # stable: a file's tests keep their order
+
 
 def run_notebook(notebook: str, out: Path, cwd: Path | None = None, prepare_only: bool = False, **parameters):
     """An experiment notebook of nbs/ through papermill, as a user runs it, with `parameters`: executed in `cwd` (default:
