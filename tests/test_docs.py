@@ -28,7 +28,7 @@ def site(tmp_path_factory):
     work = tmp_path_factory.mktemp('docs')
     # one library notebook executed and one example run made (make docs executes them all; nbdev_test has already run
     # every cell of each library notebook, and the tests run every experiment notebook)
-    figures = docs.build_site(work/'site', work/'work', execute={'04c_dedup'}, cache=work/'cache', examples={'eda'})
+    figures = docs.build_site(work/'site', work/'work', execute={'01d_report'}, cache=work/'cache', examples={'eda'})
     return work/'site', figures
 
 
@@ -53,10 +53,10 @@ def test_every_notebook_is_a_page_in_nbdev_order(site):
 def test_an_executed_page_shows_its_tables_and_figures(site):
     from PIL import Image
     site, _ = site
-    page = _html(site, 'dedup')
-    assert len(re.findall(r'<table[^>]*class="dataframe', page)) >= 2 # the pairs and match tables (decisions: their own page)
-    figures = re.findall(r'<img [^>]*src="(_images/[^"]+\.png)"', page) # the score histograms (`plot_scores`)
-    assert len(figures) >= 1
+    page = _html(site, 'report') # 01d_report: the cheapest library notebook with both (a few seconds)
+    assert len(re.findall(r'<table[^>]*class="dataframe', page)) >= 1 # the per-class table
+    figures = re.findall(r'<img [^>]*src="(_images/[^"]+\.png)"', page) # the learning curves, confusion matrices...
+    assert len(figures) >= 5
     for f in figures:
         with Image.open(site/f) as im: im.load(); assert min(im.size) > 50 # each figure decodes
     assert 'class="cell_output' not in _html(site, 'run') # a page not executed shows no output
@@ -266,8 +266,8 @@ def test_site_in_chromium(served, browser):
     browser.get(f'{served}/index.html')
     assert page_is_healthy(browser, 'docs-home') >= 1 # the report figure
     assert 'dogcls' in browser.title
-    browser.get(f'{served}/dedup.html#plot-scores')
-    assert page_is_healthy(browser, 'docs-dedup-figure') >= 1 # the score histograms, computed when the site was built
+    browser.get(f'{served}/report.html#plot-learning-curves')
+    assert page_is_healthy(browser, 'docs-report-figures') >= 5 # the report notebook's figures, computed when the site was built
     browser.get(f'{served}/experiments/eda.html#an-example-run')
     assert page_is_healthy(browser, 'docs-experiment-report') >= 2 # the example report's figures and thumbnails decode
     assert browser.execute_script('return document.querySelectorAll(".dogcls-report img").length') >= 2
