@@ -215,7 +215,7 @@ def read_decisions(
     "A decisions table or CSV of any release: text columns as text, old column names read as the new ones (warned)."
     if not isinstance(decisions, (str, Path)): return renamed_columns(decisions, OLD_DECISION_COLUMNS, 'decisions')
     table = pd.read_csv(decisions, dtype=dict.fromkeys(_TEXT_COLUMNS + list(OLD_DECISION_COLUMNS), str),
-                        keep_default_na=False, na_values={'score': [''], 'cluster': ['']})
+                        keep_default_na=False, na_values={'score': ['']})
     return renamed_columns(table, OLD_DECISION_COLUMNS, str(decisions))
 
 # %% ../nbs/04d_decisions.ipynb #0398fc59

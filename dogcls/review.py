@@ -22,13 +22,13 @@ __all__ = ['report_clusters', 'DuplicateReviewer']
 # %% ../nbs/05c_review.ipynb #69f4a947
 def report_clusters(
     report,                      # a dogcls.report.Report
-    decisions:pd.DataFrame,      # decisions in force
+    decisions:pd.DataFrame|str|Path, # decisions in force (or their CSV; `read_decisions`)
     manifest:pd.DataFrame,       # for the files
     max_clusters:int=60,         # clusters shown (protected classes first, then label conflicts, then the largest)
     thumb:int=96,                # thumbnail side
 ):
     "Add the clusters, side by side with their decisions, to a report."
-    files = manifest.set_index('image_path').file
+    files, decisions = manifest.set_index('image_path').file, read_decisions(decisions)
     order = _cluster_order(decisions)
     for cluster in order[:max_clusters]:
         members = decisions[decisions.cluster == cluster]

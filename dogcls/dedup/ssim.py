@@ -99,7 +99,7 @@ class SSIMIndex:
 
     def best(self, a:torch.Tensor, b:torch.Tensor)->tuple[torch.Tensor, torch.Tensor]:
         "Best SSIM over the views for each pair (a[k], b[k]), and the index (into `views`) of the view that gave it."
-        first = (self.centred[a], self.maps[a]) # gathered once for all flips
+        first = (self.centred[a], self.maps[a]) # gathered once for all views
         second = None if self.flipped is not None else (self.centred[b], self.maps[b])
         return self._best(lambda view: self._pairs(first, self._views(b, view) if second is None else
                                                          (apply_view(second[0], view), apply_view(second[1], view))))
