@@ -47,13 +47,14 @@ def changed_parameters(
 # %% ../nbs/06_run_index.ipynb #bc27eb6d
 def _defaults_of(notebook:Path)->dict|str:
     "The old way of `changed_parameters`: a notebook's defaults, from its file (a bare name: in the checkout's nbs/)."
-    import papermill as pm
+    import nbformat
 
     import dogcls
     nbs = project_root(Path(dogcls.__file__).parent)/'nbs'
     path = notebook if notebook.suffix == '.ipynb' else nbs/f'{notebook}.ipynb'
     if not path.is_file(): return f'{path} not found'
-    return {name: _literal(p['default']) for name, p in pm.inspect_notebook(str(path)).items()}
+    cells = [c for c in nbformat.read(path, as_version=4).cells if 'parameters' in c.metadata.get('tags', [])]
+    return parameter_defaults(cells[0].source) if cells else {}
 
 # %% ../nbs/06_run_index.ipynb #54576a11
 def _literal(source:str):
